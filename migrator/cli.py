@@ -1,0 +1,274 @@
+"""Command line: argument parsing, progress, exit codes. Thin: the work is elsewhere.
+
+Exit codes: 0 ok, 1 anything else, 2 bad input (one line naming file and field),
+3 a budget ran out before any winner, 130 interrupted (re-run to resume).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import sys
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from migrator import __version__
+from migrator.errors import BudgetExhausted, InputError, MigratorError
+
+__all__ = ["main"]
+
+EXIT_OK, EXIT_ERROR, EXIT_INPUT, EXIT_BUDGET, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+
+def _quiet_libraries() -> None:
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    os.environ.setdefault("LITELLM_LOG", "ERROR")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    for name in ("alembic", "mlflow", "LiteLLM", "litellm", "httpx", "optuna", "urllib3"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore")
+
+
+@contextlib.contextmanager
+def _model_servers(models: Sequence[str], log_dir: Path) -> Iterator[dict[str, str]]:
+    """Start what the models need: local llama.cpp servers, the fake provider."""
+    if any(m.startswith("fake/") for m in models):
+        from migrator.testing import register_fake_provider
+
+        register_fake_provider()
+    local = sorted({m.removeprefix("local/") for m in models if m.startswith("local/")})
+    if not local:
+        yield {}
+        return
+    from migrator.local import LocalServer
+
+    with LocalServer(local, log_dir=log_dir) as server:
+        yield {f"local/{name}": server.api_base(name) for name in local}
+
+
+def _client(cache_path: Path | None, *, calls: int | None, usd: float | None, space: Any, seed: int) -> Any:
+    from migrator.cache import ResponseCache
+    from migrator.llm import LiteLLMClient, Limits
+
+    return LiteLLMClient(
+        cache=ResponseCache(cache_path) if cache_path else None,
+        limits=Limits(calls=calls, usd=usd),
+        concurrency=space.concurrency,
+        timeout_s=space.timeout_s,
+        max_retries=space.max_retries,
+        seed=seed,
+    )
+
+
+class _Progress:
+    """Live progress bar on stderr: trials, best dev score, calls, cost."""
+
+    def __init__(self, total: int, client: Any, enabled: bool) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.client = client
+        self.best: float | None = None
+        self.progress = Progress(
+            TextColumn("[bold]trials"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[status]}"),
+            TimeElapsedColumn(),
+            console=Console(stderr=True),
+            disable=not enabled,
+            transient=False,
+        )
+        self.task = self.progress.add_task("trials", total=total, status="")
+
+    def _status(self, extra: str = "") -> str:
+        s = self.client.stats
+        best = f"best {self.best:.3f}" if self.best is not None else "best -"
+        return f"{best} · calls {s.made} (+{s.cached} cached, {s.retried} retried) · ${s.cost_usd:.4f} {extra}"
+
+    def on_event(self, kind: str, data: Mapping[str, Any]) -> None:
+        if kind == "chunk":
+            self.progress.update(self.task, status=self._status(f"· trial {data['number']}: {data['evaluated']}/{data['of']}"))
+        elif kind == "final":
+            self.progress.update(self.task, status=self._status(f"· {data['what']}"))
+
+    def on_trial(self, outcome: Any) -> None:
+        if outcome.state == "complete" and (self.best is None or outcome.summary.score > self.best):
+            self.best = outcome.summary.score
+        self.progress.update(self.task, advance=1, status=self._status())
+
+
+def _print_table(summary: Mapping[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"migration {summary['name']}: test split ({summary['splits']['test']} examples)")
+    for col in ("", "model", "prompt", "test score", "95% CI", "$ / example", "latency p50"):
+        table.add_column(col)
+    for role in ("legacy", "baseline", "winner"):
+        row = summary.get(role)
+        if not row:
+            continue
+        table.add_row(
+            role,
+            row["model"],
+            f"{row['prompt_id']}, {row['demos']} demos",
+            f"{row['test_score']:.3f}",
+            f"[{row['test_ci'][0]:.3f}, {row['test_ci'][1]:.3f}]",
+            f"{row['cost_usd_per_example']:.6f}",
+            f"{row['latency_p50_s']:.2f}s",
+        )
+    console = Console()
+    console.print(table)
+    paired = summary.get("winner_vs_baseline")
+    if paired:
+        console.print(
+            f"winner - baseline: {paired['mean_diff']:+.3f} (95% CI [{paired['ci'][0]:+.3f}, {paired['ci'][1]:+.3f}], "
+            f"p={paired['p_value']:.3g}; {paired['improved']} examples improved, {paired['regressed']} regressed)"
+        )
+    calls = summary["llm_calls"]
+    console.print(
+        f"trials {summary['trials']['total']} ({summary['trials']['complete']} complete, {summary['trials']['pruned']} pruned, "
+        f"{summary['trials']['failed']} failed) · calls {calls['made']} made, {calls['cached']} cached, {calls['retried']} retried, "
+        f"{calls['failed']} failed · ${summary['cost_usd']:.4f} · {summary['wall_s']:.0f}s"
+    )
+    if summary.get("legacy_note"):
+        console.print(f"note: {summary['legacy_note']}")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from migrator.pipeline import default_out_paths, prepare, run_migration
+    from migrator.spec import load_spec
+
+    spec = load_spec(args.spec)
+    prepared = prepare(spec)
+    out_dir: Path = args.out
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = default_out_paths(out_dir)
+    storage = spec.study if spec.study and "://" in spec.study else paths["storage"]
+    cache_path = None if args.no_cache else (args.cache or Path(paths["cache"]))
+    client = _client(cache_path, calls=spec.budget.calls, usd=spec.budget.usd, space=spec.search_space, seed=spec.seed)
+    from migrator.tracking import MlflowTracker, NullTracker
+
+    tracker: Any
+    if args.no_tracking:
+        tracker = NullTracker()
+    else:
+        tracker = MlflowTracker(spec.tracking.uri or paths["tracking"], spec.tracking.experiment, out_dir / "mlartifacts")
+    models = [t.model for t in spec.targets] + [spec.app.model]
+    progress = _Progress(spec.budget.trials, client, enabled=not args.quiet)
+    with _model_servers(models, out_dir / "logs") as api_bases:
+        study_name = spec.study if spec.study and "://" not in spec.study else f"{spec.name}-{spec.spec_hash()}"
+        tracker.start(prepared, study_name, {})
+        with progress.progress:
+            result = run_migration(
+                prepared,
+                client,
+                storage=storage,
+                study_name=study_name,
+                api_bases=api_bases,
+                callbacks=[tracker.log_trial, progress.on_trial],
+                on_progress=progress.on_event,
+            )
+    from migrator.export import summary_dict, winner_dict, write_outputs
+    from migrator.report import write_report
+
+    mlflow_info = {
+        "tracking_uri": getattr(tracker, "tracking_uri", None),
+        "experiment_id": getattr(tracker, "experiment_id", None),
+        "parent_run_id": getattr(tracker, "parent_run_id", None),
+    }
+    files = {"summary": out_dir / "summary.json", "report": out_dir / "report.html"}
+    winner = winner_dict(result, out_dir)
+    if winner is not None:
+        files["winner"] = out_dir / "winner.yaml"
+    summary = summary_dict(result, mlflow_info, files)
+    write_outputs(out_dir, summary, winner)
+    write_report(out_dir / "report.html", result, summary)
+    tracker.finish(result, files)
+    if not args.quiet:
+        _print_table(summary)
+        print(f"wrote {out_dir / 'summary.json'}, {out_dir / 'report.html'}" + (f", {out_dir / 'winner.yaml'}" if winner else ""))
+    if result.winner is None:
+        if result.search.stopped_by:
+            print(f"migrator: the {result.search.stopped_by} budget ran out before any trial completed", file=sys.stderr)
+            return EXIT_BUDGET
+        print("migrator: no trial completed; see summary.json for what failed", file=sys.stderr)
+        return EXIT_ERROR
+    return EXIT_OK
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from migrator.pipeline import evaluate_lockfile, load_lockfile
+
+    lock = load_lockfile(args.winner, args.dataset)
+    cache = None if args.no_cache else (args.cache or args.winner.parent / "cache.db")
+    from migrator.spec import SearchSpace
+
+    client = _client(cache, calls=None, usd=None, space=SearchSpace(), seed=0)
+    with _model_servers([lock.target.model], args.winner.parent / "logs") as api_bases:
+        ev = evaluate_lockfile(lock, client, args.split, api_bases)
+    print(
+        f"{lock.target.model} · {lock.config.prompt_id}: {args.split} score {ev.test.score:.3f} "
+        f"(95% CI [{ev.test_ci[0]:.3f}, {ev.test_ci[1]:.3f}], n={ev.test.n}, failed={ev.test.failed}) · "
+        f"calls {client.stats.made} made, {client.stats.cached} cached"
+    )
+    if args.min_score is not None and ev.test.score < args.min_score:
+        print(f"migrator: score {ev.test.score:.3f} is below --min-score {args.min_score}", file=sys.stderr)
+        return EXIT_ERROR
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="migrator", description="Migrate an LLM app's prompt to new models by Bayesian search.")
+    parser.add_argument("--version", action="version", version=f"migrator {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="search for the best config for the target models")
+    run.add_argument("spec", type=Path, help="migration.yaml")
+    run.add_argument("--out", type=Path, required=True, help="output directory (re-running resumes)")
+    run.add_argument("--cache", type=Path, help="response cache file (default: OUT/cache.db)")
+    run.add_argument("--no-cache", action="store_true", help="do not reuse or store replies")
+    run.add_argument("--no-tracking", action="store_true", help="do not record in MLflow")
+    run.add_argument("--quiet", action="store_true", help="no progress bar or table")
+    run.set_defaults(func=cmd_run)
+
+    ev = sub.add_parser("eval", help="re-score a winner lockfile (for CI gates)")
+    ev.add_argument("winner", type=Path, help="winner.yaml")
+    ev.add_argument("--split", default="test", choices=("train", "dev", "test"))
+    ev.add_argument("--dataset", type=Path, help="score on this dataset instead of the one recorded")
+    ev.add_argument("--min-score", type=float, help="exit 1 when the score is below this")
+    ev.add_argument("--cache", type=Path)
+    ev.add_argument("--no-cache", action="store_true")
+    ev.set_defaults(func=cmd_eval)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    _quiet_libraries()
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+        return code
+    except InputError as exc:
+        print(f"migrator: error: {exc}", file=sys.stderr)
+        return EXIT_INPUT
+    except BudgetExhausted as exc:
+        print(f"migrator: {exc}", file=sys.stderr)
+        return EXIT_BUDGET
+    except KeyboardInterrupt:
+        print("migrator: interrupted; re-run the same command to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except MigratorError as exc:
+        print(f"migrator: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

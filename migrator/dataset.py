@@ -1,0 +1,190 @@
+"""Golden datasets: loading (JSONL, CSV, Parquet), validation and the seeded split."""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from migrator.errors import DatasetError
+from migrator.spec import DatasetSpec, SplitSpec
+
+__all__ = ["Example", "Splits", "load_examples", "split_examples"]
+
+MAX_ROWS = 100_000
+_SHOWN_BAD_ROWS = 3
+
+
+@dataclass(frozen=True)
+class Example:
+    """One golden row: the template inputs and the expected output."""
+
+    id: str
+    inputs: Mapping[str, Any]
+    expected: Any
+
+
+@dataclass(frozen=True)
+class Splits:
+    train: tuple[Example, ...]
+    dev: tuple[Example, ...]
+    test: tuple[Example, ...]
+
+    def get(self, name: str) -> tuple[Example, ...]:
+        if name not in ("train", "dev", "test"):
+            raise ValueError(f"The 'split' parameter must be one of train, dev, test. Got {name!r} instead.")
+        result: tuple[Example, ...] = getattr(self, name)
+        return result
+
+
+def _jsonl_rows(path: Path) -> Iterator[tuple[int, Any]]:
+    with path.open("rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise DatasetError(f"not valid UTF-8 (byte {exc.start} of the line)", file=str(path), where=f"line {lineno}") from None
+            if not line.strip():
+                continue
+            try:
+                yield lineno, json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DatasetError(f"invalid JSON: {exc.msg} at column {exc.colno}", file=str(path), where=f"line {lineno}") from None
+
+
+def _csv_rows(path: Path) -> Iterator[tuple[int, Any]]:
+    try:
+        with path.open(newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            for row in reader:
+                if None in row:
+                    raise DatasetError("more cells than header columns", file=str(path), where=f"line {reader.line_num}")
+                yield reader.line_num, dict(row)
+    except UnicodeDecodeError as exc:
+        raise DatasetError(f"not valid UTF-8 (byte offset {exc.start} in a block)", file=str(path)) from None
+
+
+def _parquet_rows(path: Path) -> Iterator[tuple[int, Any]]:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:  # pragma: no cover - pyarrow comes with mlflow
+        raise DatasetError("reading Parquet needs pyarrow: pip install pyarrow", file=str(path)) from None
+    try:
+        table = pq.ParquetFile(path)
+        row_number = 0
+        for batch in table.iter_batches(batch_size=4096):
+            for row in batch.to_pylist():
+                row_number += 1
+                yield row_number, row
+    except DatasetError:
+        raise
+    except Exception as exc:  # pyarrow raises many unrelated types for corrupt files
+        raise DatasetError(f"cannot read Parquet: {exc}", file=str(path)) from None
+
+
+def _rows(path: Path) -> Iterator[tuple[int, Any]]:
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".ndjson"):
+        return _jsonl_rows(path)
+    if suffix == ".csv":
+        return _csv_rows(path)
+    if suffix == ".parquet":
+        return _parquet_rows(path)
+    raise DatasetError(f"unsupported file type {suffix!r}, expected .jsonl, .csv or .parquet", file=str(path))
+
+
+def load_examples(path: Path, spec: DatasetSpec, *, spec_file: str = "") -> tuple[Example, ...]:
+    """Read and check every row; errors name the file and the first bad lines.
+
+    Rows are streamed, so a huge or broken file fails at its first bad line without
+    being loaded whole.
+    """
+    if not path.is_file():
+        raise DatasetError("file not found", file=str(path))
+    examples: list[Example] = []
+    problems: list[str] = []
+    seen_ids: dict[str, int] = {}
+    input_fields = spec.input_fields
+    unit = "row" if path.suffix.lower() == ".parquet" else "line"
+    for lineno, row in _rows(path):
+        if len(examples) >= MAX_ROWS:
+            raise DatasetError(f"more than {MAX_ROWS} rows; a golden set this large should be sampled first", file=str(path))
+        if not isinstance(row, dict):
+            problems.append(f"{unit} {lineno}: expected a JSON object, got {type(row).__name__}")
+        elif spec.expected_field not in row or row[spec.expected_field] is None or row[spec.expected_field] == "":
+            problems.append(f"{unit} {lineno}: field '{spec.expected_field}' (dataset.expected_field) is missing or empty")
+        else:
+            fields = input_fields or tuple(k for k in row if k not in (spec.expected_field, spec.id_field))
+            missing = [f for f in fields if f not in row]
+            if missing:
+                problems.append(f"{unit} {lineno}: input field '{missing[0]}' (dataset.input_fields) is missing")
+            else:
+                row_id = str(row[spec.id_field]) if spec.id_field and spec.id_field in row else str(lineno)
+                if spec.id_field and spec.id_field not in row:
+                    problems.append(f"{unit} {lineno}: id field '{spec.id_field}' (dataset.id_field) is missing")
+                elif row_id in seen_ids:
+                    problems.append(f"{unit} {lineno}: duplicate id {row_id!r} (first on {unit} {seen_ids[row_id]})")
+                else:
+                    seen_ids[row_id] = lineno
+                    examples.append(Example(row_id, {f: row[f] for f in fields}, row[spec.expected_field]))
+        if len(problems) >= _SHOWN_BAD_ROWS:
+            break
+    if problems:
+        raise DatasetError("; ".join(problems), file=str(path))
+    if not examples:
+        raise DatasetError("no rows; a golden dataset needs examples", file=str(path))
+    return tuple(examples)
+
+
+def _label_key(value: Any) -> str:
+    return json.dumps(value, sort_keys=True)
+
+
+def _is_categorical(examples: Sequence[Example]) -> bool:
+    labels = {_label_key(e.expected) for e in examples if isinstance(e.expected, (str, bool, int))}
+    if len(labels) < 2:
+        return False
+    return all(isinstance(e.expected, (str, bool, int)) for e in examples) and len(labels) <= max(2, len(examples) // 5)
+
+
+def split_examples(examples: Sequence[Example], split: SplitSpec, seed: int) -> Splits:
+    """Seeded split; stratified by the expected value when it is categorical.
+
+    Each stratum is shuffled and cut by cumulative rounding, so every split gets its
+    share of every label and the result depends only on the rows and the seed.
+    """
+    rng = random.Random(seed)
+    groups: dict[str, list[Example]] = {}
+    if _is_categorical(examples):
+        for ex in examples:
+            groups.setdefault(_label_key(ex.expected), []).append(ex)
+    else:
+        groups[""] = list(examples)
+    parts: dict[str, list[Example]] = {"train": [], "dev": [], "test": []}
+    carry = {"train": 0.0, "dev": 0.0}
+    for key in sorted(groups):
+        group = sorted(groups[key], key=lambda e: e.id)
+        rng.shuffle(group)
+        n = len(group)
+        want_train = split.train * n + carry["train"]
+        want_dev = split.dev * n + carry["dev"]
+        n_train = int(round(want_train))
+        n_dev = int(round(want_dev))
+        n_train = min(n_train, n)
+        n_dev = min(n_dev, n - n_train)
+        carry["train"] = want_train - n_train
+        carry["dev"] = want_dev - n_dev
+        parts["train"] += group[:n_train]
+        parts["dev"] += group[n_train : n_train + n_dev]
+        parts["test"] += group[n_train + n_dev :]
+    for name in parts:
+        rng.shuffle(parts[name])
+    if not parts["dev"] or not parts["test"]:
+        raise DatasetError(
+            f"{len(examples)} rows are too few for the split (dev {len(parts['dev'])}, test {len(parts['test'])})"
+        )
+    return Splits(tuple(parts["train"]), tuple(parts["dev"]), tuple(parts["test"]))

@@ -1,0 +1,115 @@
+"""Errors raised by migrator.
+
+Hierarchy::
+
+    MigratorError
+    ├── InputError (ValueError)         bad input: exit code 2
+    │   ├── SpecError                   migration.yaml / search space
+    │   ├── DatasetError                golden dataset files
+    │   └── TemplateError               prompt templates
+    ├── LLMError                        a model call failed
+    │   ├── LLMRateLimitError           429; carries retry_after
+    │   ├── LLMTimeoutError             no answer in time
+    │   ├── LLMProviderError            5xx, broken connection, malformed reply
+    │   └── LLMBadRequestError          the provider refused the request (not retried)
+    ├── LocalModelError                 local weights or llama.cpp server
+    └── BudgetExhausted                 a budget (trials, USD, calls, minutes) is spent
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BudgetExhausted",
+    "DatasetError",
+    "InputError",
+    "LLMBadRequestError",
+    "LLMError",
+    "LLMProviderError",
+    "LLMRateLimitError",
+    "LLMTimeoutError",
+    "LocalModelError",
+    "MigratorError",
+    "SpecError",
+    "TemplateError",
+]
+
+
+class MigratorError(Exception):
+    """Base of every error migrator raises on purpose."""
+
+
+class InputError(MigratorError, ValueError):
+    """Input the user can fix; the message names the file and the field or line."""
+
+    def __init__(self, message: str, *, file: str | None = None, where: str | None = None) -> None:
+        self.file = file
+        self.where = where
+        prefix = ""
+        if file:
+            prefix = f"{file}"
+            if where:
+                prefix += f": {where}"
+            prefix += ": "
+        elif where:
+            prefix = f"{where}: "
+        super().__init__(prefix + message)
+
+
+class SpecError(InputError):
+    """migration.yaml or a search space file is invalid."""
+
+
+class DatasetError(InputError):
+    """The golden dataset cannot be used."""
+
+
+class TemplateError(InputError):
+    """A prompt template is invalid or cannot be rendered."""
+
+
+class LLMError(MigratorError):
+    """A model call failed after what could be retried was retried."""
+
+    retryable = False
+
+    def __init__(self, message: str, *, model: str = "") -> None:
+        self.model = model
+        super().__init__(f"{model}: {message}" if model else message)
+
+
+class LLMRateLimitError(LLMError):
+    """The provider answered 429; ``retry_after`` is in seconds when it said."""
+
+    retryable = True
+
+    def __init__(self, message: str, *, model: str = "", retry_after: float | None = None) -> None:
+        self.retry_after = retry_after
+        super().__init__(message, model=model)
+
+
+class LLMTimeoutError(LLMError):
+    """No complete answer within the timeout."""
+
+    retryable = True
+
+
+class LLMProviderError(LLMError):
+    """Server error, dropped connection or a reply that is not a completion."""
+
+    retryable = True
+
+
+class LLMBadRequestError(LLMError):
+    """The provider rejected the request itself (bad params, unknown model, no key)."""
+
+
+class LocalModelError(MigratorError):
+    """Local model weights cannot be assembled or the local server will not start."""
+
+
+class BudgetExhausted(MigratorError):
+    """A budget is spent; ``which`` names it (trials, usd, calls, minutes)."""
+
+    def __init__(self, which: str, message: str = "") -> None:
+        self.which = which
+        super().__init__(message or f"the {which} budget is spent")

@@ -1,0 +1,191 @@
+"""The migration's outputs: summary.json and the winner lockfile (winner.yaml).
+
+``summary_dict`` and ``winner_dict`` are pure; ``write_atomic`` is the one writer, so a
+crash never leaves a half-written file behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from migrator import __version__
+from migrator.redaction import redact
+
+if TYPE_CHECKING:
+    from migrator.pipeline import Evaluated, MigrationResult
+
+__all__ = ["summary_dict", "winner_dict", "write_atomic", "write_outputs"]
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write via a temp file in the same directory and rename over the target."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(redact(text))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _evaluated(ev: Evaluated | None) -> dict[str, Any] | None:
+    if ev is None:
+        return None
+    c = ev.config
+    return {
+        "model": c.model,
+        "prompt_id": c.prompt_id,
+        "params": dict(c.params),
+        "demos": c.demos,
+        "demo_strategy": c.demo_strategy,
+        "mode": c.mode,
+        "label": c.label(),
+        "trial": ev.trial,
+        "dev_score": ev.dev.score if ev.dev else None,
+        "test_score": ev.test.score,
+        "test_ci": list(ev.test_ci),
+        "test_n": ev.test.n,
+        "test_failed": ev.test.failed,
+        "cost_usd_per_example": ev.test.cost_usd_per_example,
+        "latency_p50_s": ev.test.latency_p50_s,
+    }
+
+
+def _candidates(result: MigrationResult) -> list[dict[str, Any]]:
+    rows = []
+    for cand in result.prepared.prompts.values():
+        scores = [o.summary.score for o in result.search.trials if o.state == "complete" and o.config.prompt_id == cand.id]
+        rows.append(
+            {
+                "prompt_id": cand.id,
+                "origin": dict(cand.origin),
+                "text": cand.template.text(),
+                "trials": len(scores),
+                "best_dev_score": max(scores) if scores else None,
+                "mean_dev_score": sum(scores) / len(scores) if scores else None,
+            }
+        )
+    return rows
+
+
+def summary_dict(result: MigrationResult, mlflow: Mapping[str, Any], files: Mapping[str, Path]) -> dict[str, Any]:
+    """Everything a reviewer or a tool reads about the run (fields in DESIGN.md)."""
+    stats = result.stats
+    paired = result.paired
+    return {
+        "migrator_version": __version__,
+        "name": result.spec.name,
+        "spec_file": str(result.spec.source_file),
+        "spec_hash": result.spec.spec_hash(),
+        "legacy_model": result.spec.app.model,
+        "targets": [t.model for t in result.spec.targets],
+        "objective": list(result.spec.objective),
+        "metric": result.spec.metric.model_dump(mode="json", exclude_none=True),
+        "baseline": _evaluated(result.baseline),
+        "winner": _evaluated(result.winner),
+        "legacy": _evaluated(result.legacy),
+        "legacy_note": result.legacy_note or None,
+        "baselines_by_target": {m: _evaluated(ev) for m, ev in result.baselines_by_target.items()},
+        "finalists": [_evaluated(ev) for ev in result.finalists],
+        "winner_vs_baseline": None
+        if paired is None
+        else {
+            "mean_diff": paired.mean_diff,
+            "ci": list(paired.ci),
+            "p_value": paired.p_value,
+            "n": paired.n,
+            "improved": paired.better,
+            "regressed": paired.worse,
+        },
+        "pareto": [
+            {
+                "trial": o.number,
+                "label": o.config.label(),
+                "dev_score": o.summary.score,
+                "cost_usd_per_example": o.summary.cost_usd_per_example,
+                "latency_p50_s": o.summary.latency_p50_s,
+            }
+            for o in result.pareto
+        ],
+        "candidates": _candidates(result),
+        "trials": dict(result.search.counts),
+        "stopped_by": result.search.stopped_by,
+        "llm_calls": {k: stats[k] for k in ("made", "cached", "failed", "retried")},
+        "tokens": {"prompt": stats["prompt_tokens"], "completion": stats["completion_tokens"]},
+        "cost_usd": stats["cost_usd"],
+        "budget": result.spec.budget.model_dump(mode="json"),
+        "wall_s": round(result.wall_s, 3),
+        "splits": {k: len(result.prepared.splits.get(k)) for k in ("train", "dev", "test")},
+        "study": {"storage": result.search.storage, "name": result.search.study_name},
+        "mlflow": dict(mlflow),
+        "files": {k: str(v) for k, v in files.items()},
+    }
+
+
+def winner_dict(result: MigrationResult, out_dir: Path) -> dict[str, Any] | None:
+    """The self-contained lockfile of the winner: everything an app needs to call it."""
+    winner = result.winner
+    if winner is None:
+        return None
+    spec = result.spec
+    config = winner.config
+    prepared = result.prepared
+    candidate = prepared.prompts[config.prompt_id]
+    endpoint = result.endpoints[config.model]
+    target = next(t for t in spec.targets if t.model == config.model)
+    pool = prepared.splits.train
+    demos: list[dict[str, Any]] = []
+    demo_pool: list[dict[str, Any]] = []
+    if config.demos and config.demo_strategy == "knn":
+        demo_pool = [{"inputs": dict(ex.inputs), "expected": ex.expected} for ex in pool]
+    elif config.demos:
+        from migrator.candidates import DemoPool
+
+        chosen = DemoPool(pool, seed=spec.seed).demos(config.demo_strategy, config.demos, prepared.splits.dev[0])
+        demos = [{"inputs": dict(d.inputs), "answer": d.answer} for d in chosen]
+    dataset_path = spec.resolve(spec.dataset.path).resolve()
+    try:
+        dataset_ref = os.path.relpath(dataset_path, out_dir.resolve())
+    except ValueError:
+        dataset_ref = str(dataset_path)
+    return {
+        "migrator_version": __version__,
+        "name": spec.name,
+        "spec_hash": spec.spec_hash(),
+        "model": config.model,
+        "endpoint": {"mode": endpoint.mode, "api_base": target.api_base, "api_key_env": target.api_key_env},
+        "prompt_id": config.prompt_id,
+        "origin": dict(candidate.origin),
+        "messages": [{"role": r, "content": c} for r, c in candidate.template.messages],
+        "params": dict(config.params),
+        "demos": {"k": config.demos, "strategy": config.demo_strategy, "fixed": demos, "pool": demo_pool},
+        "metric": spec.metric.model_dump(mode="json", exclude_none=True),
+        "dataset": {
+            "path": dataset_ref,
+            "id_field": spec.dataset.id_field,
+            "expected_field": spec.dataset.expected_field,
+            "input_fields": list(spec.dataset.input_fields) if spec.dataset.input_fields else None,
+            "split": spec.dataset.split.model_dump(),
+            "seed": spec.seed,
+        },
+        "scores": {"dev": winner.dev.score if winner.dev else None, "test": winner.test.score, "test_ci": list(winner.test_ci)},
+    }
+
+
+def write_outputs(out_dir: Path, summary: Mapping[str, Any], winner: Mapping[str, Any] | None) -> dict[str, Path]:
+    """Write summary.json and winner.yaml; returns their paths."""
+    paths = {"summary": out_dir / "summary.json"}
+    write_atomic(paths["summary"], json.dumps(summary, indent=2, ensure_ascii=False, default=str) + "\n")
+    if winner is not None:
+        paths["winner"] = out_dir / "winner.yaml"
+        write_atomic(paths["winner"], yaml.safe_dump(dict(winner), sort_keys=False, allow_unicode=True, width=100))
+    return paths

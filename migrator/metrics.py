@@ -1,0 +1,162 @@
+"""Scoring functions: (model output, expected value) -> score in [0, 1].
+
+Pure functions, looked up by name in one registry; ``python:pkg.mod:fn`` names a
+user function with the same signature.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import re
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from migrator.errors import SpecError
+from migrator.parsing import extract_json, extract_label, extract_number, normalize_text, strip_fences
+from migrator.spec import MetricSpec
+
+__all__ = ["Metric", "build_metric", "METRICS"]
+
+Scorer = Callable[[str, Any], float]
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A named scorer plus what it tells the prompt transforms about the output format."""
+
+    name: str
+    score: Scorer
+    labels: tuple[str, ...] = ()
+    fields: tuple[str, ...] = ()
+
+    def format_hint(self) -> str:
+        """One line describing the expected answer, derived from the metric."""
+        if self.labels:
+            return "Answer with exactly one of: " + ", ".join(self.labels) + ". Nothing else."
+        if self.fields:
+            return "Answer with only a JSON object with the keys: " + ", ".join(self.fields) + "."
+        if self.name == "numeric":
+            return "Answer with a number only."
+        return "Answer with the answer only."
+
+
+def _exact(output: str, expected: Any) -> float:
+    return float(normalize_text(strip_fences(output)) == normalize_text(str(expected)))
+
+
+def _label(labels: Sequence[str]) -> Scorer:
+    def score(output: str, expected: Any) -> float:
+        got = extract_label(output, labels)
+        return float(got is not None and normalize_text(got) == normalize_text(str(expected)))
+
+    return score
+
+
+def _tokens(text: str) -> list[str]:
+    return re.findall(r"\w+", normalize_text(text))
+
+
+def _f1(output: str, expected: Any) -> float:
+    got, want = _tokens(strip_fences(output)), _tokens(str(expected))
+    if not got or not want:
+        return float(got == want)
+    common = sum((Counter(got) & Counter(want)).values())
+    if common == 0:
+        return 0.0
+    precision, recall = common / len(got), common / len(want)
+    return 2 * precision * recall / (precision + recall)
+
+
+def _close(a: float, b: float, tolerance: float) -> bool:
+    return math.isclose(a, b, rel_tol=tolerance, abs_tol=tolerance)
+
+
+def _numeric(tolerance: float) -> Scorer:
+    def score(output: str, expected: Any) -> float:
+        got = extract_number(output)
+        try:
+            want = float(expected)
+        except (TypeError, ValueError):
+            return 0.0
+        return float(got is not None and _close(got, want, tolerance))
+
+    return score
+
+
+def _as_number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str) and re.fullmatch(r"\s*-?[\d,]*\.?\d+\s*", value):
+        return float(value.replace(",", ""))
+    return None
+
+
+def _field_equal(got: Any, want: Any, tolerance: float) -> bool:
+    if want is None:
+        return got is None or (isinstance(got, str) and normalize_text(got) in ("", "null", "none"))
+    want_num, got_num = _as_number(want), _as_number(got)
+    if want_num is not None and not isinstance(want, str):
+        return got_num is not None and _close(got_num, want_num, tolerance)
+    if got is None:
+        return False
+    return normalize_text(str(got)) == normalize_text(str(want))
+
+
+def _json_fields(fields: Sequence[str], tolerance: float) -> Scorer:
+    def score(output: str, expected: Any) -> float:
+        got = extract_json(output)
+        keys = list(fields) or (list(expected) if isinstance(expected, dict) else [])
+        if not isinstance(got, dict) or not isinstance(expected, dict) or not keys:
+            return 0.0
+        return sum(_field_equal(got.get(k), expected.get(k), tolerance) for k in keys) / len(keys)
+
+    return score
+
+
+def _python(target: str, where: str) -> Scorer:
+    module_name, _, fn_name = target.partition(":")
+    if not module_name or not fn_name:
+        raise SpecError(f"expected 'python:package.module:function', got 'python:{target}'", where=where)
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise SpecError(f"cannot import {module_name!r}: {exc}", where=where) from None
+    fn = getattr(module, fn_name, None)
+    if not callable(fn):
+        raise SpecError(f"{module_name!r} has no function {fn_name!r}", where=where)
+
+    def score(output: str, expected: Any) -> float:
+        return min(1.0, max(0.0, float(fn(output, expected))))
+
+    return score
+
+
+METRICS = ("exact", "label", "f1", "json_fields", "numeric", "python:<module>:<function>")
+
+
+def build_metric(spec: MetricSpec, *, file: str | None = None) -> Metric:
+    """The scorer a spec names; errors name the ``metric`` field."""
+    name = spec.name
+    if name == "exact":
+        return Metric(name, _exact)
+    if name == "label":
+        if not spec.labels:
+            raise SpecError("the 'label' metric needs 'labels: [...]'", file=file, where="metric.labels")
+        return Metric(name, _label(spec.labels), labels=spec.labels)
+    if name == "f1":
+        return Metric(name, _f1)
+    if name == "numeric":
+        return Metric(name, _numeric(spec.tolerance))
+    if name == "json_fields":
+        return Metric(name, _json_fields(spec.fields or (), spec.tolerance), fields=spec.fields or ())
+    if name.startswith("python:"):
+        try:
+            return Metric(name, _python(name.removeprefix("python:"), "metric.name"))
+        except SpecError as exc:
+            raise SpecError(str(exc).removeprefix("metric.name: "), file=file, where="metric.name") from None
+    raise SpecError(f"unknown metric {name!r}, expected one of {', '.join(METRICS)}", file=file, where="metric.name")

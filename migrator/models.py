@@ -1,0 +1,90 @@
+"""What each model accepts and costs, from litellm's model map plus our overrides.
+
+The search offers a model only the parameters it accepts (reasoning models reject
+temperature), and cost accounting uses the same price table.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+__all__ = ["ModelInfo", "family", "model_info"]
+
+_SAMPLING = ("temperature", "top_p", "max_tokens")
+# Self-hosted OpenAI-compatible servers (llama.cpp, vLLM) take the usual sampling params
+# and cost nothing per token; the fake provider has a price so cost accounting is tested.
+_OVERRIDES: dict[str, dict[str, Any]] = {
+    "local/": {"accepts": _SAMPLING, "input_cost": 0.0, "output_cost": 0.0},
+    "fake/": {"accepts": _SAMPLING, "input_cost": 1e-6, "output_cost": 2e-6},
+}
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    model: str
+    accepts: frozenset[str]
+    input_cost_per_token: float
+    output_cost_per_token: float
+    deprecation_date: date | None = None
+    successor: str | None = None
+    known: bool = True
+
+    def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
+        return prompt_tokens * self.input_cost_per_token + completion_tokens * self.output_cost_per_token
+
+
+def family(model: str) -> str:
+    """The family a model belongs to, for per-family prompt rewrites (e.g. 'openai/gpt-4o')."""
+    provider, _, name = model.partition("/")
+    stem = name.split(":")[0]
+    for sep in ("-20", "-0", "-1", "-2", "-3"):
+        head, found, _ = stem.partition(sep)
+        if found and head:
+            stem = head
+            break
+    return f"{provider}/{stem}"
+
+
+def _litellm_info(model: str) -> ModelInfo:
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    import litellm
+
+    provider, _, name = model.partition("/")
+    entry = litellm.model_cost.get(name) or litellm.model_cost.get(model) or {}
+    try:
+        supported = litellm.get_supported_openai_params(model=name, custom_llm_provider=provider) or []
+    except Exception:  # litellm raises assorted errors for providers it cannot map
+        supported = []
+    accepts = {p for p in _SAMPLING if p in supported or p == "max_tokens"}
+    if entry.get("supports_reasoning"):
+        accepts -= {"temperature", "top_p"}
+    deprecation = entry.get("deprecation_date")
+    try:
+        deprecation_date = date.fromisoformat(deprecation) if deprecation else None
+    except ValueError:
+        deprecation_date = None
+    return ModelInfo(
+        model=model,
+        accepts=frozenset(accepts or {"temperature", "max_tokens"}),
+        input_cost_per_token=float(entry.get("input_cost_per_token") or 0.0),
+        output_cost_per_token=float(entry.get("output_cost_per_token") or 0.0),
+        deprecation_date=deprecation_date,
+        successor=entry.get("successor_model"),
+        known=bool(entry),
+    )
+
+
+@functools.lru_cache(maxsize=512)
+def model_info(model: str, *, api_base: str | None = None) -> ModelInfo:
+    """Capabilities and prices of a model id; a custom endpoint accepts the usual params."""
+    for prefix, override in _OVERRIDES.items():
+        if model.startswith(prefix):
+            return ModelInfo(model, frozenset(override["accepts"]), override["input_cost"], override["output_cost"])
+    info = _litellm_info(model)
+    if api_base and not info.known:
+        return ModelInfo(model, frozenset(_SAMPLING), 0.0, 0.0, known=False)
+    return info

@@ -1,0 +1,345 @@
+"""One migration, end to end: validate inputs, search on dev, verdict on test.
+
+Returns data; the CLI writes it (export/report) and shows it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from migrator.candidates import DemoPool, PromptCandidate, apply_transforms
+from migrator.dataset import Example, Splits, load_examples, split_examples
+from migrator.errors import LLMError, SpecError, TemplateError
+from migrator.evaluate import Config, ExampleResult, Summary, evaluate, summarize
+from migrator.llm import Endpoint, LLMClient
+from migrator.metrics import Metric, build_metric
+from migrator.models import model_info
+from migrator.prompts import PromptTemplate
+from migrator.search import SearchResult, SearchSetup, TrialOutcome, best_trials, pareto_front, run_search
+from migrator.spec import MigrationSpec, Message, TargetSpec, read_yaml
+from migrator.stats import PairedTest, bootstrap_ci, paired_test
+
+__all__ = [
+    "Evaluated",
+    "MigrationResult",
+    "Prepared",
+    "endpoint_for",
+    "load_template",
+    "prepare",
+    "run_migration",
+]
+
+LOCAL_DEFAULT_MODES = {"local/gemma-3-270m": "completion"}
+
+
+def load_template(spec: MigrationSpec) -> PromptTemplate:
+    """The app's legacy prompt, from the spec or its prompt file."""
+    if spec.app.messages is not None:
+        return PromptTemplate(tuple((m.role, m.content) for m in spec.app.messages), source=f"{spec.source_file} (app.messages)")
+    path = spec.resolve(spec.app.prompt_file or "")
+    if path.suffix.lower() in (".yaml", ".yml"):
+        raw = read_yaml(path, TemplateError)
+        if not isinstance(raw, dict) or not isinstance(raw.get("messages"), list) or not raw["messages"]:
+            raise TemplateError("expected a mapping with a non-empty 'messages' list", file=str(path), where="messages")
+        messages = []
+        for i, item in enumerate(raw["messages"]):
+            try:
+                msg = Message.model_validate(item)
+            except Exception:
+                raise TemplateError("expected {role: system|user|assistant, content: text}", file=str(path), where=f"messages[{i}]") from None
+            messages.append((msg.role, msg.content))
+        return PromptTemplate(tuple(messages), source=str(path))
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise TemplateError("not valid UTF-8", file=str(path)) from None
+    return PromptTemplate((("user", text),), source=str(path))
+
+
+def endpoint_for(target: TargetSpec, api_bases: Mapping[str, str], space_mode: str | None = None) -> Endpoint:
+    """How to call a target: its mode (target, then search space, then model default) and address."""
+    mode = target.mode or space_mode or LOCAL_DEFAULT_MODES.get(target.model, "chat")
+    api_base = target.api_base or api_bases.get(target.model)
+    litellm_model = None
+    if target.model.startswith("local/"):
+        name = target.model.removeprefix("local/")
+        litellm_model = f"text-completion-openai/{name}" if mode == "completion" else f"openai/{name}"
+    elif api_base and mode == "completion" and not target.model.startswith("text-completion-openai/"):
+        litellm_model = "text-completion-openai/" + target.model.partition("/")[2]
+    return Endpoint(target.model, mode, api_base, target.api_key_env, litellm_model)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """Validated inputs: nothing has been called yet."""
+
+    spec: MigrationSpec
+    template: PromptTemplate
+    metric: Metric
+    examples: tuple[Example, ...]
+    splits: Splits
+    prompts: Mapping[str, PromptCandidate]
+
+
+def prepare(spec: MigrationSpec) -> Prepared:
+    """Load and check everything before the first call: bad input fails here."""
+    metric = build_metric(spec.metric, file=spec.source_file)
+    template = load_template(spec)
+    examples = load_examples(spec.resolve(spec.dataset.path), spec.dataset, spec_file=spec.source_file)
+    input_fields = spec.dataset.input_fields or tuple(examples[0].inputs)
+    template.check(input_fields)
+    for ex in examples:
+        template.render(ex.inputs)
+    splits = split_examples(examples, spec.dataset.split, spec.seed)
+    candidates = apply_transforms(template, metric, spec.search_space.prompt.transforms, file=spec.source_file)
+    for cand in candidates:
+        cand.template.check(input_fields, examples[0].inputs)
+    if 0 not in spec.search_space.demos.k and not splits.train:
+        raise SpecError("demos need a train split (dataset.split.train > 0)", file=spec.source_file, where="search_space.demos.k")
+    return Prepared(spec, template, metric, examples, splits, {c.id: c for c in candidates})
+
+
+@dataclass(frozen=True)
+class Evaluated:
+    """A config scored on the test split."""
+
+    role: str
+    config: Config
+    dev: Summary | None
+    test: Summary
+    test_ci: tuple[float, float]
+    results: tuple[ExampleResult, ...]
+    trial: int | None = None
+
+
+@dataclass(frozen=True)
+class MigrationResult:
+    spec: MigrationSpec
+    prepared: Prepared
+    search: SearchResult
+    winner: Evaluated | None
+    baseline: Evaluated | None
+    legacy: Evaluated | None
+    legacy_note: str
+    finalists: tuple[Evaluated, ...]
+    baselines_by_target: Mapping[str, Evaluated]
+    paired: PairedTest | None
+    pareto: tuple[TrialOutcome, ...]
+    stats: Mapping[str, Any]
+    wall_s: float
+    endpoints: Mapping[str, Endpoint] = field(default_factory=dict)
+
+
+def _evaluate_test(
+    runner: asyncio.Runner, client: LLMClient, setup: SearchSetup, config: Config, endpoint: Endpoint, test: Sequence[Example]
+) -> list[ExampleResult]:
+    template = setup.prompts[config.prompt_id].template
+    return runner.run(evaluate(client, config, endpoint, template, test, setup.metric, setup.demos_for(config)))
+
+
+def _scored(role: str, config: Config, dev: Summary | None, results: list[ExampleResult], seed: int, trial: int | None) -> Evaluated:
+    return Evaluated(role, config, dev, summarize(results), bootstrap_ci([r.score for r in results], seed=seed), tuple(results), trial)
+
+
+def run_migration(
+    prepared: Prepared,
+    client: LLMClient,
+    *,
+    storage: str,
+    study_name: str | None = None,
+    api_bases: Mapping[str, str] | None = None,
+    callbacks: Sequence[Callable[[TrialOutcome], None]] = (),
+    on_progress: Callable[[str, Mapping[str, Any]], None] = lambda *_: None,
+    finalists: int = 3,
+) -> MigrationResult:
+    """Search on dev, then score baseline, legacy and the best configs on test."""
+    started = time.monotonic()
+    spec = prepared.spec
+    overrides = spec.search_space.models
+    endpoints = {
+        t.model: endpoint_for(t, api_bases or {}, overrides[t.model].mode if t.model in overrides else None)
+        for t in spec.targets
+    }
+    accepts = {m: model_info(m, api_base=e.api_base).accepts for m, e in endpoints.items()}
+    setup = SearchSetup(
+        spec=spec,
+        dev=prepared.splits.dev,
+        metric=prepared.metric,
+        prompts=prepared.prompts,
+        demo_pool=DemoPool(prepared.splits.train, seed=spec.seed),
+        endpoints=endpoints,
+        accepts=accepts,
+    )
+    test = prepared.splits.test
+    reserve = len(test) * (len(endpoints) + finalists + 1)
+    study_name = study_name or f"{spec.name}-{spec.spec_hash()}"
+    with asyncio.Runner() as runner:
+        search = run_search(
+            setup,
+            client,
+            runner,
+            storage=storage,
+            study_name=study_name,
+            reserve_calls=reserve,
+            callbacks=callbacks,
+            on_progress=on_progress,
+        )
+        on_progress("final", {"what": "scoring baseline and finalists on the test split"})
+        baselines: dict[str, Evaluated] = {}
+        for outcome in search.trials:
+            if outcome.warm_start and outcome.state == "complete" and outcome.config.model not in baselines:
+                config = outcome.config
+                results = _evaluate_test(runner, client, setup, config, endpoints[config.model], test)
+                baselines[config.model] = _scored("baseline", config, outcome.summary, results, spec.seed, outcome.number)
+        baseline: Evaluated | None = None
+        if baselines:
+            # The naive migration: the target that does best on dev with the prompt unchanged.
+            baseline = max(baselines.values(), key=lambda e: (e.dev.score if e.dev else 0.0, -e.test.cost_usd_per_example))
+        evaluated: list[Evaluated] = []
+        for outcome in best_trials(search, finalists):
+            results = _evaluate_test(runner, client, setup, outcome.config, endpoints[outcome.config.model], test)
+            evaluated.append(_scored("finalist", outcome.config, outcome.summary, results, spec.seed, outcome.number))
+        winner = evaluated[0] if evaluated else None
+        legacy, legacy_note = _evaluate_legacy(runner, client, setup, test)
+    paired = None
+    if winner is not None and baseline is not None:
+        paired = paired_test([r.score for r in winner.results], [r.score for r in baseline.results], seed=spec.seed)
+    return MigrationResult(
+        spec=spec,
+        prepared=prepared,
+        search=search,
+        winner=winner,
+        baseline=baseline,
+        legacy=legacy,
+        legacy_note=legacy_note,
+        finalists=tuple(evaluated),
+        baselines_by_target=baselines,
+        paired=paired,
+        pareto=tuple(pareto_front(search)),
+        stats=client.stats.as_dict(),
+        wall_s=time.monotonic() - started,
+        endpoints=endpoints,
+    )
+
+
+def _evaluate_legacy(
+    runner: asyncio.Runner, client: LLMClient, setup: SearchSetup, test: Sequence[Example]
+) -> tuple[Evaluated | None, str]:
+    """The app as it runs today, if its model still answers; reported once otherwise."""
+    spec = setup.spec
+    app = spec.app
+    if app.model in setup.endpoints:
+        return None, "the legacy model is also a target; see its baseline"
+    endpoint = endpoint_for(app, {})
+    params = tuple(sorted(app.params.items()))
+    config = Config(app.model, "original", 0, "none", params, endpoint.mode)
+    template = setup.prompts["original"].template
+    probe = runner.run(evaluate(client, config, endpoint, template, test[:1], setup.metric))
+    if probe[0].error is not None:
+        return None, f"legacy model {app.model} is unreachable, so there is no live score for the app as it runs today: {probe[0].error}"
+    try:
+        results = probe + runner.run(evaluate(client, config, endpoint, template, test[1:], setup.metric))
+    except LLMError as exc:  # pragma: no cover - evaluate scores per-example failures
+        return None, f"legacy model {app.model} failed: {exc}"
+    return _scored("legacy", config, None, results, spec.seed, None), ""
+
+
+def default_out_paths(out_dir: Path) -> dict[str, str]:
+    return {
+        "storage": f"sqlite:///{(out_dir / 'study.db').resolve()}",
+        "tracking": f"sqlite:///{(out_dir / 'mlflow.db').resolve()}",
+        "cache": str(out_dir / "cache.db"),
+    }
+
+
+__all__ += ["default_out_paths"]
+
+
+@dataclass(frozen=True)
+class Lockfile:
+    """A winner.yaml, loaded back: enough to re-score it on its dataset."""
+
+    path: Path
+    data: Mapping[str, Any]
+    target: TargetSpec
+    template: PromptTemplate
+    metric: Metric
+    splits: Splits
+    config: Config
+    demo_pool: DemoPool
+    fixed_demos: tuple[Any, ...]
+
+
+def load_lockfile(path: Path, dataset: Path | None = None) -> Lockfile:
+    """Read winner.yaml and rebuild its template, demos, metric and dataset split."""
+    from migrator.prompts import Demo
+    from migrator.spec import DatasetSpec, MetricSpec, SplitSpec
+
+    raw = read_yaml(path)
+    if not isinstance(raw, dict):
+        raise SpecError("expected a winner lockfile (a mapping)", file=str(path))
+    try:
+        endpoint = raw.get("endpoint") or {}
+        target = TargetSpec(model=raw["model"], **{k: v for k, v in endpoint.items() if k in ("mode", "api_base", "api_key_env")})
+        template = PromptTemplate(tuple((m["role"], m["content"]) for m in raw["messages"]), source=str(path))
+        metric = build_metric(MetricSpec.model_validate(raw["metric"]), file=str(path))
+        ds = raw["dataset"]
+        data_path = dataset or (path.parent / ds["path"])
+        dataset_spec = DatasetSpec(
+            path=str(data_path),
+            expected_field=ds["expected_field"],
+            input_fields=tuple(ds["input_fields"]) if ds.get("input_fields") else None,
+            id_field=ds.get("id_field"),
+            split=SplitSpec.model_validate(ds["split"]),
+        )
+        demos = raw.get("demos") or {}
+        params = tuple(sorted((raw.get("params") or {}).items()))
+        seed = int(ds.get("seed", 0))
+    except (KeyError, TypeError) as exc:
+        raise SpecError(f"missing or malformed field {exc}", file=str(path)) from None
+    except Exception as exc:
+        if isinstance(exc, SpecError):
+            raise
+        raise SpecError(f"malformed lockfile: {str(exc).splitlines()[0]}", file=str(path)) from None
+    examples = load_examples(Path(dataset_spec.path), dataset_spec)
+    template.check(dataset_spec.input_fields or tuple(examples[0].inputs), examples[0].inputs)
+    splits = split_examples(examples, dataset_spec.split, seed)
+    pool_examples = tuple(
+        Example(f"pool{i}", p["inputs"], p["expected"]) for i, p in enumerate(demos.get("pool") or [])
+    )
+    fixed = tuple(Demo(d["inputs"], str(d["answer"])) for d in demos.get("fixed") or [])
+    config = Config(
+        target.model,
+        str(raw.get("prompt_id", "original")),
+        int(demos.get("k", 0)),
+        str(demos.get("strategy", "none")),
+        params,
+        target.mode or "chat",
+    )
+    return Lockfile(path, raw, target, template, metric, splits, config, DemoPool(pool_examples, seed=seed), fixed)
+
+
+def evaluate_lockfile(
+    lock: Lockfile, client: LLMClient, split: str, api_bases: Mapping[str, str] | None = None
+) -> Evaluated:
+    """Score a winner lockfile on one split of its dataset."""
+    endpoint = endpoint_for(lock.target, api_bases or {})
+    examples = lock.splits.get(split)
+    config = lock.config
+
+    def demos_for(ex: Example) -> Sequence[Any]:
+        if config.demos and config.demo_strategy == "knn":
+            return lock.demo_pool.demos("knn", config.demos, ex)
+        return lock.fixed_demos
+
+    with asyncio.Runner() as runner:
+        results = runner.run(evaluate(client, config, endpoint, lock.template, examples, lock.metric, demos_for))
+    return _scored(split, config, None, results, 0, None)
+
+
+__all__ += ["Lockfile", "evaluate_lockfile", "load_lockfile"]

