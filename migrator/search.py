@@ -29,6 +29,7 @@ __all__ = [
     "TrialOutcome",
     "best_trials",
     "config_from_params",
+    "open_storage",
     "pareto_front",
     "rendered_prompt",
     "run_search",
@@ -91,6 +92,31 @@ def _optuna() -> Any:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     return optuna
+
+
+def open_storage(url: str) -> Any:
+    """Optuna storage for a URL; SQLite gets WAL and no fsync per commit.
+
+    Each intermediate report is a commit, and an fsync per commit costs more than the
+    LLM call it records. WAL with synchronous=NORMAL still survives a killed process;
+    only a power cut can lose the last commits.
+    """
+    optuna = _optuna()
+    if not url.startswith("sqlite:"):
+        return optuna.storages.RDBStorage(url, heartbeat_interval=None)
+    from sqlalchemy import event
+
+    storage = optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
+
+    def _pragmas(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    event.listen(storage.engine, "connect", _pragmas)
+    storage.engine.dispose()
+    return storage
 
 
 def _grid_value(value: float, low: float, high: float, step: float | None) -> float:
@@ -212,7 +238,7 @@ def _trial_outcome(frozen: Any, setup: SearchSetup, results: Sequence[ExampleRes
 def study_trials(storage: str, study_name: str, setup: SearchSetup) -> list[TrialOutcome]:
     """Finished trials of a stored study (for reports and resumed runs)."""
     optuna = _optuna()
-    study = optuna.load_study(study_name=study_name, storage=storage)
+    study = optuna.load_study(study_name=study_name, storage=open_storage(storage))
     return [_trial_outcome(t, setup) for t in study.get_trials(deepcopy=False) if t.state.is_finished()]
 
 
@@ -262,7 +288,7 @@ def run_search(
     directions = ["maximize"] + ["minimize"] * (len(spec.objective) - 1)
     study = optuna.create_study(
         study_name=study_name,
-        storage=storage,
+        storage=open_storage(storage),
         directions=directions,
         pruner=_make_pruner(optuna, setup.space, multi),
         load_if_exists=True,

@@ -1,0 +1,73 @@
+"""Shared fixtures: fake-provider datasets and specs written to a temp dir."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+from migrator.testing import make_sentiment_rows, register_fake_provider  # noqa: E402
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _fake_provider() -> None:
+    register_fake_provider()
+
+
+def base_spec(**overrides: Any) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "name": "fake-sentiment",
+        "app": {
+            "model": "fake/down",
+            "messages": [
+                {"role": "system", "content": "Classify the sentiment of the review."},
+                {"role": "user", "content": "Review: {{ review }}"},
+            ],
+            "params": {"temperature": 0.0, "max_tokens": 5},
+        },
+        "dataset": {
+            "path": "reviews.jsonl",
+            "id_field": "id",
+            "expected_field": "label",
+            "input_fields": ["review"],
+            "split": {"train": 0.2, "dev": 0.5, "test": 0.3},
+        },
+        "metric": {"name": "label", "labels": ["positive", "negative"]},
+        "targets": ["fake/weak", "fake/fewshot"],
+        "search_space": {"demos": {"k": [0, 2, 4]}, "max_retries": 0, "chunk_size": 10},
+        "budget": {"trials": 10},
+        "seed": 0,
+    }
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(spec.get(key), dict):
+            spec[key] = {**spec[key], **value}
+        else:
+            spec[key] = value
+    return spec
+
+
+SpecWriter = Callable[..., Path]
+
+
+@pytest.fixture
+def write_spec(tmp_path: Path) -> SpecWriter:
+    """Write a dataset of ``rows`` fake-readable reviews and a spec; returns the spec path."""
+
+    def write(rows: int = 100, folder: str = "app", **overrides: Any) -> Path:
+        root = tmp_path / folder
+        root.mkdir(parents=True, exist_ok=True)
+        data = root / "reviews.jsonl"
+        if not data.exists():
+            data.write_text("".join(json.dumps(r) + "\n" for r in make_sentiment_rows(rows)))
+        path = root / "migration.yaml"
+        path.write_text(yaml.safe_dump(base_spec(**overrides), sort_keys=False))
+        return path
+
+    return write

@@ -1,0 +1,124 @@
+"""The response cache: an identical request is never paid for twice, even across processes."""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+from pathlib import Path
+from typing import Any
+
+from migrator.cache import ResponseCache, request_key
+
+
+def test_put_then_get_roundtrip(tmp_path: Path) -> None:
+    cache = ResponseCache(tmp_path / "cache.db")
+    value = {"text": "positive ✓", "usage": {"prompt_tokens": 12, "completion_tokens": 1}, "cost": 1.5e-5}
+
+    cache.put("k1", "openai/gpt-4o-mini", value)
+
+    assert cache.get("k1") == value
+    assert cache.get("other") is None
+    assert len(cache) == 1
+
+
+def test_cache_file_and_folder_are_created_on_first_use(tmp_path: Path) -> None:
+    path = tmp_path / "runs" / "deep" / "cache.db"
+    cache = ResponseCache(path)
+    assert not path.exists()  # constructing does no work
+    cache.put("k", "m/x", {"text": "a"})
+    assert path.is_file()
+
+
+def test_entries_persist_across_instances(tmp_path: Path) -> None:
+    first = ResponseCache(tmp_path / "cache.db")
+    first.put("k1", "m/a", {"text": "one"})
+    first.close()
+
+    second = ResponseCache(tmp_path / "cache.db")
+    assert second.get("k1") == {"text": "one"}
+    assert len(second) == 1
+
+
+def test_the_first_stored_reply_wins(tmp_path: Path) -> None:
+    cache = ResponseCache(tmp_path / "cache.db")
+    cache.put("k", "m/a", {"text": "first"})
+    cache.put("k", "m/a", {"text": "second"})
+    assert cache.get("k") == {"text": "first"}
+    assert len(cache) == 1
+
+
+def test_usable_after_close(tmp_path: Path) -> None:
+    cache = ResponseCache(tmp_path / "cache.db")
+    cache.put("k", "m/a", {"text": "x"})
+    cache.close()
+    assert cache.get("k") == {"text": "x"}
+
+
+def test_threads_share_one_cache(tmp_path: Path) -> None:
+    cache = ResponseCache(tmp_path / "cache.db")
+    errors: list[BaseException] = []
+
+    def work(t: int) -> None:
+        try:
+            for i in range(50):
+                cache.put(f"t{t}-{i}", "m/a", {"i": i})
+        except BaseException as exc:  # surfaced below; a thread's exception is otherwise lost
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert errors == []
+    assert len(cache) == 200
+
+
+def _writer(path: str, worker: int, n: int, start: Any) -> None:
+    cache = ResponseCache(Path(path))
+    cache.get("warm-up")  # open the connection and create the table before the race
+    start.wait(timeout=30)
+    for i in range(n):
+        cache.put(f"w{worker}-{i}", "fake/oracle", {"worker": worker, "i": i})
+        # both processes also race on the same keys
+        cache.put(f"shared-{i}", "fake/oracle", {"i": i})
+    cache.close()
+
+
+def test_two_processes_writing_concurrently_lose_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "cache.db"
+    ctx = multiprocessing.get_context("spawn")
+    start = ctx.Barrier(2)
+    procs = [ctx.Process(target=_writer, args=(str(path), w, 200, start)) for w in range(2)]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(timeout=60)
+
+    assert [p.exitcode for p in procs] == [0, 0]
+    cache = ResponseCache(path)
+    assert len(cache) == 600
+    for w in range(2):
+        for i in range(200):
+            assert cache.get(f"w{w}-{i}") == {"worker": w, "i": i}
+    assert all(cache.get(f"shared-{i}") == {"i": i} for i in range(200))
+
+
+def test_request_key_is_canonical() -> None:
+    a = request_key({"model": "openai/x", "messages": [{"role": "user", "content": "hi"}], "temperature": 0.0})
+    b = request_key({"temperature": 0.0, "messages": [{"content": "hi", "role": "user"}], "model": "openai/x"})
+    assert a == b
+    assert len(a) == 64
+
+
+def test_request_key_changes_with_anything_that_changes_the_reply() -> None:
+    base = {"model": "openai/x", "messages": [{"role": "user", "content": "hi"}], "temperature": 0.0}
+    keys = {
+        request_key(base),
+        request_key({**base, "model": "openai/y"}),
+        request_key({**base, "temperature": 0.1}),
+        request_key({**base, "messages": [{"role": "user", "content": "hi!"}]}),
+        request_key({**base, "messages": [{"role": "system", "content": "hi"}]}),
+    }
+    assert len(keys) == 5

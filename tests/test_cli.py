@@ -1,0 +1,116 @@
+"""`migrator` as a user runs it: exit codes, one-line errors, files written."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import yaml
+
+ENV = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+
+
+def migrator(*args: str, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "migrator.cli", *args], capture_output=True, text=True, cwd=cwd, env=ENV, timeout=timeout
+    )
+
+
+def _one_clear_line(proc: subprocess.CompletedProcess[str]) -> str:
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    return lines[0]
+
+
+def _edit(path: Path, edit: Callable[[dict], None]) -> Path:
+    data = yaml.safe_load(path.read_text())
+    edit(data)
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("edit", "needle"),
+    [
+        (lambda d: d.update(budgett={"trials": 3}), "budgett"),
+        (lambda d: d["budget"].update(usd=-1), "budget.usd"),
+        (lambda d: d.update(targets=[]), "targets"),
+        (lambda d: d.update(targets=["gpt-4o"]), "targets.0.model"),
+        (lambda d: d["dataset"].update(path="missing.jsonl"), "dataset.path"),
+        (lambda d: d["metric"].update(name="bleu"), "metric.name"),
+    ],
+)
+def test_bad_spec_exits_2_with_one_line_naming_file_and_field(
+    write_spec: Callable[..., Path], tmp_path: Path, edit: Callable[[dict], None], needle: str
+) -> None:
+    spec = _edit(write_spec(), edit)
+    out = tmp_path / "out"
+    proc = migrator("run", str(spec), "--out", str(out))
+    assert proc.returncode == 2
+    line = _one_clear_line(proc)
+    assert "migration.yaml" in line and needle in line
+    assert not out.exists()
+
+
+def test_bad_dataset_line_exits_2_naming_the_line(write_spec: Callable[..., Path], tmp_path: Path) -> None:
+    spec = write_spec()
+    data = spec.parent / "reviews.jsonl"
+    lines = data.read_text().splitlines()
+    lines[6] = '{"id": "x", "review": "broken'
+    data.write_text("\n".join(lines) + "\n")
+    proc = migrator("run", str(spec), "--out", str(tmp_path / "out"))
+    assert proc.returncode == 2
+    line = _one_clear_line(proc)
+    assert "reviews.jsonl" in line and "line 7" in line
+    assert not (tmp_path / "out").exists()
+
+
+def test_template_with_unknown_variable_exits_2(write_spec: Callable[..., Path], tmp_path: Path) -> None:
+    spec = _edit(write_spec(), lambda d: d["app"]["messages"][1].update(content="Review: {{ reveiw }}"))
+    proc = migrator("run", str(spec), "--out", str(tmp_path / "out"))
+    assert proc.returncode == 2
+    line = _one_clear_line(proc)
+    assert "reveiw" in line and "migration.yaml" in line
+
+
+def test_run_writes_the_contract_files_and_eval_reproduces_the_winner(write_spec: Callable[..., Path], tmp_path: Path) -> None:
+    spec = write_spec(budget={"trials": 6})
+    out = tmp_path / "out"
+    proc = migrator("run", str(spec), "--out", str(out), "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    for role in ("baseline", "winner"):
+        for field in ("model", "prompt_id", "params", "dev_score", "test_score", "test_ci", "cost_usd_per_example", "latency_p50_s"):
+            assert field in summary[role]
+    assert set(summary["trials"]) >= {"total", "complete", "pruned", "failed"}
+    assert set(summary["llm_calls"]) == {"made", "cached", "failed", "retried"}
+    assert summary["mlflow"]["parent_run_id"] and summary["mlflow"]["tracking_uri"].startswith("sqlite:///")
+    assert (out / "report.html").is_file() and (out / "study.db").is_file() and (out / "mlflow.db").is_file()
+    winner = yaml.safe_load((out / "winner.yaml").read_text())
+    assert winner["model"] == summary["winner"]["model"] and winner["messages"] and winner["spec_hash"]
+
+    evaluated = migrator("eval", str(out / "winner.yaml"), "--split", "test")
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert f"test score {summary['winner']['test_score']:.3f}" in evaluated.stdout
+    gate = migrator("eval", str(out / "winner.yaml"), "--min-score", str(summary["winner"]["test_score"] + 0.01))
+    assert gate.returncode == 1
+    assert "below --min-score" in gate.stderr
+
+    again = migrator("run", str(spec), "--out", str(out), "--quiet")
+    assert again.returncode == 0
+    rerun = json.loads((out / "summary.json").read_text())
+    assert rerun["llm_calls"]["made"] == 0
+    assert rerun["winner"] == summary["winner"]
+
+
+def test_budget_spent_before_any_winner_exits_3(write_spec: Callable[..., Path], tmp_path: Path) -> None:
+    spec = write_spec(budget={"trials": 5, "calls": 10})
+    proc = migrator("run", str(spec), "--out", str(tmp_path / "out"), "--quiet", "--no-tracking")
+    assert proc.returncode == 3
+    assert "budget" in proc.stderr and "Traceback" not in proc.stderr

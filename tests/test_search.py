@@ -1,0 +1,161 @@
+"""The search, run in-process on the fake provider: what a user of `migrator run` sees."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from migrator.cache import ResponseCache
+from migrator.llm import LiteLLMClient, Limits, LLMRequest, LLMResponse
+from migrator.pipeline import MigrationResult, prepare, run_migration
+from migrator.spec import load_spec
+
+
+def _client(tmp: Path | None = None, limits: Limits = Limits()) -> LiteLLMClient:
+    cache = ResponseCache(tmp / "cache.db") if tmp else None
+    return LiteLLMClient(cache=cache, limits=limits, backoff_s=0.001, max_retries=0)
+
+
+def _run(spec_path: Path, client: Any, storage_dir: Path, **kwargs: Any) -> MigrationResult:
+    spec = load_spec(spec_path)
+    return run_migration(prepare(spec), client, storage=f"sqlite:///{storage_dir / 'study.db'}", **kwargs)
+
+
+def _history(result: MigrationResult) -> list[tuple[Any, ...]]:
+    return [(o.config, o.state, round(o.summary.score, 6)) for o in sorted(result.search.trials, key=lambda o: o.number)]
+
+
+def test_search_finds_the_config_the_fake_model_rewards(write_spec: Callable[..., Path], tmp_path: Path) -> None:
+    # fake/fewshot is right only with >= 2 demos; fake/weak is right 40% of the time.
+    result = _run(write_spec(), _client(), tmp_path)
+    assert result.winner is not None and result.baseline is not None
+    assert result.winner.config.model == "fake/fewshot"
+    assert result.winner.config.demos >= 2
+    assert result.winner.dev is not None and result.winner.dev.score == 1.0
+    assert result.winner.test.score == 1.0
+    # the naive migration (legacy prompt, no demos) is much worse, and the paired test says so
+    assert result.baseline.config.prompt_id == "original" and result.baseline.config.demos == 0
+    assert result.baseline.test.score < 0.8
+    assert result.paired is not None and result.paired.mean_diff > 0.2 and result.paired.p_value < 0.05
+    assert result.paired.worse == 0
+
+
+def test_warm_start_scores_the_legacy_prompt_on_every_target(write_spec: Callable[..., Path], tmp_path: Path) -> None:
+    result = _run(write_spec(), _client(), tmp_path)
+    first = sorted(result.search.trials, key=lambda o: o.number)[:2]
+    assert {o.config.model for o in first} == {"fake/weak", "fake/fewshot"}
+    assert all(o.warm_start and o.config.prompt_id == "original" and o.state == "complete" for o in first)
+    assert set(result.baselines_by_target) == {"fake/weak", "fake/fewshot"}
+
+
+def test_the_legacy_model_unreachable_is_reported_once_and_the_run_goes_on(write_spec: Callable[..., Path], tmp_path: Path) -> None:
+    result = _run(write_spec(), _client(), tmp_path)
+    assert result.legacy is None
+    assert "fake/down is unreachable" in result.legacy_note
+    assert result.stats["failed"] == 1
+
+
+def test_pruning_saves_calls_without_losing_the_winner(write_spec: Callable[..., Path], tmp_path: Path) -> None:
+    kw = {"rows": 160, "budget": {"trials": 14}}
+    pruned = _run(write_spec(folder="a", search_space={"pruner": "wilcoxon", "demos": {"k": [0, 2]}, "max_retries": 0}, **kw), _client(), tmp_path / "a")
+    full = _run(write_spec(folder="b", search_space={"pruner": "none", "demos": {"k": [0, 2]}, "max_retries": 0}, **kw), _client(), tmp_path / "b")
+    assert pruned.search.counts["pruned"] > 0
+    assert full.search.counts["pruned"] == 0
+    assert pruned.stats["made"] < 0.85 * full.stats["made"]
+    assert pruned.winner is not None and full.winner is not None
+    assert pruned.winner.dev is not None and pruned.winner.dev.score == 1.0
+
+
+def test_halving_pruner_also_prunes(write_spec: Callable[..., Path], tmp_path: Path) -> None:
+    result = _run(write_spec(rows=160, search_space={"pruner": "halving", "max_retries": 0}, budget={"trials": 14}), _client(), tmp_path)
+    assert result.search.counts["pruned"] > 0
+    assert result.winner is not None and result.winner.config.model == "fake/fewshot"
+
+
+def test_a_cached_rerun_makes_zero_calls_and_gives_the_same_result(write_spec: Callable[..., Path], tmp_path: Path) -> None:
+    spec = write_spec()
+    first = _run(spec, _client(tmp_path), tmp_path)
+    assert first.stats["made"] > 0
+    again = _run(spec, _client(tmp_path), tmp_path)
+    assert again.stats["made"] == 0
+    assert again.stats["cached"] > 0
+    assert again.winner is not None and first.winner is not None
+    assert again.winner.config == first.winner.config
+    assert again.winner.test.score == first.winner.test.score
+    assert _history(again) == _history(first)
+
+
+def test_a_call_budget_stops_the_run_and_is_never_exceeded(write_spec: Callable[..., Path], tmp_path: Path) -> None:
+    client = _client(limits=Limits(calls=300))
+    result = _run(write_spec(budget={"trials": 40, "calls": 300}), client, tmp_path)
+    assert result.search.stopped_by == "calls"
+    assert result.search.counts["total"] < 40
+    assert client.stats.made <= 300
+    assert result.winner is not None  # the reserve kept calls back for the test verdict
+
+
+def test_a_usd_budget_is_never_exceeded_by_more_than_the_calls_in_flight(write_spec: Callable[..., Path], tmp_path: Path) -> None:
+    usd = 0.004
+    client = LiteLLMClient(limits=Limits(usd=usd), concurrency=4, backoff_s=0.001, max_retries=0)
+    result = _run(write_spec(budget={"trials": 40, "usd": usd}), client, tmp_path)
+    assert result.search.stopped_by == "usd"
+    most_expensive_call = 200 * 1e-6 + 10 * 2e-6
+    assert client.stats.cost_usd <= usd + client.concurrency * most_expensive_call
+
+
+def test_a_budget_spent_before_any_trial_completes_gives_no_winner(write_spec: Callable[..., Path], tmp_path: Path) -> None:
+    client = _client(limits=Limits(calls=5))
+    # the calls kept back for the test verdict alone are over budget: nothing is spent
+    result = _run(write_spec(budget={"trials": 10, "calls": 5}), client, tmp_path)
+    assert result.winner is None
+    assert result.search.stopped_by == "calls"
+    assert client.stats.made == 0
+
+
+class _Interrupting:
+    """Delegates to a real client and raises KeyboardInterrupt at call ``at`` (fault injection)."""
+
+    def __init__(self, inner: LiteLLMClient, at: int) -> None:
+        self.inner, self.at, self.seen = inner, at, 0
+        self.stats = inner.stats
+
+    async def complete(self, request: LLMRequest) -> LLMResponse:
+        self.seen += 1
+        if self.seen == self.at:
+            raise KeyboardInterrupt
+        return await self.inner.complete(request)
+
+
+def test_resume_after_interruption_keeps_finished_trials_and_matches_an_uninterrupted_run(
+    write_spec: Callable[..., Path], tmp_path: Path
+) -> None:
+    spec = write_spec()
+    straight = _run(spec, _client(), tmp_path / "straight")
+
+    (tmp_path / "resumed").mkdir()
+    cache_client = _client(tmp_path / "resumed")
+    with pytest.raises(KeyboardInterrupt):
+        _run(spec, _Interrupting(cache_client, at=260), tmp_path / "resumed")
+    import optuna
+
+    stored = optuna.load_study(study_name=straight.search.study_name, storage=f"sqlite:///{tmp_path / 'resumed' / 'study.db'}")
+    finished_before = [(t.number, t.params, t.values) for t in stored.trials if t.state.name == "COMPLETE"]
+    assert len(finished_before) >= 2
+    assert any(t.state.name == "RUNNING" for t in stored.trials)
+
+    resumed_client = _client(tmp_path / "resumed")
+    resumed = _run(spec, resumed_client, tmp_path / "resumed")
+    after = {t.number: (t.params, t.values) for t in optuna.load_study(study_name=straight.search.study_name, storage=f"sqlite:///{tmp_path / 'resumed' / 'study.db'}").trials}
+    for number, params, values in finished_before:
+        assert after[number] == (params, values)
+    # calls answered before the interruption came from the cache, not from the provider
+    assert resumed_client.stats.cached >= 250
+    assert [(c, s) for c, _, s in [(o.config, o.state, o.summary.score) for o in sorted(resumed.search.trials, key=lambda o: o.number)]] == [
+        (c, s) for c, _, s in _history(straight)
+    ] or _history(resumed) == _history(straight)
+    assert resumed.winner is not None and straight.winner is not None
+    assert resumed.winner.config == straight.winner.config
+    assert resumed.winner.test.score == straight.winner.test.score
