@@ -18,7 +18,17 @@ from migrator.errors import SpecError
 from migrator.metrics import Metric
 from migrator.prompts import Demo, PromptTemplate, format_answer
 
-__all__ = ["DemoPool", "PromptCandidate", "TRANSFORMS", "apply_transforms"]
+__all__ = [
+    "TRANSFORMS",
+    "DemoPool",
+    "Failure",
+    "PromptCandidate",
+    "Rejection",
+    "Rewrites",
+    "apply_transforms",
+    "propose_rewrites",
+    "validate_rewrite",
+]
 
 
 @dataclass(frozen=True)
@@ -182,3 +192,185 @@ class DemoPool:
         else:
             raise ValueError(f"The 'strategy' parameter must be random, stratified or knn. Got {strategy!r} instead.")
         return tuple(self._demo(ex) for ex in chosen)
+
+
+@dataclass(frozen=True)
+class Failure:
+    """An input the legacy prompt got wrong on a target, with what the target said."""
+
+    inputs: Mapping[str, Any]
+    expected: str
+    output: str
+
+
+@dataclass(frozen=True)
+class Rejection:
+    origin: Mapping[str, Any]
+    text: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Rewrites:
+    """What one proposer run produced for one target family."""
+
+    candidates: tuple[PromptCandidate, ...]
+    rejected: tuple[Rejection, ...]
+    calls: int
+    cost_usd: float
+    cached: bool
+
+
+def _signature() -> Any:
+    import dspy
+
+    class ProposeInstruction(dspy.Signature):  # type: ignore[misc]
+        """Rewrite the instruction (system prompt) of an LLM app so that the target model answers
+        correctly and in exactly the required output format. Study the failures: they show what the
+        target model actually answered with the original instruction. Keep the task the same; be
+        concrete; do not include examples or template placeholders."""
+
+        original_instruction: str = dspy.InputField()
+        task_examples: str = dspy.InputField(desc="inputs with their expected outputs, from the training data")
+        output_format: str = dspy.InputField(desc="what the metric expects the answer to look like")
+        target_model: str = dspy.InputField(desc="the model family the instruction is written for")
+        failures: str = dspy.InputField(desc="inputs the target got wrong: its actual output vs the expected output")
+        variant: str = dspy.InputField(desc="which of several different rewrites this is")
+        new_instruction: str = dspy.OutputField(desc="the complete rewritten instruction, plain text")
+
+    return ProposeInstruction
+
+
+def _render_examples(examples: Sequence[Example], limit: int = 6) -> str:
+    lines = []
+    for ex in examples[:limit]:
+        inputs = "; ".join(f"{k}: {str(v)[:300]}" for k, v in ex.inputs.items())
+        lines.append(f"- {inputs} -> {format_answer(ex.expected)}")
+    return "\n".join(lines) or "(none)"
+
+
+def _render_failures(failures: Sequence[Failure], limit: int = 5) -> str:
+    lines = []
+    for f in failures[:limit]:
+        inputs = "; ".join(f"{k}: {str(v)[:300]}" for k, v in f.inputs.items())
+        lines.append(f"- input: {inputs}\n  target answered: {f.output.strip()[:200]!r}\n  expected: {f.expected}")
+    return "\n".join(lines) or "(the target made no mistakes on the sample)"
+
+
+def validate_rewrite(original: PromptTemplate, instruction: str, rewrite_id: str) -> PromptTemplate | str:
+    """The rewritten template, or the reason it is rejected (lost/new variables, syntax, empty)."""
+    from migrator.errors import TemplateError
+
+    text = instruction.strip()
+    if len(text) < 20:
+        return "empty or too short to be an instruction"
+    rest = [(r, c) for r, c in original.messages if r != "system"]
+    template = PromptTemplate((("system", text), *rest), source=f"{original.source} [{rewrite_id}]")
+    try:
+        found = template.variables
+    except TemplateError as exc:
+        return f"template syntax error: {exc}"
+    new = sorted(found - original.variables)
+    lost = sorted(original.variables - found)
+    if new:
+        return f"introduces template variable(s) {', '.join(new)} that the dataset does not provide"
+    if lost:
+        return f"drops template variable(s) {', '.join(lost)} that the original prompt uses"
+    return template
+
+
+def propose_rewrites(
+    *,
+    original: PromptTemplate,
+    metric: Metric,
+    family: str,
+    train: Sequence[Example],
+    failures: Sequence[Failure],
+    proposer: Any,
+    n: int,
+    seed: int,
+    cache: Any = None,
+) -> Rewrites:
+    """N rewritten instructions for one target family, written by a DSPy program.
+
+    The proposer is reached through DSPy's LM client over litellm (same provider
+    path as every other call). Results are cached by (legacy prompt, target family,
+    proposer, seed, n), so a rerun makes no proposer calls.
+
+    Args:
+        proposer: an ``llm.Endpoint`` (model id, mode, api_base, api_key_env).
+    """
+    from migrator.cache import request_key
+
+    key = request_key(
+        {"kind": "dspy-rewrites", "prompt": [list(m) for m in original.messages], "family": family, "proposer": proposer.model, "seed": seed, "n": n}
+    )
+    cached = cache.get(key) if cache is not None else None
+    calls, cost = 0, 0.0
+    if cached is None:
+        proposals, calls, cost = _run_proposer(original, metric, family, train, failures, proposer, n, seed)
+        if cache is not None and any(not p.get("error") for p in proposals):
+            cache.put(key, f"proposer:{proposer.model}", {"proposals": proposals, "calls": calls, "cost_usd": cost})
+    else:
+        proposals = list(cached["proposals"])
+    accepted: list[PromptCandidate] = []
+    rejected: list[Rejection] = []
+    seen = {original.text()}
+    slug = family.replace("/", "-").replace(".", "")
+    for i, proposal in enumerate(proposals):
+        rewrite_id = f"rewrite-{slug}-{i + 1}"
+        origin = {"kind": "rewrite", "family": family, "proposer": proposer.model, "seed": seed, "index": i + 1}
+        instruction = str(proposal.get("text") or "")
+        result = f"the proposer failed: {proposal['error']}" if proposal.get("error") else validate_rewrite(original, instruction, rewrite_id)
+        if isinstance(result, str):
+            rejected.append(Rejection(origin, instruction, result))
+        elif result.text() in seen:
+            rejected.append(Rejection(origin, instruction, "duplicate of an earlier candidate"))
+        else:
+            seen.add(result.text())
+            accepted.append(PromptCandidate(rewrite_id, result, origin))
+    return Rewrites(tuple(accepted), tuple(rejected), calls, cost, cached is not None)
+
+
+def _run_proposer(
+    original: PromptTemplate,
+    metric: Metric,
+    family: str,
+    train: Sequence[Example],
+    failures: Sequence[Failure],
+    proposer: Any,
+    n: int,
+    seed: int,
+) -> tuple[list[dict[str, str]], int, float]:
+    import os
+
+    os.environ.setdefault("DSPY_CACHEDIR", os.path.join(os.path.expanduser("~"), ".cache", "migrator", "dspy"))
+    import dspy
+
+    kwargs: dict[str, Any] = {}
+    if proposer.api_base:
+        kwargs["api_base"] = proposer.api_base
+        kwargs["api_key"] = "none"
+    if proposer.api_key_env:
+        kwargs["api_key"] = os.environ.get(proposer.api_key_env, "")
+    lm = dspy.LM(proposer.call_model(), engine="litellm", temperature=1.0, max_tokens=600, cache=False, num_retries=3, **kwargs)
+    program = dspy.Predict(_signature())
+    instruction = "\n\n".join(c for r, c in original.messages if r == "system") or original.text()
+    inputs = {
+        "original_instruction": instruction,
+        "task_examples": _render_examples(list(train)),
+        "output_format": metric.format_hint(),
+        "target_model": family,
+        "failures": _render_failures(failures),
+    }
+    out: list[dict[str, str]] = []
+    with dspy.context(lm=lm):
+        for i in range(n):
+            variant = f"rewrite {i + 1} of {n} (seed {seed}); make it different from the others"
+            try:
+                prediction = program(**inputs, variant=variant, config={"rollout_id": seed * 1000 + i})
+                out.append({"text": str(prediction.new_instruction)})
+            except Exception as exc:  # a proposer that cannot follow DSPy's format yields no rewrite
+                out.append({"text": "", "error": f"{type(exc).__name__}: {str(exc)[:200]}"})
+    cost = sum(float(h.get("cost") or 0.0) for h in lm.history)
+    return out, len(lm.history), cost

@@ -162,6 +162,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         tracker = MlflowTracker(spec.tracking.uri or paths["tracking"], spec.tracking.experiment, out_dir / "mlartifacts")
     models = [t.model for t in spec.targets] + [spec.app.model]
+    if spec.search_space.prompt.proposer:
+        models.append(spec.search_space.prompt.proposer)
     progress = _Progress(spec.budget.trials, client, enabled=not args.quiet)
     with _model_servers(models, out_dir / "logs") as api_bases:
         study_name = spec.study if spec.study and "://" not in spec.study else f"{spec.name}-{spec.spec_hash()}"
@@ -175,6 +177,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 api_bases=api_bases,
                 callbacks=[tracker.log_trial, progress.on_trial],
                 on_progress=progress.on_event,
+                on_candidates=tracker.log_candidates,
             )
     from migrator.export import summary_dict, winner_dict, write_outputs
     from migrator.report import write_report
@@ -225,6 +228,73 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _repo_file(*parts: str) -> Path:
+    """A file shipped beside the package in the source tree (datasets, search spaces)."""
+    for root in (Path(__file__).resolve().parent.parent, Path.cwd()):
+        candidate = root.joinpath(*parts)
+        if candidate.exists():
+            return candidate
+    raise InputError(f"cannot find {'/'.join(parts)}; run from a clone of the migrator repository")
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    spec_path = _repo_file("datasets", "review-sentiment", "demo.yaml")
+    print(f"migrator demo: migrating {spec_path.parent.name} (prompt written for gpt-4o-mini) to two local models")
+    print("  local/qwen2.5-coder-0.5b-instruct (chat) and local/gemma-3-270m (base, completion), served by llama.cpp")
+    run_args = argparse.Namespace(
+        spec=spec_path, out=args.out, cache=None, no_cache=False, no_tracking=False, quiet=args.quiet
+    )
+    code = cmd_run(run_args)
+    summary_path = args.out / "summary.json"
+    if code != EXIT_OK or not summary_path.is_file():
+        return code
+    import json
+
+    summary = json.loads(summary_path.read_text())
+    winner = summary["winner"]
+    same = summary.get("winner_vs_same_target") or {}
+    legacy_same = summary["baselines_by_target"].get(winner["model"]) or {}
+    print()
+    if legacy_same:
+        print(
+            f"On {winner['model']}, the legacy prompt scores {legacy_same['test_score']:.3f} on the test split; "
+            f"the winner ({winner['prompt_id']}, {winner['demos']} demos) scores {winner['test_score']:.3f}: "
+            f"{same.get('mean_diff', 0.0):+.3f} (95% CI [{same.get('ci', [0, 0])[0]:+.3f}, {same.get('ci', [0, 0])[1]:+.3f}], "
+            f"p={same.get('p_value', 1.0):.3g}, n={summary['splits']['test']})."
+        )
+    out = args.out
+    print(f"report:    {out / 'report.html'}")
+    print(f"winner:    {out / 'winner.yaml'}")
+    print(f"MLflow:    {summary['mlflow']['tracking_uri']}")
+    print(f"dashboard: migrator ui --out {out}")
+    return EXIT_OK
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    import subprocess
+
+    out: Path = args.out
+    if args.optuna:
+        db = out / "study.db"
+        if not db.is_file():
+            raise InputError("no Optuna study here (expected study.db); run `migrator run` first", file=str(out))
+        command = [sys.executable, "-m", "optuna_dashboard", f"sqlite:///{db.resolve()}", "--host", args.host, "--port", str(args.port)]
+    else:
+        db = out / "mlflow.db"
+        if not db.is_file():
+            raise InputError("no MLflow store here (expected mlflow.db); run `migrator run` first", file=str(out))
+        command = [
+            sys.executable, "-m", "mlflow", "ui",
+            "--backend-store-uri", f"sqlite:///{db.resolve()}",
+            "--host", args.host, "--port", str(args.port),
+        ]
+    print(f"serving {'the Optuna dashboard' if args.optuna else 'the MLflow UI'} on http://{args.host}:{args.port} (Ctrl-C stops it)")
+    try:
+        return subprocess.call(command)
+    except KeyboardInterrupt:
+        return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="migrator", description="Migrate an LLM app's prompt to new models by Bayesian search.")
     parser.add_argument("--version", action="version", version=f"migrator {__version__}")
@@ -247,6 +317,18 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--cache", type=Path)
     ev.add_argument("--no-cache", action="store_true")
     ev.set_defaults(func=cmd_eval)
+
+    demo = sub.add_parser("demo", help="run the offline demo: a real migration on two local models")
+    demo.add_argument("--out", type=Path, default=Path("runs/demo"), help="output directory (default: runs/demo)")
+    demo.add_argument("--quiet", action="store_true")
+    demo.set_defaults(func=cmd_demo)
+
+    ui = sub.add_parser("ui", help="open the trial dashboard (MLflow UI, or optuna-dashboard) on a run")
+    ui.add_argument("--out", type=Path, required=True, help="the run's output directory")
+    ui.add_argument("--host", default="127.0.0.1")
+    ui.add_argument("--port", type=int, default=5000)
+    ui.add_argument("--optuna", action="store_true", help="serve optuna-dashboard on the study instead")
+    ui.set_defaults(func=cmd_ui)
     return parser
 
 

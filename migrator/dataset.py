@@ -41,31 +41,57 @@ class Splits:
         return result
 
 
+@dataclass(frozen=True)
+class _Bad:
+    """A row that could not be read; reported with the others, not alone."""
+
+    reason: str
+
+
+def _decoded_lines(fh: Any) -> Iterator[tuple[int, str | _Bad]]:
+    for lineno, raw in enumerate(fh, start=1):
+        try:
+            yield lineno, raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            yield lineno, _Bad(f"not valid UTF-8 (byte {exc.start} of the line)")
+
+
 def _jsonl_rows(path: Path) -> Iterator[tuple[int, Any]]:
     with path.open("rb") as fh:
-        for lineno, raw in enumerate(fh, start=1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise DatasetError(f"not valid UTF-8 (byte {exc.start} of the line)", file=str(path), where=f"line {lineno}") from None
+        for lineno, line in _decoded_lines(fh):
+            if isinstance(line, _Bad):
+                yield lineno, line
+                continue
             if not line.strip():
                 continue
             try:
                 yield lineno, json.loads(line)
             except json.JSONDecodeError as exc:
-                raise DatasetError(f"invalid JSON: {exc.msg} at column {exc.colno}", file=str(path), where=f"line {lineno}") from None
+                yield lineno, _Bad(f"invalid JSON: {exc.msg} at column {exc.colno}")
 
 
 def _csv_rows(path: Path) -> Iterator[tuple[int, Any]]:
-    try:
-        with path.open(newline="", encoding="utf-8") as fh:
-            reader = csv.DictReader(fh)
-            for row in reader:
-                if None in row:
-                    raise DatasetError("more cells than header columns", file=str(path), where=f"line {reader.line_num}")
+    bad: list[tuple[int, _Bad]] = []
+
+    def text_lines(fh: Any) -> Iterator[str]:
+        for lineno, line in _decoded_lines(fh):
+            if isinstance(line, _Bad):
+                bad.append((lineno, line))
+                yield "\n"
+            else:
+                yield line
+
+    with path.open("rb") as fh:
+        reader = csv.DictReader(text_lines(fh))
+        for row in reader:
+            while bad:
+                yield bad.pop(0)
+            if None in row:
+                yield reader.line_num, _Bad("more cells than header columns")
+            elif any(v is not None for v in row.values()):
                 yield reader.line_num, dict(row)
-    except UnicodeDecodeError as exc:
-        raise DatasetError(f"not valid UTF-8 (byte offset {exc.start} in a block)", file=str(path)) from None
+        while bad:
+            yield bad.pop(0)
 
 
 def _parquet_rows(path: Path) -> Iterator[tuple[int, Any]]:
@@ -113,7 +139,9 @@ def load_examples(path: Path, spec: DatasetSpec, *, spec_file: str = "") -> tupl
     for lineno, row in _rows(path):
         if len(examples) >= MAX_ROWS:
             raise DatasetError(f"more than {MAX_ROWS} rows; a golden set this large should be sampled first", file=str(path))
-        if not isinstance(row, dict):
+        if isinstance(row, _Bad):
+            problems.append(f"{unit} {lineno}: {row.reason}")
+        elif not isinstance(row, dict):
             problems.append(f"{unit} {lineno}: expected a JSON object, got {type(row).__name__}")
         elif spec.expected_field not in row or row[spec.expected_field] is None or row[spec.expected_field] == "":
             problems.append(f"{unit} {lineno}: field '{spec.expected_field}' (dataset.expected_field) is missing or empty")

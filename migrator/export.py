@@ -20,8 +20,9 @@ from migrator.redaction import redact
 
 if TYPE_CHECKING:
     from migrator.pipeline import Evaluated, MigrationResult
+    from migrator.stats import PairedTest
 
-__all__ = ["summary_dict", "winner_dict", "write_atomic", "write_outputs"]
+__all__ = ["candidate_rows", "summary_dict", "winner_dict", "write_atomic", "write_outputs"]
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -60,9 +61,10 @@ def _evaluated(ev: Evaluated | None) -> dict[str, Any] | None:
     }
 
 
-def _candidates(result: MigrationResult) -> list[dict[str, Any]]:
+def candidate_rows(result: MigrationResult) -> list[dict[str, Any]]:
+    """Each prompt candidate with its origin, text and dev scores (why the winner won)."""
     rows = []
-    for cand in result.prepared.prompts.values():
+    for cand in result.prompts.values():
         scores = [o.summary.score for o in result.search.trials if o.state == "complete" and o.config.prompt_id == cand.id]
         rows.append(
             {
@@ -77,10 +79,22 @@ def _candidates(result: MigrationResult) -> list[dict[str, Any]]:
     return rows
 
 
+def _paired(paired: PairedTest | None) -> dict[str, Any] | None:
+    if paired is None:
+        return None
+    return {
+        "mean_diff": paired.mean_diff,
+        "ci": list(paired.ci),
+        "p_value": paired.p_value,
+        "n": paired.n,
+        "improved": paired.better,
+        "regressed": paired.worse,
+    }
+
+
 def summary_dict(result: MigrationResult, mlflow: Mapping[str, Any], files: Mapping[str, Path]) -> dict[str, Any]:
     """Everything a reviewer or a tool reads about the run (fields in DESIGN.md)."""
     stats = result.stats
-    paired = result.paired
     return {
         "migrator_version": __version__,
         "name": result.spec.name,
@@ -96,16 +110,8 @@ def summary_dict(result: MigrationResult, mlflow: Mapping[str, Any], files: Mapp
         "legacy_note": result.legacy_note or None,
         "baselines_by_target": {m: _evaluated(ev) for m, ev in result.baselines_by_target.items()},
         "finalists": [_evaluated(ev) for ev in result.finalists],
-        "winner_vs_baseline": None
-        if paired is None
-        else {
-            "mean_diff": paired.mean_diff,
-            "ci": list(paired.ci),
-            "p_value": paired.p_value,
-            "n": paired.n,
-            "improved": paired.better,
-            "regressed": paired.worse,
-        },
+        "winner_vs_baseline": _paired(result.paired),
+        "winner_vs_same_target": _paired(result.paired_same_target),
         "pareto": [
             {
                 "trial": o.number,
@@ -116,7 +122,8 @@ def summary_dict(result: MigrationResult, mlflow: Mapping[str, Any], files: Mapp
             }
             for o in result.pareto
         ],
-        "candidates": _candidates(result),
+        "candidates": candidate_rows(result),
+        "rejected_candidates": [{"origin": dict(r.origin), "reason": r.reason, "text": r.text} for r in result.rejected],
         "trials": dict(result.search.counts),
         "stopped_by": result.search.stopped_by,
         "llm_calls": {k: stats[k] for k in ("made", "cached", "failed", "retried")},
@@ -139,7 +146,7 @@ def winner_dict(result: MigrationResult, out_dir: Path) -> dict[str, Any] | None
     spec = result.spec
     config = winner.config
     prepared = result.prepared
-    candidate = prepared.prompts[config.prompt_id]
+    candidate = result.prompts[config.prompt_id]
     endpoint = result.endpoints[config.model]
     target = next(t for t in spec.targets if t.model == config.model)
     pool = prepared.splits.train

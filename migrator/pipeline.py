@@ -8,18 +8,18 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from migrator.candidates import DemoPool, PromptCandidate, apply_transforms
+from migrator.candidates import DemoPool, Failure, PromptCandidate, Rejection, apply_transforms, propose_rewrites
 from migrator.dataset import Example, Splits, load_examples, split_examples
 from migrator.errors import LLMError, SpecError, TemplateError
 from migrator.evaluate import Config, ExampleResult, Summary, evaluate, summarize
 from migrator.llm import Endpoint, LLMClient
 from migrator.metrics import Metric, build_metric
-from migrator.models import model_info
-from migrator.prompts import PromptTemplate
+from migrator.models import family, model_info
+from migrator.prompts import PromptTemplate, format_answer
 from migrator.search import SearchResult, SearchSetup, TrialOutcome, best_trials, pareto_front, run_search
 from migrator.spec import MigrationSpec, Message, TargetSpec, read_yaml
 from migrator.stats import PairedTest, bootstrap_ci, paired_test
@@ -129,7 +129,10 @@ class MigrationResult:
     finalists: tuple[Evaluated, ...]
     baselines_by_target: Mapping[str, Evaluated]
     paired: PairedTest | None
+    paired_same_target: PairedTest | None
     pareto: tuple[TrialOutcome, ...]
+    prompts: Mapping[str, PromptCandidate]
+    rejected: tuple[Rejection, ...]
     stats: Mapping[str, Any]
     wall_s: float
     endpoints: Mapping[str, Endpoint] = field(default_factory=dict)
@@ -155,6 +158,7 @@ def run_migration(
     api_bases: Mapping[str, str] | None = None,
     callbacks: Sequence[Callable[[TrialOutcome], None]] = (),
     on_progress: Callable[[str, Mapping[str, Any]], None] = lambda *_: None,
+    on_candidates: Callable[[list[PromptCandidate], list[Rejection]], None] = lambda *_: None,
     finalists: int = 3,
 ) -> MigrationResult:
     """Search on dev, then score baseline, legacy and the best configs on test."""
@@ -166,7 +170,7 @@ def run_migration(
         for t in spec.targets
     }
     accepts = {m: model_info(m, api_base=e.api_base).accepts for m, e in endpoints.items()}
-    setup = SearchSetup(
+    base_setup = SearchSetup(
         spec=spec,
         dev=prepared.splits.dev,
         metric=prepared.metric,
@@ -179,6 +183,10 @@ def run_migration(
     reserve = len(test) * (len(endpoints) + finalists + 1)
     study_name = study_name or f"{spec.name}-{spec.spec_hash()}"
     with asyncio.Runner() as runner:
+        rewrites, rejected = _rewrites(runner, client, base_setup, prepared, api_bases or {}, on_progress)
+        prompts = {**prepared.prompts, **{c.id: c for c in rewrites}}
+        setup = replace(base_setup, prompts=prompts)
+        on_candidates(list(prompts.values()), list(rejected))
         search = run_search(
             setup,
             client,
@@ -209,6 +217,10 @@ def run_migration(
     paired = None
     if winner is not None and baseline is not None:
         paired = paired_test([r.score for r in winner.results], [r.score for r in baseline.results], seed=spec.seed)
+    paired_same = None
+    same = baselines.get(winner.config.model) if winner is not None else None
+    if winner is not None and same is not None:
+        paired_same = paired_test([r.score for r in winner.results], [r.score for r in same.results], seed=spec.seed)
     return MigrationResult(
         spec=spec,
         prepared=prepared,
@@ -220,11 +232,65 @@ def run_migration(
         finalists=tuple(evaluated),
         baselines_by_target=baselines,
         paired=paired,
+        paired_same_target=paired_same,
         pareto=tuple(pareto_front(search)),
+        prompts=prompts,
+        rejected=tuple(rejected),
         stats=client.stats.as_dict(),
         wall_s=time.monotonic() - started,
         endpoints=endpoints,
     )
+
+
+_FAILURE_SAMPLE = 12
+
+
+def _rewrites(
+    runner: asyncio.Runner,
+    client: LLMClient,
+    setup: SearchSetup,
+    prepared: Prepared,
+    api_bases: Mapping[str, str],
+    on_progress: Callable[[str, Mapping[str, Any]], None],
+) -> tuple[list[PromptCandidate], list[Rejection]]:
+    """DSPy rewrites per target family, grounded on the legacy prompt's failures there."""
+    space = setup.spec.search_space.prompt
+    if not space.proposer or space.rewrites <= 0:
+        return [], []
+    proposer = endpoint_for(TargetSpec(model=space.proposer), api_bases)
+    sample = prepared.splits.train[:_FAILURE_SAMPLE] or prepared.splits.dev[:_FAILURE_SAMPLE]
+    by_family: dict[str, str] = {}
+    for model in setup.endpoints:
+        by_family.setdefault(family(model), model)
+    accepted: list[PromptCandidate] = []
+    rejected: list[Rejection] = []
+    original = prepared.template
+    for fam, model in by_family.items():
+        on_progress("final", {"what": f"proposing {space.rewrites} rewrites for {fam}"})
+        config = Config(model, "original", 0, "none", tuple(sorted(setup.legacy_params(model).items())), setup.endpoints[model].mode)
+        results = runner.run(evaluate(client, config, setup.endpoints[model], original, sample, setup.metric))
+        by_id = {ex.id: ex for ex in sample}
+        failures = [
+            Failure(by_id[r.example_id].inputs, format_answer(by_id[r.example_id].expected), r.output or f"(error: {r.error})")
+            for r in results
+            if r.score < 1.0
+        ]
+        out = propose_rewrites(
+            original=original,
+            metric=setup.metric,
+            family=fam,
+            train=prepared.splits.train,
+            failures=failures,
+            proposer=proposer,
+            n=space.rewrites,
+            seed=setup.spec.seed,
+            cache=getattr(client, "cache", None),
+        )
+        client.stats.made += out.calls
+        client.stats.cost_usd += out.cost_usd
+        accepted += out.candidates
+        rejected += out.rejected
+    return accepted, rejected
 
 
 def _evaluate_legacy(

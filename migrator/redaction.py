@@ -9,7 +9,7 @@ from collections.abc import Mapping
 __all__ = ["redact", "secret_values"]
 
 _SECRET_NAME = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|CREDENTIALS?)$", re.IGNORECASE)
-_KEY_SHAPE = re.compile(r"\b(sk|pk|rk|gsk|xai|hf|key)[-_][A-Za-z0-9_\-]{12,}\b")
+_KEY_SHAPE = re.compile(r"\b(sk|pk|rk|gsk|xai|hf)[-_][A-Za-z0-9_\-]{16,}\b")
 _MIN_SECRET_LEN = 8
 
 

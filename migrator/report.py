@@ -96,7 +96,7 @@ def _usd(value: float | None) -> str:
         return f"${value:,.0f}"
     if abs(value) >= 1:
         return f"${value:.2f}"
-    return f"${value:.3g}"
+    return f"${value:#.3g}"
 
 
 def _seconds(value: float | None) -> str:
@@ -278,6 +278,20 @@ def _per_model_chart(result: MigrationResult, trials: Sequence[TrialOutcome]) ->
     return _png(fig)
 
 
+def _axes_png(plt: Any, ax: Axes, height: float) -> str:
+    """A pyplot figure (as optuna draws them) resized to the page width, encoded and closed."""
+    from matplotlib.figure import Figure
+
+    fig = ax.figure
+    assert isinstance(fig, Figure), "optuna draws on a top-level figure"
+    fig.set_size_inches(11, height)
+    fig.tight_layout()
+    try:
+        return _png(fig)
+    finally:
+        plt.close(fig)
+
+
 def _study_charts(result: MigrationResult) -> tuple[str, str]:
     """Optuna's own optimisation-history and importance plots, or a note saying why not."""
     storage = _safe_storage(result.search.storage)
@@ -296,10 +310,8 @@ def _study_charts(result: MigrationResult) -> tuple[str, str]:
             history = "<p class='note'>No complete trials, so no history to plot.</p>"
         else:
             ax = optuna.visualization.matplotlib.plot_optimization_history(study, **primary)
-            fig = ax.figure
-            fig.set_size_inches(11, 3.8)
-            history = _img(_png(fig), "optimisation history", "Dev score of each complete trial, in order, and the best so far (pruned trials are not shown).")
-            plt.close(fig)
+            history = _img(_axes_png(plt, ax, 3.8), "optimisation history",
+                           "Dev score of each complete trial, in order, and the best so far (pruned trials are not shown).")
         if len(complete) < 2:
             importance = f"<p class='note'>Parameter importance needs at least 2 complete trials; this study has {len(complete)}.</p>"
         else:
@@ -308,12 +320,8 @@ def _study_charts(result: MigrationResult) -> tuple[str, str]:
             except Exception as exc:  # optuna raises several types when trials are too few or too alike
                 importance = f"<p class='note'>Parameter importance could not be computed from {len(complete)} complete trials: {_e(exc)}</p>"
             else:
-                fig = ax.figure
-                fig.set_size_inches(11, 3.2)
-                fig.tight_layout()
-                importance = _img(_png(fig), "parameter importance", "How much of the dev score's variation each search parameter explains (PED-ANOVA).")
-                plt.close(fig)
-        plt.close("all")
+                importance = _img(_axes_png(plt, ax, 3.2), "parameter importance",
+                                  "How much of the dev score's variation each search parameter explains (PED-ANOVA).")
     return history, importance
 
 
@@ -465,9 +473,11 @@ def _per_model(result: MigrationResult, summary: Mapping[str, Any], trials: Sequ
 
 
 def _origin(origin: Mapping[str, Any]) -> str:
+    """Where a candidate came from: ``transform user_turn``, ``dspy (proposer=..., ...)``."""
     kind = str(origin.get("kind", "?"))
-    rest = ", ".join(f"{k}={_value(v)}" for k, v in origin.items() if k != "kind")
-    return f"{kind} ({rest})" if rest else kind
+    name = f"{kind} {_value(origin[kind])}" if kind in origin else kind
+    rest = ", ".join(f"{k}={_truncate(_value(v), 80)}" for k, v in origin.items() if k not in ("kind", kind))
+    return f"{name} ({rest})" if rest else name
 
 
 def _diff_lines(old: str, new: str) -> str:

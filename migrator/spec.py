@@ -238,10 +238,21 @@ class MigrationSpec(_Strict):
         return path if path.is_absolute() else self.base_dir / path
 
     def spec_hash(self) -> str:
-        """Stable digest of everything that changes results (not paths or tracking)."""
+        """Stable digest of everything that changes results: settings and file contents.
+
+        Paths and tracking are left out, so moving a project keeps its study; editing the
+        prompt file or the dataset starts a new one.
+        """
         payload = self.model_dump(mode="json", exclude={"base_dir", "source_file", "tracking", "description"})
-        raw = json.dumps(payload, sort_keys=True).encode()
-        return hashlib.sha256(raw).hexdigest()[:16]
+        digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode())
+        files = [self.dataset.path] + ([self.app.prompt_file] if self.app.prompt_file else [])
+        for relative in files:
+            path = self.resolve(relative)
+            if path.is_file():
+                with path.open("rb") as fh:
+                    for block in iter(lambda: fh.read(1 << 20), b""):
+                        digest.update(block)
+        return digest.hexdigest()[:16]
 
 
 def _describe(err: dict[str, Any]) -> str:
@@ -282,10 +293,8 @@ def _validate(model: type[BaseModel], data: Any, file: Path, prefix: str = "") -
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        more = len(exc.errors()) - 1
-        tail = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
-        raise SpecError(prefix + _describe(dict(first)) + tail, file=str(file)) from None
+        # The first problem only: later ones are often echoes of it.
+        raise SpecError(prefix + _describe(dict(exc.errors()[0])), file=str(file)) from None
 
 
 def load_search_space(path: Path) -> SearchSpace:

@@ -16,6 +16,10 @@ something real to find:
 - ``fake/weak``: right 40% of the time whatever you do.
 - ``fake/echo``: replies with the last user message (to see what was sent).
 - ``fake/down``: always fails with a connection error (a retired or unreachable model).
+- ``fake/proposer``: a prompt proposer answering DSPy's chat format with an instruction
+  that states the output format and the variant it was asked for.
+- ``fake/proposer-bad``: a proposer whose instructions add a template variable
+  (``{{ reviewer }}``), which migrator must reject.
 
 The decision is a hash of the request, so the same request always gets the same reply.
 A ``@<seconds>`` suffix (``fake/oracle@0.05``) adds that much latency to each call.
@@ -99,7 +103,23 @@ def _last_input(messages: Sequence[dict[str, Any]]) -> tuple[str, int]:
     return content, len(assistants)
 
 
+def _dspy_field(text: str, name: str) -> str:
+    match = re.search(rf"\[\[ ## {name} ## \]\]\n(.*?)(?:\n\n\[\[ ## |\Z)", text, re.DOTALL)
+    return match.group(1).strip() if match else ""
+
+
+def _propose(bad: bool, messages: Sequence[dict[str, Any]]) -> str:
+    last = str(messages[-1].get("content", "")) if messages else ""
+    fmt = _dspy_field(last, "output_format") or "Answer briefly."
+    variant = _dspy_field(last, "variant").split(" (")[0] or "rewrite"
+    extra = " Mention {{ reviewer }} when addressing them." if bad else ""
+    instruction = f"You label customer reviews by sentiment ({variant}). Read the whole review. {fmt}{extra}"
+    return f"[[ ## new_instruction ## ]]\n{instruction}\n\n[[ ## completed ## ]]"
+
+
 def _reply(profile_name: str, messages: Sequence[dict[str, Any]], params: dict[str, Any]) -> str:
+    if profile_name in ("proposer", "proposer-bad"):
+        return _propose(profile_name == "proposer-bad", messages)
     if profile_name == "echo":
         users = [m for m in messages if m.get("role") == "user"]
         return str(users[-1]["content"]) if users else ""
@@ -131,7 +151,7 @@ def _handler_class() -> type:
             name, _, _ = model.removeprefix("fake/").partition("@")
             if name == "down":
                 raise litellm.APIConnectionError(message="fake/down is unreachable", llm_provider="fake", model=model)
-            if name not in PROFILES and name != "echo":
+            if name not in PROFILES and name not in ("echo", "proposer", "proposer-bad"):
                 raise litellm.NotFoundError(message=f"unknown fake model {model!r}", llm_provider="fake", model=model)
             text = _reply(name, messages, optional_params)
             cap = optional_params.get("max_tokens")

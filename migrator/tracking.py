@@ -8,10 +8,11 @@ in one process. ``NullTracker`` records nothing, for runs without tracking.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from migrator.candidates import PromptCandidate, Rejection
 from migrator.redaction import redact
 from migrator.search import TrialOutcome
 
@@ -26,6 +27,8 @@ _STATUS = {"complete": "FINISHED", "pruned": "KILLED", "failed": "FAILED"}
 class Tracker(Protocol):
     def start(self, prepared: Prepared, study_name: str, endpoints_mode: Mapping[str, str]) -> None: ...
 
+    def log_candidates(self, candidates: Sequence[PromptCandidate], rejected: Sequence[Rejection]) -> None: ...
+
     def log_trial(self, outcome: TrialOutcome) -> None: ...
 
     def finish(self, result: MigrationResult, files: Mapping[str, Path]) -> dict[str, Any]: ...
@@ -35,6 +38,9 @@ class NullTracker:
     """Tracks nothing."""
 
     def start(self, prepared: Prepared, study_name: str, endpoints_mode: Mapping[str, str]) -> None:
+        return None
+
+    def log_candidates(self, candidates: Sequence[PromptCandidate], rejected: Sequence[Rejection]) -> None:
         return None
 
     def log_trial(self, outcome: TrialOutcome) -> None:
@@ -115,8 +121,17 @@ class MlflowTracker:
         }
         client.log_batch(self.parent_run_id, params=[Param(k, str(v)) for k, v in params.items()])
         client.log_text(self.parent_run_id, prepared.template.text(), "prompts/original.txt")
-        for cand in prepared.prompts.values():
-            client.log_text(self.parent_run_id, cand.template.text(), f"prompts/candidates/{cand.id}.txt")
+
+    def log_candidates(self, candidates: Sequence[PromptCandidate], rejected: Sequence[Rejection]) -> None:
+        """Every prompt candidate's text and origin as an artifact; rejected rewrites with reasons."""
+        if self._client is None or self.parent_run_id is None:
+            return
+        for cand in candidates:
+            origin = json.dumps(dict(cand.origin), ensure_ascii=False)
+            self._client.log_text(self.parent_run_id, f"# origin: {origin}\n\n{cand.template.text()}", f"prompts/candidates/{cand.id}.txt")
+        if rejected:
+            lines = [f"## {json.dumps(dict(r.origin))}\nreason: {r.reason}\n\n{r.text}\n" for r in rejected]
+            self._client.log_text(self.parent_run_id, "\n".join(lines), "prompts/rejected.txt")
 
     def log_trial(self, outcome: TrialOutcome) -> None:
         """A nested run for one finished trial (this is the search's callback)."""
@@ -210,8 +225,26 @@ class MlflowTracker:
         client.log_batch(run_id, metrics=[Metric(k, float(v), 0, 0) for k, v in metrics.items()])
         if result.winner is not None:
             client.set_tag(run_id, "winner", result.winner.config.label())
+        table = _candidate_rows(result)
+        if table:
+            client.log_table(run_id, data={k: [row[k] for row in table] for k in table[0]}, artifact_file="candidates.json")
         for path in files.values():
             if path.is_file():
                 client.log_artifact(run_id, str(path))
         client.set_terminated(run_id, status="FINISHED")
         return {"tracking_uri": self.tracking_uri, "experiment_id": self.experiment_id, "parent_run_id": run_id}
+
+
+def _candidate_rows(result: MigrationResult) -> list[dict[str, Any]]:
+    from migrator.export import candidate_rows
+
+    return [
+        {
+            "prompt_id": row["prompt_id"],
+            "origin": json.dumps(row["origin"]),
+            "trials": row["trials"],
+            "best_dev_score": row["best_dev_score"] if row["best_dev_score"] is not None else float("nan"),
+            "text": row["text"],
+        }
+        for row in candidate_rows(result)
+    ]

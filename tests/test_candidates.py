@@ -170,7 +170,9 @@ def test_knn_returns_the_nearest_train_examples() -> None:
     query = Example("new", {"review": "my phone battery is hot and the battery dies"}, "negative")
     assert _ids(pool, "knn", 1, query) == ["battery"]
 
-    query = Example("new2", {"review": "the italian restaurant pasta was wonderful; also great camera photos"}, "positive")
+    query = Example(
+        "new2", {"review": "the italian restaurant pasta was wonderful; also great camera photos"}, "positive"
+    )
     assert set(_ids(pool, "knn", 2, query)) == {"pasta", "camera"}
 
 

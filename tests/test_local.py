@@ -353,12 +353,11 @@ def test_servers_are_stopped_after_the_block_even_on_error(tmp_path: Path) -> No
     assert wait_gone(started, timeout=0) == set()
 
 
-@pytest.mark.local
-@needs_local_models
-def test_servers_die_with_a_killed_parent(tmp_path: Path) -> None:
+def _start_parent(tmp_path: Path) -> tuple[subprocess.Popen[str], set[int]]:
+    """A separate Python process, leading its own process group, that serves gemma."""
     script = textwrap.dedent(
         f"""
-        import sys, time
+        import time
         from pathlib import Path
         from migrator.local import LocalServer
         with LocalServer([{GEMMA!r}], log_dir=Path({str(tmp_path)!r})):
@@ -367,16 +366,42 @@ def test_servers_die_with_a_killed_parent(tmp_path: Path) -> None:
         """
     )
     parent = subprocess.Popen(
-        [sys.executable, "-c", script], cwd=REPO, stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", script],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
     )
+    assert parent.stdout is not None
+    assert parent.stdout.readline().strip() == "ready"
+    started = server_pids(parent.pid)
+    assert len(started) == 1
+    return parent, started
+
+
+@pytest.mark.local
+@needs_local_models
+def test_servers_die_with_a_killed_parent(tmp_path: Path) -> None:
+    parent, started = _start_parent(tmp_path)
     try:
-        assert parent.stdout is not None
-        assert parent.stdout.readline().strip() == "ready"
-        started = server_pids(parent.pid)
-        assert len(started) == 1
-        parent.send_signal(signal.SIGKILL)
+        parent.send_signal(signal.SIGKILL)  # no cleanup code runs: only PDEATHSIG can help
         parent.wait()
         assert wait_gone(started) == set()
     finally:
         parent.kill()
-        parent.wait()
+        parent.communicate()
+
+
+@pytest.mark.local
+@needs_local_models
+def test_ctrl_c_in_a_terminal_stops_the_servers(tmp_path: Path) -> None:
+    parent, started = _start_parent(tmp_path)
+    try:
+        os.killpg(parent.pid, signal.SIGINT)  # what a terminal sends to its foreground group
+        _, err = parent.communicate(timeout=30)
+        assert "KeyboardInterrupt" in err
+        assert wait_gone(started, timeout=0) == set()
+    finally:
+        parent.kill()
+        parent.communicate()

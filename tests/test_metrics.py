@@ -157,8 +157,14 @@ def test_bad_metric_names_metric_name(name: str, fragment: str) -> None:
 @pytest.mark.parametrize(
     ("spec", "hint"),
     [
-        (MetricSpec(name="label", labels=("positive", "negative")), "Answer with exactly one of: positive, negative. Nothing else."),
-        (MetricSpec(name="json_fields", fields=("vendor", "total")), "Answer with only a JSON object with the keys: vendor, total."),
+        (
+            MetricSpec(name="label", labels=("positive", "negative")),
+            "Answer with exactly one of: positive, negative. Nothing else.",
+        ),
+        (
+            MetricSpec(name="json_fields", fields=("vendor", "total")),
+            "Answer with only a JSON object with the keys: vendor, total.",
+        ),
         (MetricSpec(name="numeric"), "Answer with a number only."),
         (MetricSpec(name="exact"), "Answer with the answer only."),
         (MetricSpec(name="f1"), "Answer with the answer only."),

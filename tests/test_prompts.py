@@ -146,7 +146,15 @@ def test_text_shows_roles_and_raw_templates() -> None:
 
 @pytest.mark.parametrize(
     ("value", "written"),
-    [("positive", "positive"), (3.0, "3"), (2.5, "2.5"), (7, "7"), (True, "true"), ({"total": 1}, '{"total": 1}'), ("café", "café")],
+    [
+        ("positive", "positive"),
+        (3.0, "3"),
+        (2.5, "2.5"),
+        (7, "7"),
+        (True, "true"),
+        ({"total": 1}, '{"total": 1}'),
+        ("café", "café"),
+    ],
 )
 def test_format_answer(value: object, written: str) -> None:
     assert format_answer(value) == written

@@ -47,7 +47,9 @@ def spec_path(tmp_path: Path) -> Path:
     return _write(tmp_path / "app", _spec_dict())
 
 
-def test_valid_spec_loads_with_paths_relative_to_the_spec_file(spec_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_valid_spec_loads_with_paths_relative_to_the_spec_file(
+    spec_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(spec_path.parent.parent)  # a cwd other than the spec folder
     spec = load_spec(spec_path)
 
@@ -111,7 +113,12 @@ INVALID = [
     pytest.param(_set("seed", "abc"), "seed", "valid integer", id="wrong-type-seed"),
     pytest.param(_set("budget.trials", "many"), "budget.trials", "valid integer", id="wrong-type-trials"),
     pytest.param(_drop("metric"), "metric", "required field is missing", id="missing-metric"),
-    pytest.param(_drop("dataset.expected_field"), "dataset.expected_field", "required field is missing", id="missing-expected-field"),
+    pytest.param(
+        _drop("dataset.expected_field"),
+        "dataset.expected_field",
+        "required field is missing",
+        id="missing-expected-field",
+    ),
     pytest.param(_set("budget.usd", -1), "budget.usd", "greater than 0", id="negative-usd"),
     pytest.param(_set("budget.calls", -5), "budget.calls", "greater than 0", id="negative-calls"),
     pytest.param(_set("budget.minutes", 0), "budget.minutes", "greater than 0", id="zero-minutes"),
@@ -120,13 +127,25 @@ INVALID = [
     pytest.param(_set("app.model", "gpt-4o-mini"), "app.model", "provider-prefixed", id="app-model-without-provider"),
     pytest.param(_set("targets", ["openai/a", "openai/a"]), "targets", "listed twice", id="duplicate-target"),
     pytest.param(
-        _set("dataset.split", {"train": 0.5, "dev": 0.5, "test": 0.5}), "dataset.split", "sum to 1", id="split-not-summing-to-1"
+        _set("dataset.split", {"train": 0.5, "dev": 0.5, "test": 0.5}),
+        "dataset.split",
+        "sum to 1",
+        id="split-not-summing-to-1",
     ),
     pytest.param(_set("objective", "cost"), "objective", "start with 'quality'", id="objective-without-quality"),
     pytest.param(_set("name", "has space"), "name", "pattern", id="bad-name"),
-    pytest.param(_set("search_space", {"temperature": {"low": 1, "high": 0}}), "search_space.temperature", "low must be <= high", id="inverted-range"),
-    pytest.param(_set("search_space", {"demos": {"k": [2, -1]}}), "search_space.demos.k", ">= 0", id="negative-demo-count"),
-    pytest.param(_set("app.messages", [{"role": "user", "content": "x"}]), "app", "exactly one of", id="both-prompt-sources"),
+    pytest.param(
+        _set("search_space", {"temperature": {"low": 1, "high": 0}}),
+        "search_space.temperature",
+        "low must be <= high",
+        id="inverted-range",
+    ),
+    pytest.param(
+        _set("search_space", {"demos": {"k": [2, -1]}}), "search_space.demos.k", ">= 0", id="negative-demo-count"
+    ),
+    pytest.param(
+        _set("app.messages", [{"role": "user", "content": "x"}]), "app", "exactly one of", id="both-prompt-sources"
+    ),
     pytest.param(_set("base_dir", "/etc"), "base_dir", "unknown key", id="reserved-base-dir"),
 ]
 
@@ -265,7 +284,9 @@ def test_spec_hash_is_stable_when_the_folder_moves(tmp_path: Path) -> None:
         _set("dataset.split", {"train": 0.1, "dev": 0.6, "test": 0.3}),
     ],
 )
-def test_spec_hash_changes_with_result_relevant_fields(tmp_path: Path, change: Callable[[dict[str, Any]], None]) -> None:
+def test_spec_hash_changes_with_result_relevant_fields(
+    tmp_path: Path, change: Callable[[dict[str, Any]], None]
+) -> None:
     before = load_spec(_write(tmp_path / "a", _spec_dict()))
     data = copy.deepcopy(_spec_dict())
     change(data)
@@ -276,17 +297,15 @@ def test_spec_hash_changes_with_result_relevant_fields(tmp_path: Path, change: C
 
 def test_spec_hash_ignores_tracking_and_description(tmp_path: Path) -> None:
     before = load_spec(_write(tmp_path / "a", _spec_dict()))
-    data = _spec_dict() | {"description": "now documented", "tracking": {"uri": "file:///tmp/mlruns", "experiment": "x"}}
+    data = _spec_dict() | {
+        "description": "now documented",
+        "tracking": {"uri": "file:///tmp/mlruns", "experiment": "x"},
+    }
     after = load_spec(_write(tmp_path / "b", data))
 
     assert before.spec_hash() == after.spec_hash()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="spec_hash covers the prompt_file path but not its contents, so editing prompt.yaml keeps the "
-    "study name and `migrator run` resumes an Optuna study whose trials scored the old prompt",
-)
 def test_spec_hash_changes_when_the_prompt_file_is_edited(spec_path: Path) -> None:
     before = load_spec(spec_path).spec_hash()
     (spec_path.parent / "prompts" / "prompt.yaml").write_text(

@@ -16,7 +16,7 @@ def test_bootstrap_ci_contains_the_mean() -> None:
     scores = _scores(80, 0.7, seed=1)
     low, high = bootstrap_ci(scores)
     assert low < float(np.mean(scores)) < high
-    assert 0.0 <= low and high <= 1.0
+    assert low >= 0.0 and high <= 1.0
 
 
 def test_bootstrap_ci_narrows_with_more_data() -> None:
@@ -68,7 +68,9 @@ def test_paired_test_does_not_call_noise_an_improvement() -> None:
 
 def test_paired_test_false_positive_rate_is_about_alpha() -> None:
     rng = np.random.default_rng(8)
-    p_values = [paired_test(list(rng.normal(0.5, 0.2, 30)), list(rng.normal(0.5, 0.2, 30)), seed=s).p_value for s in range(100)]
+    p_values = [
+        paired_test(list(rng.normal(0.5, 0.2, 30)), list(rng.normal(0.5, 0.2, 30)), seed=s).p_value for s in range(100)
+    ]
     assert sum(p < 0.05 for p in p_values) <= 12
     assert sum(p > 0.5 for p in p_values) >= 35
 
@@ -91,5 +93,5 @@ def test_paired_test_empty() -> None:
 
 
 def test_paired_test_length_mismatch_raises() -> None:
-    with pytest.raises(ValueError, match="same length. Got 3 and 2"):
+    with pytest.raises(ValueError, match=r"same length\. Got 3 and 2"):
         paired_test([1.0, 0.0, 1.0], [1.0, 0.0])

@@ -1,0 +1,374 @@
+"""The HTML report as a reviewer opens it: verdict first, charts inlined, text escaped.
+
+One small migration with the fake provider is run once per module; variants (no
+winner, a missing study, a winner that regresses) are the same result with fields
+swapped, so every report is built from real search and test-split data.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import os
+import re
+import struct
+import subprocess
+import sys
+from dataclasses import dataclass, field, replace
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+from migrator import export
+from migrator.llm import LiteLLMClient
+from migrator.pipeline import MigrationResult, prepare, run_migration
+from migrator.report import render_report, write_report
+from migrator.spec import load_spec
+from migrator.stats import paired_test
+from migrator.testing import make_sentiment_rows, register_fake_provider
+
+SECTION_IDS = ["verdict", "pareto", "history", "importance", "per-model", "diff", "examples", "trials", "candidates"]
+XSS = "<script>alert(1)</script>"
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+def _spec(name: str, **overrides: Any) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "name": name,
+        "app": {
+            "model": "fake/oracle",
+            "messages": [
+                {"role": "system", "content": "Classify the sentiment of the review."},
+                {"role": "user", "content": "Review: {{ review }}"},
+            ],
+            "params": {"temperature": 0.7, "max_tokens": 5},
+        },
+        "dataset": {
+            "path": "reviews.jsonl",
+            "id_field": "id",
+            "expected_field": "label",
+            "input_fields": ["review"],
+            "split": {"train": 0.2, "dev": 0.5, "test": 0.3},
+        },
+        "metric": {"name": "label", "labels": ["positive", "negative"]},
+        "targets": ["fake/weak", "fake/fewshot", "fake/hot"],
+        "search_space": {"prompt": {"transforms": ["format_line", "user_turn"]}, "demos": {"k": [0, 2, 4]}, "max_retries": 1},
+        "budget": {"trials": 12},
+        "seed": 0,
+    }
+    spec.update(overrides)
+    return spec
+
+
+def _migrate(root: Path, spec: dict[str, Any], rows: int) -> tuple[MigrationResult, dict[str, Any]]:
+    register_fake_provider()
+    root.mkdir(parents=True)
+    # Every review carries markup, so it reaches the demos, the examples and the trials' data.
+    data = make_sentiment_rows(rows, rng_words=lambda i: f"visit {i} {XSS} & <b>co</b>")
+    (root / "reviews.jsonl").write_text("".join(json.dumps(r) + "\n" for r in data))
+    (root / "migration.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    client = LiteLLMClient(backoff_s=0.01, max_retries=1)
+    result = run_migration(prepare(load_spec(root / "migration.yaml")), client, storage=f"sqlite:///{root}/study.db")
+    return result, export.summary_dict(result, {}, {})
+
+
+@pytest.fixture(scope="module")
+def migration(tmp_path_factory: pytest.TempPathFactory) -> tuple[MigrationResult, dict[str, Any]]:
+    return _migrate(tmp_path_factory.mktemp("report") / "app", _spec("fake-sentiment"), rows=80)
+
+
+@pytest.fixture(scope="module")
+def page(migration: tuple[MigrationResult, dict[str, Any]]) -> str:
+    return render_report(*migration)
+
+
+@dataclass
+class Section:
+    heading: str
+    text: str = ""
+    rows: list[list[str]] = field(default_factory=list)
+    images: list[str] = field(default_factory=list)
+
+
+class _Sections(HTMLParser):
+    """The page cut at each <h2 id=...>: its text, table body rows (cell texts) and image sources."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.order: list[str] = []
+        self.sections: dict[str, Section] = {"": Section("")}
+        self.current = ""
+        self.in_tbody = False
+        self.row: list[str] | None = None
+        self.cell: list[str] | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        attr = dict(attrs)
+        if tag == "h2" and attr.get("id"):
+            self.current = str(attr["id"])
+            self.order.append(self.current)
+            self.sections[self.current] = Section(self.current)
+        elif tag == "tbody":
+            self.in_tbody = True
+        elif tag == "tr" and self.in_tbody:
+            self.row = []
+        elif tag == "td" and self.row is not None:
+            self.cell = []
+        elif tag == "img":
+            self.sections[self.current].images.append(str(attr.get("src")))
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "tbody":
+            self.in_tbody = False
+        elif tag == "td" and self.row is not None and self.cell is not None:
+            self.row.append(" ".join("".join(self.cell).split()))
+            self.cell = None
+        elif tag == "tr" and self.row is not None:
+            self.sections[self.current].rows.append(self.row)
+            self.row = None
+
+    def handle_data(self, data: str) -> None:
+        self.sections[self.current].text += data
+        if self.cell is not None:
+            self.cell.append(data)
+
+
+def sections(page: str) -> _Sections:
+    parser = _Sections()
+    parser.feed(page)
+    return parser
+
+
+def _flat(text: str) -> str:
+    return " ".join(text.split())
+
+
+def test_sections_have_stable_ids_and_the_verdict_comes_first(page: str) -> None:
+    parsed = sections(page)
+    assert parsed.order == SECTION_IDS
+    # Before the verdict there is only the title line and the table of contents.
+    assert not parsed.sections[""].images and not parsed.sections[""].rows
+
+
+def test_verdict_shows_the_summary_numbers(migration: tuple[MigrationResult, dict[str, Any]], page: str) -> None:
+    _, summary = migration
+    verdict = sections(page).sections["verdict"]
+    rows = {row[0]: row for row in verdict.rows}
+    for role in ("legacy", "baseline", "winner"):
+        expected = summary[role]
+        row = rows[role]
+        assert row[1] == expected["label"]
+        assert row[2] == f"{expected['test_score']:.3f}"
+        assert row[3] == f"[{expected['test_ci'][0]:.3f}, {expected['test_ci'][1]:.3f}]"
+        assert row[5] == f"${expected['cost_usd_per_example'] * 1000:#.3g}"
+        assert row[6] == f"{expected['latency_p50_s'] * 1000:.0f} ms"
+    paired = summary["winner_vs_baseline"]
+    sentence = _flat(verdict.text)
+    assert (
+        f"{paired['mean_diff']:+.3f} (95% CI [{paired['ci'][0]:+.3f}, {paired['ci'][1]:+.3f}], p = {paired['p_value']:.3g}); "
+        f"{paired['improved']} examples improved, {paired['regressed']} regressed."
+    ) in sentence
+    assert paired["ci"][0] > 0  # the fake search finds demos that fix fake/fewshot
+    assert "class='callout good'" in page
+    for model, row in summary["baselines_by_target"].items():
+        assert rows[model][2] == f"{row['test_score']:.3f}"
+    # The verdict's numbers are on the page before any chart.
+    assert page.index(f"{summary['winner']['test_score']:.3f}") < page.index("<img")
+
+
+def test_all_images_are_inlined_pngs_and_nothing_is_fetched(page: str) -> None:
+    parsed = sections(page)
+    images = [src for s in parsed.sections.values() for src in s.images]
+    assert len(images) >= 3
+    for src in images:
+        assert src.startswith("data:image/png;base64,")
+        assert base64.b64decode(src.removeprefix("data:image/png;base64,"))[:8] == b"\x89PNG\r\n\x1a\n"
+    for anchor in ("pareto", "history", "per-model"):
+        assert parsed.sections[anchor].images, anchor
+    assert not re.search(r"(src|href)\s*=\s*['\"]?\s*(https?:)?//", page, re.IGNORECASE)
+    assert not re.search(r"<(script|link|iframe|object)\b|url\(|@import", page, re.IGNORECASE)
+
+
+def test_dataset_markup_is_shown_as_text(migration: tuple[MigrationResult, dict[str, Any]], page: str) -> None:
+    assert XSS not in page and "<b>co</b>" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp; &lt;b&gt;co&lt;/b&gt;" in page
+    parsed = sections(page)
+    assert XSS in parsed.sections["diff"].text  # the winner's demos
+    assert XSS in parsed.sections["examples"].text
+
+
+def _changed_ids(winner: Any, baseline: Any) -> tuple[list[str], list[str]]:
+    base = {r.example_id: r.score for r in baseline.results}
+    worse = [r.example_id for r in winner.results if r.score < base[r.example_id]]
+    better = [r.example_id for r in winner.results if r.score > base[r.example_id]]
+    return worse, better
+
+
+def _pitted(result: MigrationResult, winner: Any, baseline: Any) -> MigrationResult:
+    """The same migration with another pair in the winner and baseline roles."""
+    paired = paired_test([r.score for r in winner.results], [r.score for r in baseline.results], seed=result.spec.seed)
+    return replace(result, winner=winner, baseline=baseline, paired=paired)
+
+
+@pytest.mark.parametrize("pair", ["winner-vs-baseline", "weak-vs-baseline", "hot-vs-winner"])
+def test_examples_list_regressions_first_consistent_with_the_paired_counts(
+    migration: tuple[MigrationResult, dict[str, Any]], page: str, pair: str
+) -> None:
+    result, summary = migration
+    if pair != "winner-vs-baseline":
+        challenger, reference = pair.split("-vs-")
+        by_target = result.baselines_by_target
+        winner = by_target[f"fake/{challenger}"]
+        baseline = result.winner if reference == "winner" else result.baseline
+        result = _pitted(result, winner, baseline)
+        summary = export.summary_dict(result, {}, {})
+        page = render_report(result, summary)
+    assert result.winner is not None and result.baseline is not None
+    worse, better = _changed_ids(result.winner, result.baseline)
+    paired = summary["winner_vs_baseline"]
+    assert (len(worse), len(better)) == (paired["regressed"], paired["improved"])
+
+    examples = sections(page).sections["examples"]
+    text = _flat(examples.text)
+    assert f"{len(worse)} regressed, {len(better)} improved" in text
+    assert text.index(f"Regressed ({len(worse)})") < text.index(f"Improved ({len(better)})")
+    listed = [row[0] for row in examples.rows]
+    n_worse = min(len(worse), 20)
+    listed_worse, listed_better = listed[:n_worse], listed[n_worse:]
+    assert len(listed_better) == min(len(better), 20)
+    assert set(listed_worse) <= set(worse) and set(listed_better) <= set(better)
+    win = {r.example_id: r.score for r in result.winner.results}
+    base = {r.example_id: r.score for r in result.baseline.results}
+    drops = [base[i] - win[i] for i in listed_worse]
+    assert drops == sorted(drops, reverse=True)  # the biggest regressions first
+    if len(worse) > 20:
+        assert f"Showing 20 of {len(worse)}" in text
+    test = {ex.id: ex for ex in result.prepared.splits.test}
+    outputs = {r.example_id: r.output for r in result.winner.results}
+    for row in examples.rows:
+        assert row[1] == _flat(test[row[0]].inputs["review"])
+        assert row[2] == test[row[0]].expected
+        assert row[4].startswith(outputs[row[0]])
+    if pair == "hot-vs-winner":
+        assert len(worse) > 20 and not better  # fake/hot at temperature 0.7 gets every test example wrong
+
+
+def test_winner_prompt_is_diffed_against_the_legacy_prompt(migration: tuple[MigrationResult, dict[str, Any]], page: str) -> None:
+    result, summary = migration
+    assert result.winner is not None
+    diff = sections(page).sections["diff"]
+    winner_text = result.prepared.prompts[summary["winner"]["prompt_id"]].template.text()
+    legacy_text = result.prepared.template.text()
+    added = [line for line in winner_text.splitlines() if line not in legacy_text.splitlines()]
+    removed = [line for line in legacy_text.splitlines() if line not in winner_text.splitlines()]
+    assert added or removed
+    for line in added:
+        assert f"<div class='add'>{html.escape(line)}</div>" in page
+    for line in removed:
+        assert f"<div class='del'>{html.escape(line)}</div>" in page
+    params = {row[0]: row[1:] for row in diff.rows if len(row) == 3}
+    for name, value in summary["winner"]["params"].items():
+        assert params[name][1] == (f"{value:.6g}" if isinstance(value, float) else str(value))
+    assert f"{summary['winner']['demos']} per request" in _flat(diff.text)
+
+
+def test_trials_and_candidates_are_all_listed(migration: tuple[MigrationResult, dict[str, Any]], page: str) -> None:
+    result, summary = migration
+    parsed = sections(page)
+    trials = parsed.sections["trials"].rows
+    assert [int(r[0]) for r in trials] == sorted(o.number for o in result.search.trials)
+    states = {int(r[0]): r[2] for r in trials}
+    assert states == {o.number: o.state for o in result.search.trials}
+    assert {int(r[0]) for r in trials if "winner" in r[1]} == {summary["winner"]["trial"]}
+    candidates = _flat(parsed.sections["candidates"].text)
+    for cand in summary["candidates"]:
+        assert cand["prompt_id"] in candidates and _flat(cand["text"]) in candidates
+    per_model = {r[0]: r for r in parsed.sections["per-model"].rows}
+    for model, row in summary["baselines_by_target"].items():
+        assert per_model[model][5] == f"{row['test_score']:.3f}"
+    pareto = [int(r[0].lstrip("#")) for r in parsed.sections["pareto"].rows]
+    assert pareto == [p["trial"] for p in summary["pareto"]]
+
+
+def test_no_winner_still_renders_and_says_why(migration: tuple[MigrationResult, dict[str, Any]]) -> None:
+    result, _ = migration
+    empty = replace(result, winner=None, finalists=(), paired=None, legacy=None, legacy_note="legacy model fake/oracle is unreachable")
+    summary = export.summary_dict(empty, {}, {})
+    parsed = sections(render_report(empty, summary))
+    assert parsed.order == SECTION_IDS
+    verdict = _flat(parsed.sections["verdict"].text)
+    assert "No winner" in verdict and "legacy model fake/oracle is unreachable" in verdict
+    assert "Needs both a winner and a baseline" in parsed.sections["examples"].text
+
+
+def test_a_missing_study_leaves_a_note_instead_of_charts(migration: tuple[MigrationResult, dict[str, Any]]) -> None:
+    result, summary = migration
+    gone = replace(result, search=replace(result.search, study_name="no-such-study"))
+    parsed = sections(render_report(gone, summary))
+    for anchor in ("history", "importance"):
+        assert "could not be loaded" in parsed.sections[anchor].text and not parsed.sections[anchor].images
+
+
+def test_importance_with_one_complete_trial_is_a_note(tmp_path: Path) -> None:
+    spec = _spec("one-trial", targets=["fake/fewshot"], budget={"trials": 1}, search_space={"demos": {"k": [0]}})
+    result, summary = _migrate(tmp_path / "app", spec, rows=20)
+    parsed = sections(render_report(result, summary))
+    assert parsed.sections["history"].images
+    assert not parsed.sections["importance"].images
+    assert "needs at least 2 complete trials; this study has 1" in parsed.sections["importance"].text
+
+
+def test_rendering_leaves_matplotlib_settings_alone(migration: tuple[MigrationResult, dict[str, Any]]) -> None:
+    import matplotlib
+
+    before = dict(matplotlib.rcParams)
+    render_report(*migration)
+    assert dict(matplotlib.rcParams) == before  # optuna's plots switch to ggplot style
+
+
+def test_importing_the_module_loads_no_plotting_library() -> None:
+    code = "import sys, migrator.report; print(sorted(m for m in ('matplotlib', 'optuna', 'numpy') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_write_report_writes_the_rendered_page(migration: tuple[MigrationResult, dict[str, Any]], page: str, tmp_path: Path) -> None:
+    path = tmp_path / "out" / "report.html"
+    write_report(path, *migration)
+    written = path.read_text(encoding="utf-8")
+    assert written.startswith("<!doctype html>") and sections(written).order == SECTION_IDS
+    assert [p.name for p in path.parent.iterdir()] == ["report.html"]
+
+
+def _chromium(*args: str, profile: Path) -> subprocess.CompletedProcess[str]:
+    command = [
+        str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={profile}", *args,
+    ]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120, check=True)
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs /usr/bin/chromium (apt-get install chromium)")
+def test_renders_in_headless_chromium(migration: tuple[MigrationResult, dict[str, Any]], tmp_path: Path) -> None:
+    result, summary = migration
+    path = tmp_path / "report.html"
+    write_report(path, result, summary)
+    dom = _chromium("--dump-dom", path.as_uri(), profile=tmp_path / "profile").stdout
+    parsed = sections(dom)
+    assert parsed.order == SECTION_IDS
+    assert f"{summary['winner_vs_baseline']['mean_diff']:+.3f}" in parsed.sections["verdict"].text
+    assert sum(len(s.images) for s in parsed.sections.values()) >= 3
+    assert "<script" not in dom.lower()
+
+    shot = tmp_path / "report.png"
+    _chromium(f"--screenshot={shot}", "--window-size=1280,2400", path.as_uri(), profile=tmp_path / "profile")
+    png = shot.read_bytes()
+    width, height = struct.unpack(">II", png[16:24])
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and (width, height) == (1280, 2400)
+    assert len(png) > 100_000  # a blank page of that size compresses to a few kB
