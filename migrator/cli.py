@@ -295,6 +295,52 @@ def cmd_ui(args: argparse.Namespace) -> int:
         return EXIT_OK
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    import tempfile
+
+    import yaml
+
+    from migrator import exporters
+    from migrator.export import write_atomic
+    from migrator.pipeline import load_lockfile
+
+    source: Path = args.source
+    if source.is_dir():
+        lock_path = source / "winner.yaml"
+        if not lock_path.is_file():
+            raise InputError("no winner.yaml here; did the run finish?", file=str(source))
+    elif source.is_file():
+        lock_path = source
+    else:
+        if not args.tracking_uri:
+            raise InputError(f"{source} is neither a run directory nor a file; to export an MLflow run id, pass --tracking-uri")
+        from migrator.tracking import download_lockfile
+
+        lock_path = download_lockfile(args.tracking_uri, str(source), Path(tempfile.mkdtemp(prefix="migrator-export-")))
+    winner = yaml.safe_load(lock_path.read_text(encoding="utf-8"))
+    if not isinstance(winner, dict) or "messages" not in winner:
+        raise InputError("not a migrator winner lockfile (no 'messages')", file=str(lock_path))
+    if args.format == "mlflow":
+        from migrator.tracking import register_prompt
+
+        uri = args.tracking_uri or f"sqlite:///{(lock_path.parent / 'mlflow.db').resolve()}"
+        name, version = register_prompt(uri, winner, name=args.name, alias=args.alias)
+        print(f"registered prompt {name!r} version {version} with alias {args.alias!r} in {uri}")
+        print(f"load it with: mlflow.genai.load_prompt('prompts:/{name}@{args.alias}')")
+        return EXIT_OK
+    tests: list[dict[str, Any]] = []
+    if args.format == "promptfoo":
+        lock = load_lockfile(lock_path)
+        tests = [{"id": ex.id, "inputs": dict(ex.inputs), "expected": ex.expected} for ex in lock.splits.test]
+    text = exporters.render(winner, args.format, tests)
+    if args.output:
+        write_atomic(args.output, text)
+        print(f"wrote {args.output}")
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="migrator", description="Migrate an LLM app's prompt to new models by Bayesian search.")
     parser.add_argument("--version", action="version", version=f"migrator {__version__}")
@@ -322,6 +368,15 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", type=Path, default=Path("runs/demo"), help="output directory (default: runs/demo)")
     demo.add_argument("--quiet", action="store_true")
     demo.set_defaults(func=cmd_demo)
+
+    ex = sub.add_parser("export", help="export the winner: lockfile, Python snippet, promptfoo config, MLflow prompt registry")
+    ex.add_argument("source", type=Path, help="a run directory, a winner.yaml, or an MLflow parent run id (with --tracking-uri)")
+    ex.add_argument("--format", choices=("yaml", "json", "python", "promptfoo", "mlflow"), default="yaml")
+    ex.add_argument("-o", "--output", type=Path, help="write here instead of stdout")
+    ex.add_argument("--tracking-uri", help="MLflow tracking URI (default: the run directory's mlflow.db)")
+    ex.add_argument("--name", help="prompt name in the MLflow registry (default: <migration>-prompt)")
+    ex.add_argument("--alias", default="production", help="registry alias to point at the new version")
+    ex.set_defaults(func=cmd_export)
 
     ui = sub.add_parser("ui", help="open the trial dashboard (MLflow UI, or optuna-dashboard) on a run")
     ui.add_argument("--out", type=Path, required=True, help="the run's output directory")

