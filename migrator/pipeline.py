@@ -159,7 +159,6 @@ def run_migration(
     callbacks: Sequence[Callable[[TrialOutcome], None]] = (),
     on_progress: Callable[[str, Mapping[str, Any]], None] = lambda *_: None,
     on_candidates: Callable[[list[PromptCandidate], list[Rejection]], None] = lambda *_: None,
-    finalists: int = 3,
 ) -> MigrationResult:
     """Search on dev, then score baseline, legacy and the best configs on test."""
     started = time.monotonic()
@@ -180,6 +179,7 @@ def run_migration(
         accepts=accepts,
     )
     test = prepared.splits.test
+    finalists = spec.budget.finalists
     reserve = len(test) * (len(endpoints) + finalists + 1)
     study_name = study_name or f"{spec.name}-{spec.spec_hash()}"
     with asyncio.Runner() as runner:

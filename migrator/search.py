@@ -250,11 +250,25 @@ class _Budget:
         self.client = client
         self.reserve_calls = reserve_calls
         self.started = started
+        # one llama.cpp server answers one request at a time, whatever we send
+        local = all(m.startswith("local/") for m in setup.endpoints)
+        self.concurrency = 1 if local else setup.space.concurrency
+        self.latency_sum = 0.0
+        self.latency_n = 0
+
+    def observe(self, results: Sequence[ExampleResult]) -> None:
+        """Learn how long a paid call takes, to keep time back for the test verdict."""
+        paid = [r.latency_s for r in results if not r.cached and r.error is None]
+        self.latency_sum += sum(paid)
+        self.latency_n += len(paid)
 
     def spent(self) -> str | None:
         budget, stats = self.budget, self.client.stats
-        if budget.minutes is not None and time.monotonic() - self.started >= budget.minutes * 60:
-            return "minutes"
+        if budget.minutes is not None:
+            per_call = self.latency_sum / self.latency_n if self.latency_n else 0.0
+            reserve_s = self.reserve_calls * per_call / max(1, self.concurrency)
+            if time.monotonic() - self.started + reserve_s >= budget.minutes * 60:
+                return "minutes"
         if budget.calls is not None and stats.made + self.reserve_calls >= budget.calls:
             return "calls"
         if budget.usd is not None and stats.made:
@@ -336,7 +350,9 @@ def run_search(
         try:
             for start in range(0, len(dev), chunk):
                 part = dev[start : start + chunk]
-                results += runner.run(evaluate(client, config, endpoint, template, part, setup.metric, setup.demos_for(config)))
+                chunk_results = runner.run(evaluate(client, config, endpoint, template, part, setup.metric, setup.demos_for(config)))
+                budget.observe(chunk_results)
+                results += chunk_results
                 on_progress("chunk", {"number": trial.number, "evaluated": len(results), "of": len(dev)})
                 if not multi:
                     if setup.space.pruner == "wilcoxon":

@@ -120,6 +120,7 @@ class MetricSpec(_Strict):
 
 class Budget(_Strict):
     trials: int = Field(default=40, gt=0)
+    finalists: int = Field(default=3, gt=0)
     usd: float | None = Field(default=None, gt=0)
     calls: int | None = Field(default=None, gt=0)
     minutes: float | None = Field(default=None, gt=0)

@@ -140,6 +140,13 @@ def test_interrupted_assembly_leaves_no_partial_file(
     assert list(cache.iterdir()) == []
 
 
+def test_unwritable_cache_is_reported_as_local_model_error(fake_model: LocalModel, tmp_path: Path) -> None:
+    not_a_dir = tmp_path / "cache"
+    not_a_dir.write_text("a file where the cache directory should be")
+    with pytest.raises(LocalModelError, match="cannot assemble the weights of fake"):
+        assemble(fake_model, not_a_dir)
+
+
 def test_missing_chunk_package_says_how_to_install(fake_model: LocalModel, tmp_path: Path) -> None:
     absent = Chunk("migrator-test-absent-weights", "absent/data/part.bin")
     model = LocalModel(

@@ -243,10 +243,6 @@ def test_examples_list_regressions_first_consistent_with_the_paired_counts(
     listed_worse, listed_better = listed[:n_worse], listed[n_worse:]
     assert len(listed_better) == min(len(better), 20)
     assert set(listed_worse) <= set(worse) and set(listed_better) <= set(better)
-    win = {r.example_id: r.score for r in result.winner.results}
-    base = {r.example_id: r.score for r in result.baseline.results}
-    drops = [base[i] - win[i] for i in listed_worse]
-    assert drops == sorted(drops, reverse=True)  # the biggest regressions first
     if len(worse) > 20:
         assert f"Showing 20 of {len(worse)}" in text
     test = {ex.id: ex for ex in result.prepared.splits.test}
@@ -255,8 +251,22 @@ def test_examples_list_regressions_first_consistent_with_the_paired_counts(
         assert row[1] == _flat(test[row[0]].inputs["review"])
         assert row[2] == test[row[0]].expected
         assert row[4].startswith(outputs[row[0]])
+    if pair == "weak-vs-baseline":
+        assert worse and better  # two coin-flipping models disagree both ways
     if pair == "hot-vs-winner":
         assert len(worse) > 20 and not better  # fake/hot at temperature 0.7 gets every test example wrong
+
+
+def test_the_biggest_regressions_come_first(migration: tuple[MigrationResult, dict[str, Any]]) -> None:
+    result, _ = migration
+    assert result.winner is not None
+    # Partial credit, as a graded metric gives: drops of 1, 0.75, 0.5 and 0.25 against the winner.
+    graded = tuple(replace(r, score=r.score * (i % 5) / 4) for i, r in enumerate(result.winner.results))
+    pitted = _pitted(result, replace(result.winner, results=graded), result.winner)
+    rows = sections(render_report(pitted, export.summary_dict(pitted, {}, {}))).sections["examples"].rows
+    drops = [1 - float(row[4].rsplit("score ", 1)[1]) for row in rows]
+    assert len(rows) == 20 and len(set(drops)) == 4
+    assert drops == sorted(drops, reverse=True)
 
 
 def test_winner_prompt_is_diffed_against_the_legacy_prompt(migration: tuple[MigrationResult, dict[str, Any]], page: str) -> None:
@@ -316,7 +326,8 @@ def test_a_missing_study_leaves_a_note_instead_of_charts(migration: tuple[Migrat
 
 
 def test_importance_with_one_complete_trial_is_a_note(tmp_path: Path) -> None:
-    spec = _spec("one-trial", targets=["fake/fewshot"], budget={"trials": 1}, search_space={"demos": {"k": [0]}})
+    # Two objectives as well: the history then plots the first one (dev score).
+    spec = _spec("one-trial", targets=["fake/fewshot"], budget={"trials": 1}, search_space={"demos": {"k": [0]}}, objective=["quality", "cost"])
     result, summary = _migrate(tmp_path / "app", spec, rows=20)
     parsed = sections(render_report(result, summary))
     assert parsed.sections["history"].images
