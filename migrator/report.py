@@ -149,7 +149,8 @@ def _plotting() -> Iterator[Any]:
     import matplotlib.pyplot as plt
 
     with matplotlib.rc_context(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+        # optuna marks its matplotlib plots experimental; the reader of the report cannot act on that.
+        warnings.filterwarnings("ignore", message=".* is experimental")
         yield plt
 
 

@@ -1,0 +1,286 @@
+"""A fault-injecting OpenAI-compatible server on loopback, for tests.
+
+``POST /v1/chat/completions`` answers a sentiment task deterministically: it reads the
+review in the last user message and labels it with ``migrator.testing.true_label``, right
+or wrong with the probability of the ``migrator.testing.PROFILES`` entry the model id
+ends with (``fault-fewshot`` behaves like ``fake/fewshot``; anything else like
+``fake/oracle``; ``...-echo`` replies with the last user message). So a migration run
+against it has something to find, and a fault-free run is reproducible.
+
+Faults are decided per request *attempt* by a seeded RNG, so a retry can succeed:
+
+==============  ====================================================================
+``rate_limit``   429 with ``Retry-After`` (``FaultPlan.retry_after``)
+``server_error`` 500
+``unavailable``  503
+``reset``        the TCP connection is reset (RST) before any reply
+``hang``         no reply for ``FaultPlan.hang_s`` (longer than the client timeout)
+``malformed``    200 with a body that is not JSON
+``empty``        200 with ``"choices": []``
+``truncated``    200, the label then a cut-off ramble, ``finish_reason: "length"``
+``auth``         401 (not retryable)
+==============  ====================================================================
+
+``max_consecutive`` bounds the faults one request body gets in a row, so with enough
+retries every request is eventually answered; ``broken_marker`` makes the requests
+whose text contains it fail every time. With ``echo_key`` error bodies quote the
+bearer token back, as some providers do ("Incorrect API key provided: sk-...").
+
+Every attempt is recorded in ``FaultServer.attempts`` (path, Authorization header,
+request JSON, fault), so tests can assert what the provider really received.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import socket
+import struct
+import threading
+import time
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from migrator.testing import PROFILES, true_label
+
+__all__ = ["FAULTS", "Attempt", "FaultPlan", "FaultServer"]
+
+FAULTS = ("rate_limit", "server_error", "unavailable", "reset", "hang", "malformed", "empty", "truncated", "auth")
+RETRYABLE_FAULTS = tuple(f for f in FAULTS if f not in ("truncated", "auth"))
+
+
+@dataclass(frozen=True)
+class FaultPlan:
+    """What goes wrong, and how often.
+
+    Args:
+        rates: probability of each fault per attempt (they add up; the rest is answered).
+        seed: seeds the per-attempt fault draws.
+        retry_after: the ``Retry-After`` header of a 429 (seconds, as text).
+        hang_s: how long a ``hang`` keeps the client waiting before dropping it.
+        latency_s: added to every answered request.
+        max_consecutive: faults one request body can get in a row; ``None``: no bound.
+        broken_marker: requests containing this text get ``broken_kind`` every time.
+        echo_key: error bodies quote the Authorization bearer token back.
+    """
+
+    rates: Mapping[str, float] = field(default_factory=dict)
+    seed: int = 0
+    retry_after: str = "0"
+    hang_s: float = 1.5
+    latency_s: float = 0.0
+    max_consecutive: int | None = 3
+    broken_marker: str | None = None
+    broken_kind: str = "server_error"
+    echo_key: bool = False
+
+    def __post_init__(self) -> None:
+        unknown = set(self.rates) - set(FAULTS)
+        if unknown or self.broken_kind not in FAULTS:
+            raise ValueError(f"unknown fault kinds: {sorted(unknown | ({self.broken_kind} - set(FAULTS)))}")
+        if sum(self.rates.values()) > 1.0:
+            raise ValueError(f"fault rates add up to more than 1: {dict(self.rates)}")
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One request as the server received it."""
+
+    path: str
+    authorization: str | None
+    body: Any
+    fault: str | None
+
+
+def _unit(*parts: str) -> float:
+    digest = hashlib.sha256("\x1f".join(parts).encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def _words(text: str) -> int:
+    return max(1, len(text.split()))
+
+
+def answer(body: Mapping[str, Any]) -> str:
+    """The reply a fault-free server gives to a chat request."""
+    model = str(body.get("model", ""))
+    messages = list(body.get("messages") or [])
+    users = [str(m.get("content", "")) for m in messages if m.get("role") == "user"]
+    last = users[-1] if users else ""
+    if model.endswith("-echo"):
+        return last
+    profile = PROFILES.get(model.rsplit("-", 1)[-1], PROFILES["oracle"])
+    n_demos = sum(m.get("role") == "assistant" for m in messages)
+    temperature = float(body.get("temperature") or 0.0)
+    label = true_label(last)
+    everything = "\n".join(str(m.get("content", "")) for m in messages)
+    if _unit(model, everything, f"{temperature:.3f}") < profile.p_correct(n_demos, temperature):
+        return label
+    return "negative" if label == "positive" else "positive"
+
+
+class FaultServer:
+    """The server, run on a background thread: ``with FaultServer(plan) as server: ...``."""
+
+    def __init__(self, plan: FaultPlan = FaultPlan()) -> None:
+        self.plan = plan
+        self.attempts: list[Attempt] = []
+        self._rng = random.Random(plan.seed)
+        self._lock = threading.Lock()
+        self._streak: Counter[str] = Counter()
+        self._httpd: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        assert self._httpd is not None, "the server is not running"
+        return int(self._httpd.server_address[1])
+
+    @property
+    def api_base(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def faults(self) -> Counter[str]:
+        """How many attempts got each fault."""
+        with self._lock:
+            return Counter(a.fault for a in self.attempts if a.fault)
+
+    def answered(self) -> int:
+        with self._lock:
+            return sum(a.fault in (None, "truncated") for a in self.attempts)
+
+    def _decide(self, raw: bytes, text: str) -> str | None:
+        """The fault for this attempt, or None to answer it."""
+        plan = self.plan
+        key = hashlib.sha256(raw).hexdigest()
+        with self._lock:
+            if plan.broken_marker and plan.broken_marker in text:
+                return plan.broken_kind
+            draw = self._rng.random()
+            if plan.max_consecutive is not None and self._streak[key] >= plan.max_consecutive:
+                self._streak[key] = 0
+                return None
+            edge = 0.0
+            for kind in FAULTS:
+                edge += plan.rates.get(kind, 0.0)
+                if draw < edge:
+                    if kind in RETRYABLE_FAULTS:
+                        self._streak[key] += 1
+                    return kind
+            self._streak[key] = 0
+            return None
+
+    def _record(self, attempt: Attempt) -> None:
+        with self._lock:
+            self.attempts.append(attempt)
+
+    def __enter__(self) -> FaultServer:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+                return None
+
+            def _send(self, status: int, payload: bytes, headers: Mapping[str, str] = {}) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def _error(self, status: int, message: str, kind: str, headers: Mapping[str, str] = {}) -> None:
+                auth = self.headers.get("Authorization") or ""
+                if server.plan.echo_key and auth:
+                    message += f" (Incorrect API key provided: {auth.removeprefix('Bearer ')})"
+                body = {"error": {"message": message, "type": kind, "code": status}}
+                self._send(status, json.dumps(body).encode(), headers)
+
+            def _reset(self) -> None:
+                # SO_LINGER with a zero timeout turns close() into a TCP RST.
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                self.connection.close()
+                self.close_connection = True
+
+            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+                if self.path.rstrip("/").endswith("/models"):
+                    self._send(200, json.dumps({"object": "list", "data": []}).encode())
+                else:
+                    self._send(404, b'{"error": {"message": "not found"}}')
+
+            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                try:
+                    body = json.loads(raw)
+                except json.JSONDecodeError:
+                    self._send(400, b'{"error": {"message": "request body is not JSON"}}')
+                    return
+                if not self.path.rstrip("/").endswith("/chat/completions"):
+                    self._send(404, b'{"error": {"message": "only /v1/chat/completions is served"}}')
+                    return
+                fault = server._decide(raw, json.dumps(body.get("messages"), ensure_ascii=False))
+                server._record(Attempt(self.path, self.headers.get("Authorization"), body, fault))
+                self._respond(body, fault)
+
+            def _respond(self, body: Mapping[str, Any], fault: str | None) -> None:
+                plan = server.plan
+                if fault == "rate_limit":
+                    self._error(429, "Rate limit reached, slow down", "rate_limit_exceeded", {"Retry-After": plan.retry_after})
+                elif fault == "server_error":
+                    self._error(500, "The server had an error while processing your request", "server_error")
+                elif fault == "unavailable":
+                    self._error(503, "The engine is currently overloaded", "service_unavailable")
+                elif fault == "auth":
+                    self._error(401, "Invalid authentication", "invalid_request_error")
+                elif fault == "reset":
+                    self._reset()
+                elif fault == "hang":
+                    time.sleep(plan.hang_s)
+                    self._reset()
+                elif fault == "malformed":
+                    self._send(200, b'{"id": "chatcmpl-broken", "object": "chat.completion", "choices": [{"index": 0, "mess')
+                else:
+                    if plan.latency_s:
+                        time.sleep(plan.latency_s)
+                    self._complete(body, fault)
+
+            def _complete(self, body: Mapping[str, Any], fault: str | None) -> None:
+                text, finish = answer(body), "stop"
+                if fault == "truncated":
+                    text, finish = f"{text}\nThe reviewer seems to feel that the", "length"
+                choices = [] if fault == "empty" else [
+                    {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish, "logprobs": None}
+                ]
+                prompt_tokens = sum(_words(str(m.get("content", ""))) for m in body.get("messages") or [])
+                reply = {
+                    "id": f"chatcmpl-{len(server.attempts)}",
+                    "object": "chat.completion",
+                    "created": int(time.time()),
+                    "model": body.get("model", ""),
+                    "choices": choices,
+                    "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": _words(text), "total_tokens": prompt_tokens + _words(text)},
+                }
+                self._send(200, json.dumps(reply).encode())
+
+        httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        httpd.daemon_threads = True
+        httpd.block_on_close = False
+        httpd.handle_error = lambda request, client_address: None  # resets and hangs end handlers abruptly
+        self._httpd = httpd
+        self._thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
