@@ -28,6 +28,7 @@ __all__ = [
     "Evaluated",
     "MigrationResult",
     "Prepared",
+    "build_setup",
     "endpoint_for",
     "load_template",
     "prepare",
@@ -149,6 +150,25 @@ def _scored(role: str, config: Config, dev: Summary | None, results: list[Exampl
     return Evaluated(role, config, dev, summarize(results), bootstrap_ci([r.score for r in results], seed=seed), tuple(results), trial)
 
 
+def build_setup(prepared: Prepared, api_bases: Mapping[str, str]) -> SearchSetup:
+    """What the search needs: endpoints and accepted params per target, demo pool, prompts."""
+    spec = prepared.spec
+    overrides = spec.search_space.models
+    endpoints = {
+        t.model: endpoint_for(t, api_bases, overrides[t.model].mode if t.model in overrides else None)
+        for t in spec.targets
+    }
+    return SearchSetup(
+        spec=spec,
+        dev=prepared.splits.dev,
+        metric=prepared.metric,
+        prompts=prepared.prompts,
+        demo_pool=DemoPool(prepared.splits.train, seed=spec.seed),
+        endpoints=endpoints,
+        accepts={m: model_info(m, api_base=e.api_base).accepts for m, e in endpoints.items()},
+    )
+
+
 def run_migration(
     prepared: Prepared,
     client: LLMClient,
@@ -163,21 +183,8 @@ def run_migration(
     """Search on dev, then score baseline, legacy and the best configs on test."""
     started = time.monotonic()
     spec = prepared.spec
-    overrides = spec.search_space.models
-    endpoints = {
-        t.model: endpoint_for(t, api_bases or {}, overrides[t.model].mode if t.model in overrides else None)
-        for t in spec.targets
-    }
-    accepts = {m: model_info(m, api_base=e.api_base).accepts for m, e in endpoints.items()}
-    base_setup = SearchSetup(
-        spec=spec,
-        dev=prepared.splits.dev,
-        metric=prepared.metric,
-        prompts=prepared.prompts,
-        demo_pool=DemoPool(prepared.splits.train, seed=spec.seed),
-        endpoints=endpoints,
-        accepts=accepts,
-    )
+    base_setup = build_setup(prepared, api_bases or {})
+    endpoints = base_setup.endpoints
     test = prepared.splits.test
     finalists = spec.budget.finalists
     reserve = len(test) * (len(endpoints) + finalists + 1)

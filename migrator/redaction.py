@@ -20,8 +20,12 @@ def secret_values(environ: Mapping[str, str] | None = None) -> list[str]:
     return sorted(values, key=len, reverse=True)
 
 
+_URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/@\s]+):([^@\s]+)@", re.IGNORECASE)
+
+
 def redact(text: str, environ: Mapping[str, str] | None = None) -> str:
-    """The text with secret env values and key-shaped tokens replaced by '***'."""
+    """The text with secret env values, key-shaped tokens and URL passwords replaced by '***'."""
     for value in secret_values(environ):
         text = text.replace(value, "***")
+    text = _URL_PASSWORD.sub(r"\1:***@", text)
     return _KEY_SHAPE.sub("***", text)

@@ -266,7 +266,7 @@ def _per_model_chart(result: MigrationResult, trials: Sequence[TrialOutcome]) ->
     colours = _colours(models)
     fig, (left, right) = _figure(11, 4, 2)
     _strip_axes(left, {m: [t for t in trials if t.config.model == m] for m in models}, colours, "by model")
-    prompts = list(result.prepared.prompts)
+    prompts = list(result.prompts)
     _strip_axes(right, {p: [t for t in trials if t.config.prompt_id == p] for p in prompts}, colours, "by prompt candidate")
     if all(0 <= t.summary.score <= 1 for t in trials):
         left.set_ylim(-0.04, 1.04)
@@ -500,7 +500,7 @@ def _diff(result: MigrationResult) -> str:
         return parts[0] + "<p class='note'>No winner.</p>"
     config = winner.config
     legacy_text = result.prepared.template.text()
-    candidate = result.prepared.prompts[config.prompt_id]
+    candidate = result.prompts[config.prompt_id]
     parts.append(
         f"<p>Model <b>{_e(result.spec.app.model)}</b> → <b>{_e(config.model)}</b> ({_e(config.mode)} mode); "
         f"prompt <b>{_e(config.prompt_id)}</b> ({_e(_origin(candidate.origin))}).</p>"

@@ -95,13 +95,15 @@ def _optuna() -> Any:
 
 
 def open_storage(url: str) -> Any:
-    """Optuna storage for a URL; SQLite gets WAL and no fsync per commit.
+    """Optuna storage for a URL ("memory" for none); SQLite gets WAL and no fsync per commit.
 
     Each intermediate report is a commit, and an fsync per commit costs more than the
     LLM call it records. WAL with synchronous=NORMAL still survives a killed process;
     only a power cut can lose the last commits.
     """
     optuna = _optuna()
+    if url == "memory":
+        return optuna.storages.InMemoryStorage()
     if not url.startswith("sqlite:"):
         return optuna.storages.RDBStorage(url, heartbeat_interval=None)
     from sqlalchemy import event
@@ -132,7 +134,9 @@ def config_from_params(setup: SearchSetup, params: Mapping[str, Any]) -> Config:
     merged = setup.legacy_params(model)
     for name in ("temperature", "top_p", "max_tokens"):
         if name in params and name in setup.accepts[model]:
-            merged[name] = params[name]
+            value = params[name]
+            # Optuna's step grid gives 0.7000000000000001; requests and lockfiles want 0.7
+            merged[name] = round(value, 6) if isinstance(value, float) else value
     demos = int(params.get("demos", 0))
     return Config(
         model=model,
@@ -187,6 +191,8 @@ def _make_pruner(optuna: Any, space: SearchSpace, multi_objective: bool) -> Any:
 
 
 def _make_sampler(optuna: Any, setup: SearchSetup, n_done: int) -> Any:
+    if setup.space.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=setup.spec.seed * 100_003 + n_done)
     return optuna.samplers.TPESampler(
         seed=setup.spec.seed * 100_003 + n_done,
         multivariate=True,
@@ -315,8 +321,8 @@ def run_search(
         # Trials in flight when a run was killed: fail them and queue them again, so the
         # resumed study runs the same configurations an uninterrupted one would have.
         for stale in (t for t in trials if t.state.name == "RUNNING"):
-            study._storage.set_trial_state_values(stale._trial_id, state=optuna.trial.TrialState.FAIL)
             study._storage.set_trial_user_attr(stale._trial_id, "note", "interrupted; re-queued")
+            study._storage.set_trial_state_values(stale._trial_id, state=optuna.trial.TrialState.FAIL)
             study.enqueue_trial(stale.params, user_attrs={**stale.user_attrs, "requeued": True}, skip_if_exists=False)
 
     dev = setup.dev
@@ -337,7 +343,9 @@ def run_search(
         stopped_by = budget.spent()
         if stopped_by:
             break
-        study.sampler = _make_sampler(optuna, setup, len(study.get_trials(deepcopy=False)))
+        # seeded by the trials an uninterrupted run would have had at this point
+        n_seen = sum(not str(t.user_attrs.get("note", "")).startswith("interrupted") for t in study.get_trials(deepcopy=False))
+        study.sampler = _make_sampler(optuna, setup, n_seen)
         trial = study.ask()
         config = _suggest(trial, setup)
         warm = bool(trial.user_attrs.get("warm_start", False))
@@ -419,9 +427,11 @@ def run_search(
 
 
 def best_trials(result: SearchResult, n: int = 3) -> list[TrialOutcome]:
-    """Complete trials ranked by dev score, then cost, then latency (dev only, never test)."""
+    """Complete trials ranked by dev score, then cost, then trial number (dev only, never test)."""
     complete = [o for o in result.trials if o.state == "complete" and o.summary.n > 0]
-    ranked = sorted(complete, key=lambda o: (-o.summary.score, o.summary.cost_usd_per_example, o.summary.latency_p50_s, o.number))
+    # Ties go to the cheaper config, then the earlier trial: never to wall-clock latency,
+    # which is noise and would make the winner change between identical runs.
+    ranked = sorted(complete, key=lambda o: (-o.summary.score, round(o.summary.cost_usd_per_example, 12), o.number))
     unique: list[TrialOutcome] = []
     for outcome in ranked:
         if all(outcome.config != u.config for u in unique):

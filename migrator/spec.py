@@ -181,6 +181,7 @@ class SearchSpace(_Strict):
     demos: DemoSpace = DemoSpace()
     prompt: PromptSpace = PromptSpace()
     models: dict[str, ModelOverride] = Field(default_factory=dict)
+    sampler: Literal["tpe", "random"] = "tpe"
     pruner: Literal["wilcoxon", "halving", "none"] = "wilcoxon"
     chunk_size: int = Field(default=10, gt=0)
     concurrency: int = Field(default=8, gt=0)

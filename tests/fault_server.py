@@ -21,6 +21,9 @@ Faults are decided per request *attempt* by a seeded RNG, so a retry can succeed
 ``auth``         401 (not retryable)
 ==============  ====================================================================
 
+``hold_after`` makes every request after the first N wait until ``release()`` (or the
+server stops): a client is then stuck at a known point, e.g. for a test to kill it.
+
 ``max_consecutive`` bounds the faults one request body gets in a row, so with enough
 retries every request is eventually answered; ``broken_marker`` makes the requests
 whose text contains it fail every time. With ``echo_key`` error bodies quote the
@@ -66,6 +69,7 @@ class FaultPlan:
         max_consecutive: faults one request body can get in a row; ``None``: no bound.
         broken_marker: requests containing this text get ``broken_kind`` every time.
         echo_key: error bodies quote the Authorization bearer token back.
+        hold_after: requests after the first N wait until ``FaultServer.release()``.
     """
 
     rates: Mapping[str, float] = field(default_factory=dict)
@@ -77,6 +81,7 @@ class FaultPlan:
     broken_marker: str | None = None
     broken_kind: str = "server_error"
     echo_key: bool = False
+    hold_after: int | None = None
 
     def __post_init__(self) -> None:
         unknown = set(self.rates) - set(FAULTS)
@@ -132,6 +137,8 @@ class FaultServer:
         self._rng = random.Random(plan.seed)
         self._lock = threading.Lock()
         self._streak: Counter[str] = Counter()
+        self._released = threading.Event()
+        self._arrived = 0
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -148,6 +155,22 @@ class FaultServer:
         """How many attempts got each fault."""
         with self._lock:
             return Counter(a.fault for a in self.attempts if a.fault)
+
+    def release(self) -> None:
+        """Let held requests (``FaultPlan.hold_after``) through, and all later ones."""
+        self._released.set()
+
+    def held(self) -> int:
+        """Requests waiting for ``release()`` now or before."""
+        with self._lock:
+            return max(0, self._arrived - (self.plan.hold_after or 0)) if self.plan.hold_after is not None else 0
+
+    def _hold(self) -> None:
+        with self._lock:
+            self._arrived += 1
+            arrived = self._arrived
+        if self.plan.hold_after is not None and arrived > self.plan.hold_after:
+            self._released.wait(timeout=120)
 
     def answered(self) -> int:
         with self._lock:
@@ -225,6 +248,7 @@ class FaultServer:
                 if not self.path.rstrip("/").endswith("/chat/completions"):
                     self._send(404, b'{"error": {"message": "only /v1/chat/completions is served"}}')
                     return
+                server._hold()
                 fault = server._decide(raw, json.dumps(body.get("messages"), ensure_ascii=False))
                 server._record(Attempt(self.path, self.headers.get("Authorization"), body, fault))
                 self._respond(body, fault)
@@ -279,6 +303,7 @@ class FaultServer:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self._released.set()
         if self._httpd is not None:
             self._httpd.shutdown()
             self._httpd.server_close()

@@ -133,7 +133,8 @@ def test_resume_after_interruption_keeps_finished_trials_and_matches_an_uninterr
     write_spec: Callable[..., Path], tmp_path: Path
 ) -> None:
     spec = write_spec()
-    straight = _run(spec, _client(), tmp_path / "straight")
+    (tmp_path / "straight").mkdir()
+    straight = _run(spec, _client(tmp_path / "straight"), tmp_path / "straight")
 
     (tmp_path / "resumed").mkdir()
     cache_client = _client(tmp_path / "resumed")
@@ -151,11 +152,10 @@ def test_resume_after_interruption_keeps_finished_trials_and_matches_an_uninterr
     after = {t.number: (t.params, t.values) for t in optuna.load_study(study_name=straight.search.study_name, storage=f"sqlite:///{tmp_path / 'resumed' / 'study.db'}").trials}
     for number, params, values in finished_before:
         assert after[number] == (params, values)
-    # calls answered before the interruption came from the cache, not from the provider
-    assert resumed_client.stats.cached >= 250
-    assert [(c, s) for c, _, s in [(o.config, o.state, o.summary.score) for o in sorted(resumed.search.trials, key=lambda o: o.number)]] == [
-        (c, s) for c, _, s in _history(straight)
-    ] or _history(resumed) == _history(straight)
+    # nothing answered before the interruption is paid for again
+    assert resumed_client.stats.cached > 0
+    assert cache_client.stats.made + resumed_client.stats.made == straight.stats["made"]
+    assert _history(resumed) == _history(straight)
     assert resumed.winner is not None and straight.winner is not None
     assert resumed.winner.config == straight.winner.config
     assert resumed.winner.test.score == straight.winner.test.score
