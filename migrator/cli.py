@@ -54,7 +54,7 @@ def _model_servers(models: Sequence[str], log_dir: Path) -> Iterator[dict[str, s
 
 def _client(cache_path: Path | None, *, calls: int | None, usd: float | None, space: Any, seed: int) -> Any:
     from migrator.cache import ResponseCache
-    from migrator.llm import LiteLLMClient, Limits
+    from migrator.llm import Limits, LiteLLMClient
 
     return LiteLLMClient(
         cache=ResponseCache(cache_path) if cache_path else None,

@@ -200,8 +200,8 @@ def split_examples(examples: Sequence[Example], split: SplitSpec, seed: int) -> 
         n = len(group)
         want_train = split.train * n + carry["train"]
         want_dev = split.dev * n + carry["dev"]
-        n_train = int(round(want_train))
-        n_dev = int(round(want_dev))
+        n_train = round(want_train)
+        n_dev = round(want_dev)
         n_train = min(n_train, n)
         n_dev = min(n_dev, n - n_train)
         carry["train"] = want_train - n_train

@@ -137,7 +137,7 @@ async def evaluate(
     per-example model failures are scored 0 and carry the error.
     """
     requests = [build_request(config, endpoint, template, ex, demos_for(ex)) for ex in examples]
-    tasks = [asyncio.ensure_future(_one(client, req, ex, metric)) for req, ex in zip(requests, examples)]
+    tasks = [asyncio.ensure_future(_one(client, req, ex, metric)) for req, ex in zip(requests, examples, strict=True)]
     try:
         return list(await asyncio.gather(*tasks))
     except BaseException:

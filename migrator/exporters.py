@@ -209,13 +209,13 @@ def promptfoo_config(winner: Mapping[str, Any], tests: Sequence[Mapping[str, Any
     note = ""
     if demos.get("strategy") == "knn" and demos.get("k"):
         note = "# note: the winner picks demos per input (kNN); promptfoo runs the prompt without them.\n"
-    return note + yaml.safe_dump(config, sort_keys=False, allow_unicode=True, width=120)
+    return note + str(yaml.safe_dump(config, sort_keys=False, allow_unicode=True, width=120))
 
 
 def render(winner: Mapping[str, Any], fmt: str, tests: Sequence[Mapping[str, Any]] = ()) -> str:
     """The lockfile in one of the text formats."""
     if fmt == "yaml":
-        return yaml.safe_dump(dict(winner), sort_keys=False, allow_unicode=True, width=100)
+        return str(yaml.safe_dump(dict(winner), sort_keys=False, allow_unicode=True, width=100))
     if fmt == "json":
         return json.dumps(winner, indent=2, ensure_ascii=False) + "\n"
     if fmt == "python":

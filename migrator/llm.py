@@ -14,7 +14,7 @@ import random
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any, Literal, Protocol
 
 from migrator.cache import ResponseCache, request_key
@@ -35,8 +35,8 @@ __all__ = [
     "LLMClient",
     "LLMRequest",
     "LLMResponse",
-    "LiteLLMClient",
     "Limits",
+    "LiteLLMClient",
     "import_litellm",
 ]
 
@@ -158,7 +158,7 @@ def _mapped_errors(model: str) -> Iterator[None]:
         yield
     except LLMError:
         raise
-    except asyncio.TimeoutError as exc:
+    except TimeoutError as exc:
         raise LLMTimeoutError("no answer within the timeout", model=model) from exc
     except litellm.RateLimitError as exc:
         raise LLMRateLimitError(redact(str(exc)), model=model, retry_after=_retry_after(exc)) from exc

@@ -18,7 +18,7 @@ from migrator.errors import SpecError
 from migrator.parsing import extract_json, extract_label, extract_number, normalize_text, strip_fences
 from migrator.spec import MetricSpec
 
-__all__ = ["Metric", "build_metric", "METRICS"]
+__all__ = ["METRICS", "Metric", "build_metric"]
 
 Scorer = Callable[[str, Any], float]
 

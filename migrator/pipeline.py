@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from migrator.candidates import DemoPool, Failure, PromptCandidate, Rejection, apply_transforms, propose_rewrites
 from migrator.dataset import Example, Splits, load_examples, split_examples
@@ -21,7 +21,7 @@ from migrator.metrics import Metric, build_metric
 from migrator.models import family, model_info
 from migrator.prompts import PromptTemplate, format_answer
 from migrator.search import SearchResult, SearchSetup, TrialOutcome, best_trials, pareto_front, run_search
-from migrator.spec import MigrationSpec, Message, TargetSpec, read_yaml
+from migrator.spec import Message, MigrationSpec, TargetSpec, read_yaml
 from migrator.stats import PairedTest, bootstrap_ci, paired_test
 
 __all__ = [
@@ -35,7 +35,8 @@ __all__ = [
     "run_migration",
 ]
 
-LOCAL_DEFAULT_MODES = {"local/gemma-3-270m": "completion"}
+Mode = Literal["chat", "completion"]
+LOCAL_DEFAULT_MODES: dict[str, Mode] = {"local/gemma-3-270m": "completion"}
 
 
 def load_template(spec: MigrationSpec) -> PromptTemplate:
@@ -62,9 +63,9 @@ def load_template(spec: MigrationSpec) -> PromptTemplate:
     return PromptTemplate((("user", text),), source=str(path))
 
 
-def endpoint_for(target: TargetSpec, api_bases: Mapping[str, str], space_mode: str | None = None) -> Endpoint:
+def endpoint_for(target: TargetSpec, api_bases: Mapping[str, str], space_mode: Mode | None = None) -> Endpoint:
     """How to call a target: its mode (target, then search space, then model default) and address."""
-    mode = target.mode or space_mode or LOCAL_DEFAULT_MODES.get(target.model, "chat")
+    mode: Mode = target.mode or space_mode or LOCAL_DEFAULT_MODES.get(target.model, "chat")
     api_base = target.api_base or api_bases.get(target.model)
     litellm_model = None
     if target.model.startswith("local/"):

@@ -14,7 +14,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from migrator.errors import SpecError
+from migrator.errors import InputError, SpecError
 
 __all__ = [
     "AppSpec",
@@ -270,7 +270,7 @@ def _describe(err: dict[str, Any]) -> str:
     return f"{loc}: {msg}" if loc else msg
 
 
-def read_yaml(path: Path, error: type[SpecError] = SpecError) -> Any:
+def read_yaml(path: Path, error: type[InputError] = SpecError) -> Any:
     """Read YAML, turning I/O and syntax problems into one-line input errors."""
     try:
         text = path.read_text(encoding="utf-8")

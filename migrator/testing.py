@@ -39,8 +39,8 @@ from migrator.llm import import_litellm
 __all__ = [
     "NEGATIVE_WORDS",
     "POSITIVE_WORDS",
-    "FakeProfile",
     "PROFILES",
+    "FakeProfile",
     "make_sentiment_rows",
     "register_fake_provider",
     "true_label",
@@ -186,7 +186,7 @@ def register_fake_provider() -> None:
     litellm.custom_provider_map = [*litellm.custom_provider_map, {"provider": "fake", "custom_handler": _handler_class()()}]
     from litellm.utils import custom_llm_setup
 
-    custom_llm_setup()
+    custom_llm_setup()  # type: ignore[no-untyped-call]
 
 
 def make_sentiment_rows(n: int, seed: int = 0, rng_words: Callable[[int], str] | None = None) -> list[dict[str, str]]:

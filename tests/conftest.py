@@ -13,7 +13,7 @@ import yaml
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-from migrator.testing import make_sentiment_rows, register_fake_provider  # noqa: E402
+from migrator.testing import make_sentiment_rows, register_fake_provider
 
 
 @pytest.fixture(scope="session", autouse=True)

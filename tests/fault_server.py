@@ -50,7 +50,7 @@ from typing import Any
 
 from migrator.testing import PROFILES, true_label
 
-__all__ = ["FAULTS", "Attempt", "FaultPlan", "FaultServer"]
+__all__ = ["FAULTS", "KEY_ENV", "RETRYABLE_FAULTS", "Attempt", "FaultPlan", "FaultServer", "answer", "server_spec"]
 
 FAULTS = ("rate_limit", "server_error", "unavailable", "reset", "hang", "malformed", "empty", "truncated", "auth")
 RETRYABLE_FAULTS = tuple(f for f in FAULTS if f not in ("truncated", "auth"))
@@ -309,3 +309,45 @@ class FaultServer:
             self._httpd.server_close()
         if self._thread is not None:
             self._thread.join(timeout=5)
+
+
+KEY_ENV = "FAULT_API_KEY"
+
+
+def server_spec(api_base: str, dataset: str, **overrides: Any) -> dict[str, Any]:
+    """A migration.yaml (as a mapping) whose legacy model and targets live on this server.
+
+    ``fault-fewshot`` is right half the time without demos and always with 2, so the
+    search has one best config; ``fault-weak`` is right 40% of the time. Temperature is
+    left out of the space so no two configs tie at the top.
+    """
+
+    def at_server(model: str) -> dict[str, str]:
+        return {"model": model, "api_base": api_base, "api_key_env": KEY_ENV}
+
+    spec: dict[str, Any] = {
+        "name": "flaky-provider",
+        "app": {**at_server("openai/fault-oracle"), "messages": [
+            {"role": "system", "content": "Classify the sentiment of the review."},
+            {"role": "user", "content": "Review: {{ review }}"},
+        ]},
+        "dataset": {"path": dataset, "id_field": "id", "expected_field": "label", "input_fields": ["review"]},
+        "metric": {"name": "label", "labels": ["positive", "negative"]},
+        "targets": [at_server("openai/fault-fewshot"), at_server("openai/fault-weak")],
+        "search_space": {
+            "temperature": None,
+            "demos": {"k": [0, 2], "strategies": ["random"]},
+            "pruner": "none",
+            "chunk_size": 10,
+            "max_retries": 4,
+            "timeout_s": 1.0,
+        },
+        "budget": {"trials": 5},
+        "seed": 0,
+    }
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(spec.get(key), dict):
+            spec[key] = {**spec[key], **value}
+        else:
+            spec[key] = value
+    return spec

@@ -9,14 +9,14 @@ from typing import Any
 import pytest
 
 from migrator.cache import ResponseCache
-from migrator.llm import LiteLLMClient, Limits, LLMRequest, LLMResponse
+from migrator.llm import Limits, LiteLLMClient, LLMRequest, LLMResponse
 from migrator.pipeline import MigrationResult, prepare, run_migration
 from migrator.spec import load_spec
 
 
-def _client(tmp: Path | None = None, limits: Limits = Limits()) -> LiteLLMClient:
+def _client(tmp: Path | None = None, limits: Limits | None = None) -> LiteLLMClient:
     cache = ResponseCache(tmp / "cache.db") if tmp else None
-    return LiteLLMClient(cache=cache, limits=limits, backoff_s=0.001, max_retries=0)
+    return LiteLLMClient(cache=cache, limits=limits or Limits(), backoff_s=0.001, max_retries=0)
 
 
 def _run(spec_path: Path, client: Any, storage_dir: Path, **kwargs: Any) -> MigrationResult:

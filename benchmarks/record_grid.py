@@ -1,0 +1,70 @@
+"""Record, once, every grid config's replies from the local models (real llama.cpp calls).
+
+    python benchmarks/record_grid.py
+
+Writes benchmarks/data/sentiment_grid_cache.db (migrator's response cache: request key ->
+reply, so the shipped search code can replay against it) and sentiment_grid.csv (one row
+per config x example with the score). Re-running only fills in what is missing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from grid import CACHE, TABLE, grid_configs, load
+
+from migrator.cache import ResponseCache
+from migrator.evaluate import evaluate
+from migrator.llm import LiteLLMClient
+from migrator.local import LocalServer
+
+
+async def _record(setup, client, configs, examples):  # type: ignore[no-untyped-def]
+    rows = []
+    for config in configs:
+        started = time.monotonic()
+        template = setup.prompts[config.prompt_id].template
+        results = await evaluate(client, config, setup.endpoints[config.model], template, examples, setup.metric, setup.demos_for(config))
+        score = sum(r.score for r in results) / len(results)
+        print(f"{config.label()} T={dict(config.params).get('temperature')}: {score:.3f} ({time.monotonic() - started:.0f}s)", flush=True)
+        rows += [(config.label(), dict(config.params).get("temperature"), r.example_id, r.score, r.output.strip()[:80]) for r in results]
+    return rows
+
+
+def main() -> None:
+    prepared, _ = load()
+    models = [t.model.removeprefix("local/") for t in prepared.spec.targets]
+    with LocalServer(models, log_dir=Path("benchmarks/results/logs")) as server:
+        prepared, setup = load({f"local/{m}": server.api_base(m) for m in models})
+        # one client per model: each llama.cpp server answers one request at a time
+        clients = {m: LiteLLMClient(cache=ResponseCache(CACHE), concurrency=1, max_retries=2, timeout_s=120) for m in setup.endpoints}
+        configs = grid_configs(setup)
+        examples = list(prepared.splits.dev) + list(prepared.splits.test)
+        print(f"{len(configs)} configs x {len(examples)} examples = {len(configs) * len(examples)} calls", flush=True)
+        by_model = [[c for c in configs if c.model == m] for m in setup.endpoints]
+
+        async def run_all():  # type: ignore[no-untyped-def]
+            parts = await asyncio.gather(*[_record(setup, clients[part[0].model], part, examples) for part in by_model])
+            return [row for part in parts for row in part]
+
+        started = time.monotonic()
+        rows = asyncio.run(run_all())
+    dev_ids = {e.id for e in prepared.splits.dev}
+    with TABLE.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["config", "temperature", "split", "example_id", "score", "output"])
+        for label, temp, ex_id, score, output in rows:
+            writer.writerow([label, temp, "dev" if ex_id in dev_ids else "test", ex_id, score, output])
+    made = sum(c.stats.made for c in clients.values())
+    cached = sum(c.stats.cached for c in clients.values())
+    print(f"made {made} calls, {cached} cached, in {time.monotonic() - started:.0f}s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,161 @@
+"""Search efficiency on real model outputs: migrator's search vs random, full grid, TPE alone.
+
+    python benchmarks/search_efficiency.py [--seeds 10]
+
+Replays strategies against the grid recorded by record_grid.py (real replies of the
+two local models). Each strategy runs the shipped search code (migrator.search.run_search)
+with a client that answers from the recording and counts *distinct* requests: the calls
+a live run would have paid for (the response cache makes repeats free for every strategy).
+
+Reports LLM calls needed to reach 98% of the grid's best dev score (median and spread
+over seeds) and the test score of the winner each strategy would pick at fixed call
+budgets. Writes benchmarks/results/search_efficiency.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from grid import CACHE, grid_configs, load
+
+from migrator.cache import ResponseCache
+from migrator.evaluate import Config, evaluate, summarize
+from migrator.llm import CallStats, LLMRequest, LLMResponse
+from migrator.search import run_search
+
+TARGET = 0.98
+BUDGETS = (300, 600, 1000, 1500)
+
+
+class GridMiss(RuntimeError):
+    pass
+
+
+class ReplayClient:
+    """Answers from the recorded cache; a first-seen request counts as one paid call."""
+
+    def __init__(self, cache: ResponseCache) -> None:
+        self.cache = cache
+        self.stats = CallStats()
+        self.seen: set[str] = set()
+
+    async def complete(self, request: LLMRequest) -> LLMResponse:
+        key = request.cache_key()
+        hit = self.cache.get(key)
+        if hit is None:
+            raise GridMiss(f"not in the recorded grid: {request.endpoint.model} {dict(request.params)}")
+        if key in self.seen:
+            self.stats.cached += 1
+            return LLMResponse(**{**hit, "cached": True})
+        self.seen.add(key)
+        self.stats.made += 1
+        return LLMResponse(**{**hit, "cached": False})
+
+
+def _scores(setup: Any, config: Config, examples: Any, client: ReplayClient) -> float:
+    template = setup.prompts[config.prompt_id].template
+    results = asyncio.run(evaluate(client, config, setup.endpoints[config.model], template, examples, setup.metric, setup.demos_for(config)))
+    return summarize(results).score
+
+
+def grid_truth(prepared: Any, setup: Any, cache: ResponseCache) -> dict[Config, dict[str, float]]:
+    truth = {}
+    for config in grid_configs(setup):
+        client = ReplayClient(cache)
+        truth[config] = {"dev": _scores(setup, config, prepared.splits.dev, client), "test": _scores(setup, config, prepared.splits.test, client)}
+    return truth
+
+
+def replay(setup: Any, cache: ResponseCache, *, sampler: str, pruner: str, seed: int, trials: int) -> list[tuple[int, Config, float, str]]:
+    """(cumulative paid calls, config, dev score, state) after each trial."""
+    space = setup.space.model_copy(update={"sampler": sampler, "pruner": pruner})
+    spec = setup.spec.model_copy(update={"seed": seed, "search_space": space, "budget": setup.spec.budget.model_copy(update={"trials": trials})})
+    run_setup = replace(setup, spec=spec)
+    client = ReplayClient(cache)
+    trace: list[tuple[int, Config, float, str]] = []
+    with asyncio.Runner() as runner:
+        run_search(
+            run_setup,
+            client,
+            runner,
+            storage="memory",
+            study_name=f"replay-{sampler}-{pruner}-{seed}",
+            callbacks=[lambda o: trace.append((client.stats.made, o.config, o.summary.score, o.state))],
+        )
+    return trace
+
+
+def calls_to_target(trace: list[tuple[int, Config, float, str]], target: float) -> int | None:
+    for calls, _, score, state in trace:
+        if state == "complete" and score >= target - 1e-9:
+            return calls
+    return None
+
+
+def pick_at_budget(trace: list[tuple[int, Config, float, str]], budget: int) -> Config | None:
+    done = [(score, -calls, config) for calls, config, score, state in trace if state == "complete" and calls <= budget]
+    return max(done, key=lambda d: (d[0], d[1]))[2] if done else None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--trials", type=int, default=30)
+    args = parser.parse_args()
+    if not CACHE.is_file():
+        sys.exit("no recorded grid: run python benchmarks/record_grid.py first")
+    prepared, setup = load()
+    cache = ResponseCache(CACHE)
+    truth = grid_truth(prepared, setup, cache)
+    best_dev = max(t["dev"] for t in truth.values())
+    target = TARGET * best_dev
+    n_dev = len(prepared.splits.dev)
+    grid_calls = len(truth) * n_dev
+    print(f"grid: {len(truth)} configs, best dev {best_dev:.3f} (target {target:.3f}); full grid costs {grid_calls} dev calls")
+    strategies = {"migrator (TPE + Wilcoxon pruning)": ("tpe", "wilcoxon"), "TPE, no pruning": ("tpe", "none"), "random search": ("random", "none")}
+    report: dict[str, Any] = {"grid": {"configs": len(truth), "best_dev": best_dev, "target_dev": target, "calls": grid_calls}, "strategies": {}}
+    for name, (sampler, pruner) in strategies.items():
+        started = time.monotonic()
+        needed, at_budget = [], {b: [] for b in BUDGETS}
+        for seed in range(args.seeds):
+            trace = replay(setup, cache, sampler=sampler, pruner=pruner, seed=seed, trials=args.trials)
+            n = calls_to_target(trace, target)
+            needed.append(n if n is not None else float("inf"))
+            for b in BUDGETS:
+                config = pick_at_budget(trace, b)
+                at_budget[b].append(truth[config]["test"] if config is not None else 0.0)
+        finite = [n for n in needed if n != float("inf")]
+        row = {
+            "calls_to_target_median": statistics.median(needed) if finite else None,
+            "calls_to_target_min": min(finite) if finite else None,
+            "calls_to_target_max": max(needed) if finite else None,
+            "reached": f"{len(finite)}/{len(needed)}",
+            "test_at_budget_mean": {b: statistics.mean(v) for b, v in at_budget.items()},
+            "seconds": round(time.monotonic() - started, 1),
+        }
+        report["strategies"][name] = row
+        print(name, json.dumps(row))
+    ref = report["strategies"]["migrator (TPE + Wilcoxon pruning)"]["calls_to_target_median"]
+    rnd = report["strategies"]["random search"]["calls_to_target_median"]
+    if ref and rnd and rnd != float("inf"):
+        report["ratio_vs_random"] = ref / rnd
+    if ref:
+        report["ratio_vs_grid"] = ref / grid_calls
+    print(json.dumps({k: report.get(k) for k in ("ratio_vs_random", "ratio_vs_grid")}))
+    out = Path(__file__).resolve().parent / "results" / "search_efficiency.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(report, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main()
