@@ -74,24 +74,22 @@ def _format_line(template: PromptTemplate, metric: Metric) -> tuple[tuple[str, s
     return _with_last_user(list(template.messages), lambda c: f"{c}\n\n{metric.format_hint()}")
 
 
-def _xml(template: PromptTemplate, metric: Metric) -> tuple[tuple[str, str], ...]:
-    system = _system_text(template)
-    rest = _non_system(template)
-    out: list[tuple[str, str]] = []
-    if system:
-        out.append(("system", f"<instructions>\n{system}\n</instructions>\n<format>{metric.format_hint()}</format>"))
-    out += [(r, f"<input>\n{c}\n</input>" if r == "user" else c) for r, c in rest]
-    return tuple(out)
+def _sectioned(system_fmt: str, user_fmt: str) -> Callable[[PromptTemplate, Metric], tuple[tuple[str, str], ...]]:
+    """A transform that wraps the instruction, the format rule and the input in markers."""
+
+    def transform(template: PromptTemplate, metric: Metric) -> tuple[tuple[str, str], ...]:
+        system = _system_text(template)
+        out: list[tuple[str, str]] = []
+        if system:
+            out.append(("system", system_fmt.format(system=system, fmt=metric.format_hint())))
+        out += [(r, user_fmt.format(content=c) if r == "user" else c) for r, c in _non_system(template)]
+        return tuple(out)
+
+    return transform
 
 
-def _markdown(template: PromptTemplate, metric: Metric) -> tuple[tuple[str, str], ...]:
-    system = _system_text(template)
-    rest = _non_system(template)
-    out: list[tuple[str, str]] = []
-    if system:
-        out.append(("system", f"## Instructions\n{system}\n\n## Output format\n{metric.format_hint()}"))
-    out += [(r, f"## Input\n{c}" if r == "user" else c) for r, c in rest]
-    return tuple(out)
+_xml = _sectioned("<instructions>\n{system}\n</instructions>\n<format>{fmt}</format>", "<input>\n{content}\n</input>")
+_markdown = _sectioned("## Instructions\n{system}\n\n## Output format\n{fmt}", "## Input\n{content}")
 
 
 def _terse(template: PromptTemplate, metric: Metric) -> tuple[tuple[str, str], ...]:

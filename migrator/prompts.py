@@ -7,7 +7,7 @@ so a review that contains ``{{ ... }}`` is rendered literally.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -51,33 +51,31 @@ class PromptTemplate:
     messages: tuple[tuple[str, str], ...]
     source: str = "prompt"
 
-    @cached_property
-    def _compiled(self) -> tuple[tuple[str, jinja2.Template], ...]:
+    def _each(self, build: Callable[[str], Any]) -> list[Any]:
+        """``build`` applied to each message's content; syntax errors name the message."""
         out = []
-        for i, (role, content) in enumerate(self.messages):
+        for i, (_, content) in enumerate(self.messages):
             try:
-                out.append((role, _ENV.from_string(content)))
+                out.append(build(content))
             except jinja2.TemplateSyntaxError as exc:
                 raise TemplateError(
                     f"Jinja2 syntax error: {exc.message} (template line {exc.lineno})",
                     file=self.source,
                     where=f"messages[{i}].content",
                 ) from None
-        return tuple(out)
+        return out
+
+    @cached_property
+    def _compiled(self) -> tuple[tuple[str, jinja2.Template], ...]:
+        templates = self._each(_ENV.from_string)
+        return tuple((role, t) for (role, _), t in zip(self.messages, templates, strict=True))
 
     @cached_property
     def variables(self) -> frozenset[str]:
         """Names the template reads from the inputs."""
         found: set[str] = set()
-        for i, (_, content) in enumerate(self.messages):
-            try:
-                found |= meta.find_undeclared_variables(_ENV.parse(content))
-            except jinja2.TemplateSyntaxError as exc:
-                raise TemplateError(
-                    f"Jinja2 syntax error: {exc.message} (template line {exc.lineno})",
-                    file=self.source,
-                    where=f"messages[{i}].content",
-                ) from None
+        for names in self._each(lambda content: meta.find_undeclared_variables(_ENV.parse(content))):
+            found |= names
         return frozenset(found)
 
     def check(self, input_fields: Sequence[str], sample: Mapping[str, Any] | None = None) -> None:
