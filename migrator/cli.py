@@ -48,7 +48,9 @@ def _model_servers(models: Sequence[str], log_dir: Path) -> Iterator[dict[str, s
         return
     from migrator.local import LocalServer
 
-    with LocalServer(local, log_dir=log_dir) as server:
+    # A migration calls one model at a time (trials run one after another), so each
+    # server may use every core; idle llama.cpp servers do not spin.
+    with LocalServer(local, log_dir=log_dir, n_threads=os.cpu_count() or 1) as server:
         yield {f"local/{name}": server.api_base(name) for name in local}
 
 

@@ -336,7 +336,6 @@ def _log_tail(path: Path) -> str:
 
 @dataclass(frozen=True)
 class _Running:
-    name: str
     process: subprocess.Popen[bytes]
     port: int
     log_path: Path
@@ -352,6 +351,20 @@ class LocalServer:
     reason (including Ctrl-C), at interpreter exit, and, on Linux, when this process is
     killed outright. They run in their own session so a terminal's Ctrl-C reaches only
     us and we stop them once, in order.
+
+    Args:
+        names: keys of :data:`LOCAL_MODELS` to serve, each as its own ``--model_alias``.
+        log_dir: receives ``llama-<name>.log`` per server (overwritten at each start).
+        cache_dir: where weights are assembled; :func:`default_cache_dir` if ``None``.
+        n_ctx: context window in tokens, prompt and answer together.
+        host: interface to listen on; ``api_base`` uses it as the address too.
+        startup_timeout: seconds to wait for every server to answer ``/v1/models``.
+        n_threads: llama.cpp threads per server; ``None`` splits the CPUs among the
+            servers, since threads beyond the free cores slow every call down.
+
+    Arguments are checked in :meth:`start`, not in the constructor. Start the servers
+    from a thread that outlives them (normally the main thread): on Linux they are sent
+    SIGTERM when the thread that started them ends.
 
     Example::
 
@@ -369,6 +382,7 @@ class LocalServer:
         n_ctx: int = 2048,
         host: str = "127.0.0.1",
         startup_timeout: float = 120.0,
+        n_threads: int | None = None,
     ) -> None:
         self.names = names
         self.log_dir = log_dir
@@ -376,6 +390,7 @@ class LocalServer:
         self.n_ctx = n_ctx
         self.host = host
         self.startup_timeout = startup_timeout
+        self.n_threads = n_threads
         self._running: dict[str, _Running] = {}
 
     def __enter__(self) -> LocalServer:
@@ -402,9 +417,13 @@ class LocalServer:
             raise LocalModelError(f"llama-cpp-python is not installed; {_INSTALL_HINT}")
         paths = {name: model_path(name, self.cache_dir) for name in names}
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        # llama.cpp threads spin while they wait for each other: more threads than free
+        # cores makes every call several times slower, so servers that may be busy at
+        # the same moment share the cores rather than each claiming all of them
+        threads = self.n_threads or max(1, (os.cpu_count() or 1) // len(names))
         try:
             for name in names:
-                self._launch(name, paths[name])
+                self._launch(name, paths[name], threads)
             self._wait_until_ready()
         except BaseException:
             self.stop()
@@ -437,7 +456,9 @@ class LocalServer:
     def _validated_names(self) -> list[str]:
         """Check the stored arguments where work starts, so the constructor never fails."""
         if isinstance(self.names, str):
-            raise LocalModelError(f"The 'names' parameter of LocalServer must be a list of names. Got {self.names!r}.")
+            raise LocalModelError(
+                f"The 'names' parameter of LocalServer must be a list of names. Got {self.names!r} instead."
+            )
         names = list(self.names)
         if not names:
             raise LocalModelError("The 'names' parameter of LocalServer must name at least one model. Got [] instead.")
@@ -451,11 +472,15 @@ class LocalServer:
             raise LocalModelError(
                 f"The 'startup_timeout' parameter of LocalServer must be positive. Got {self.startup_timeout} instead."
             )
+        if self.n_threads is not None and self.n_threads < 1:
+            raise LocalModelError(
+                f"The 'n_threads' parameter of LocalServer must be positive or None. Got {self.n_threads} instead."
+            )
         if self._running:
             raise LocalModelError("this LocalServer is already running; stop it before starting it again")
         return names
 
-    def _launch(self, name: str, weights: Path) -> None:
+    def _launch(self, name: str, weights: Path, threads: int) -> None:
         port = _free_port(self.host)
         log_path = self.log_dir / f"llama-{name}.log"
         log = log_path.open("wb")
@@ -466,7 +491,8 @@ class LocalServer:
             "--host", self.host,
             "--port", str(port),
             "--n_ctx", str(self.n_ctx),
-            "--n_threads", str(os.cpu_count() or 1),
+            "--n_threads", str(threads),
+            "--n_threads_batch", str(threads),
             # by default a new request cuts a streaming answer short; queue it instead
             "--interrupt_requests", "False",
         ]  # fmt: skip
@@ -484,7 +510,7 @@ class LocalServer:
             raise
         if not self._running:
             atexit.register(self.stop)
-        self._running[name] = _Running(name, process, port, log_path, log)
+        self._running[name] = _Running(process, port, log_path, log)
 
     def _wait_until_ready(self) -> None:
         import urllib.request  # only needed while starting; keeps the module import light

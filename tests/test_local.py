@@ -181,6 +181,7 @@ def test_unknown_model_name_lists_the_known_ones(tmp_path: Path) -> None:
         ([GEMMA, GEMMA], {}, "must not repeat"),
         ([GEMMA], {"n_ctx": 0}, "'n_ctx' .* must be positive"),
         ([GEMMA], {"startup_timeout": -1.0}, "'startup_timeout' .* must be positive"),
+        ([GEMMA], {"n_threads": 0}, "'n_threads' .* must be positive"),
     ],
 )
 def test_server_arguments_are_checked_when_it_starts(
