@@ -201,8 +201,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         _print_table(summary)
         print(f"wrote {out_dir / 'summary.json'}, {out_dir / 'report.html'}" + (f", {out_dir / 'winner.yaml'}" if winner else ""))
     if result.winner is None:
-        if result.search.stopped_by:
-            print(f"migrator: the {result.search.stopped_by} budget ran out before any trial completed", file=sys.stderr)
+        if result.stopped_by:
+            print(f"migrator: the {result.stopped_by} budget ran out before any winner was scored", file=sys.stderr)
             return EXIT_BUDGET
         print("migrator: no trial completed; see summary.json for what failed", file=sys.stderr)
         return EXIT_ERROR

@@ -16,6 +16,7 @@ from migrator.spec import DatasetSpec, SplitSpec
 __all__ = ["Example", "Splits", "load_examples", "split_examples"]
 
 MAX_ROWS = 100_000
+MAX_LINE_BYTES = 16 << 20
 _SHOWN_BAD_ROWS = 3
 
 
@@ -49,7 +50,12 @@ class _Bad:
 
 
 def _decoded_lines(fh: Any) -> Iterator[tuple[int, str | _Bad]]:
-    for lineno, raw in enumerate(fh, start=1):
+    # Lines are read with a cap, so a file with no newlines (or a corrupt one) fails at
+    # that line instead of being read whole into memory.
+    for lineno, raw in enumerate(iter(lambda: fh.readline(MAX_LINE_BYTES + 1), b""), start=1):
+        if len(raw) > MAX_LINE_BYTES:
+            yield lineno, _Bad(f"longer than {MAX_LINE_BYTES >> 20} MiB; is this really a {Path(fh.name).suffix} file?")
+            return
         try:
             yield lineno, raw.decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -83,13 +89,16 @@ def _csv_rows(path: Path) -> Iterator[tuple[int, Any]]:
 
     with path.open("rb") as fh:
         reader = csv.DictReader(text_lines(fh))
-        for row in reader:
-            while bad:
-                yield bad.pop(0)
-            if None in row:
-                yield reader.line_num, _Bad("more cells than header columns")
-            elif any(v is not None for v in row.values()):
-                yield reader.line_num, dict(row)
+        try:
+            for row in reader:
+                while bad:
+                    yield bad.pop(0)
+                if None in row:
+                    yield reader.line_num, _Bad("more cells than header columns")
+                elif any(v is not None for v in row.values()):
+                    yield reader.line_num, dict(row)
+        except csv.Error as exc:  # a field over csv's size limit, a quote never closed
+            yield reader.reader.line_num, _Bad(f"unreadable CSV: {exc}")
         while bad:
             yield bad.pop(0)
 
@@ -179,7 +188,7 @@ def _is_categorical(examples: Sequence[Example]) -> bool:
     return all(isinstance(e.expected, (str, bool, int)) for e in examples) and len(labels) <= max(2, len(examples) // 5)
 
 
-def split_examples(examples: Sequence[Example], split: SplitSpec, seed: int) -> Splits:
+def split_examples(examples: Sequence[Example], split: SplitSpec, seed: int, *, file: str | None = None) -> Splits:
     """Seeded split; stratified by the expected value when it is categorical.
 
     Each stratum is shuffled and cut by cumulative rounding, so every split gets its
@@ -213,6 +222,8 @@ def split_examples(examples: Sequence[Example], split: SplitSpec, seed: int) -> 
         rng.shuffle(parts[name])
     if not parts["dev"] or not parts["test"]:
         raise DatasetError(
-            f"{len(examples)} rows are too few for the split (dev {len(parts['dev'])}, test {len(parts['test'])})"
+            f"{len(examples)} rows are too few for the split (dev {len(parts['dev'])}, test {len(parts['test'])})",
+            file=file,
+            where="dataset.split",
         )
     return Splits(tuple(parts["train"]), tuple(parts["dev"]), tuple(parts["test"]))

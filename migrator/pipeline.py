@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from migrator.candidates import DemoPool, Failure, PromptCandidate, Rejection, apply_transforms, propose_rewrites
 from migrator.dataset import Example, Splits, load_examples, split_examples
-from migrator.errors import LLMError, SpecError, TemplateError
+from migrator.errors import BudgetExhausted, LLMError, SpecError, TemplateError
 from migrator.evaluate import Config, ExampleResult, Summary, evaluate, summarize
 from migrator.llm import Endpoint, LLMClient
 from migrator.metrics import Metric, build_metric
@@ -97,7 +97,7 @@ def prepare(spec: MigrationSpec) -> Prepared:
     template.check(input_fields)
     for ex in examples:
         template.render(ex.inputs)
-    splits = split_examples(examples, spec.dataset.split, spec.seed)
+    splits = split_examples(examples, spec.dataset.split, spec.seed, file=str(spec.resolve(spec.dataset.path)))
     candidates = apply_transforms(template, metric, spec.search_space.prompt.transforms, file=spec.source_file)
     for cand in candidates:
         cand.template.check(input_fields, examples[0].inputs)
@@ -128,6 +128,7 @@ class MigrationResult:
     baseline: Evaluated | None
     legacy: Evaluated | None
     legacy_note: str
+    stopped_by: str | None
     finalists: tuple[Evaluated, ...]
     baselines_by_target: Mapping[str, Evaluated]
     paired: PairedTest | None
@@ -188,7 +189,8 @@ def run_migration(
     endpoints = base_setup.endpoints
     test = prepared.splits.test
     finalists = spec.budget.finalists
-    reserve = len(test) * (len(endpoints) + finalists + 1)
+    # baselines and finalists on the test split, plus one probe of the legacy model
+    reserve = len(test) * (len(endpoints) + finalists) + 1
     study_name = study_name or f"{spec.name}-{spec.spec_hash()}"
     with asyncio.Runner() as runner:
         rewrites, rejected = _rewrites(runner, client, base_setup, prepared, api_bases or {}, on_progress)
@@ -207,19 +209,25 @@ def run_migration(
         )
         on_progress("final", {"what": "scoring baseline and finalists on the test split"})
         baselines: dict[str, Evaluated] = {}
-        for outcome in search.trials:
-            if outcome.warm_start and outcome.state == "complete" and outcome.config.model not in baselines:
-                config = outcome.config
-                results = _evaluate_test(runner, client, setup, config, endpoints[config.model], test)
-                baselines[config.model] = _scored("baseline", config, outcome.summary, results, spec.seed, outcome.number)
+        evaluated: list[Evaluated] = []
+        stopped_by = search.stopped_by
+        try:
+            for outcome in search.trials:
+                if outcome.warm_start and outcome.state == "complete" and outcome.config.model not in baselines:
+                    config = outcome.config
+                    results = _evaluate_test(runner, client, setup, config, endpoints[config.model], test)
+                    baselines[config.model] = _scored("baseline", config, outcome.summary, results, spec.seed, outcome.number)
+            for outcome in best_trials(search, finalists):
+                results = _evaluate_test(runner, client, setup, outcome.config, endpoints[outcome.config.model], test)
+                evaluated.append(_scored("finalist", outcome.config, outcome.summary, results, spec.seed, outcome.number))
+        except BudgetExhausted as exc:
+            # Configs scored so far keep their verdict; the rest are reported as not scored.
+            stopped_by = exc.which
+            on_progress("final", {"what": f"the {exc.which} budget ran out during the test verdict"})
         baseline: Evaluated | None = None
         if baselines:
             # The naive migration: the target that does best on dev with the prompt unchanged.
             baseline = max(baselines.values(), key=lambda e: (e.dev.score if e.dev else 0.0, -e.test.cost_usd_per_example))
-        evaluated: list[Evaluated] = []
-        for outcome in best_trials(search, finalists):
-            results = _evaluate_test(runner, client, setup, outcome.config, endpoints[outcome.config.model], test)
-            evaluated.append(_scored("finalist", outcome.config, outcome.summary, results, spec.seed, outcome.number))
         winner = evaluated[0] if evaluated else None
         legacy, legacy_note = _evaluate_legacy(runner, client, setup, test)
     paired = None
@@ -237,6 +245,7 @@ def run_migration(
         baseline=baseline,
         legacy=legacy,
         legacy_note=legacy_note,
+        stopped_by=stopped_by,
         finalists=tuple(evaluated),
         baselines_by_target=baselines,
         paired=paired,
@@ -313,11 +322,14 @@ def _evaluate_legacy(
     params = tuple(sorted(app.params.items()))
     config = Config(app.model, "original", 0, "none", params, endpoint.mode)
     template = setup.prompts["original"].template
-    probe = runner.run(evaluate(client, config, endpoint, template, test[:1], setup.metric))
-    if probe[0].error is not None:
-        return None, f"legacy model {app.model} is unreachable, so there is no live score for the app as it runs today: {probe[0].error}"
     try:
+        probe = runner.run(evaluate(client, config, endpoint, template, test[:1], setup.metric))
+        if probe[0].error is not None:
+            reason = probe[0].error.removeprefix(f"{app.model}: ").splitlines()[0][:240]
+            return None, f"legacy model {app.model} is unreachable, so the app as it runs today has no live score ({reason})"
         results = probe + runner.run(evaluate(client, config, endpoint, template, test[1:], setup.metric))
+    except BudgetExhausted as exc:  # the legacy score is for information: the run still reports
+        return None, f"legacy model {app.model} was not scored: {exc}"
     except LLMError as exc:  # pragma: no cover - evaluate scores per-example failures
         return None, f"legacy model {app.model} failed: {exc}"
     return _scored("legacy", config, None, results, spec.seed, None), ""
@@ -352,7 +364,7 @@ class Lockfile:
 def load_lockfile(path: Path, dataset: Path | None = None) -> Lockfile:
     """Read winner.yaml and rebuild its template, demos, metric and dataset split."""
     from migrator.prompts import Demo
-    from migrator.spec import DatasetSpec, MetricSpec, SplitSpec
+    from migrator.spec import DatasetSpec, MetricSpec, _validate
 
     raw = read_yaml(path)
     if not isinstance(raw, dict):
@@ -361,16 +373,18 @@ def load_lockfile(path: Path, dataset: Path | None = None) -> Lockfile:
         endpoint = raw.get("endpoint") or {}
         target = TargetSpec(model=raw["model"], **{k: v for k, v in endpoint.items() if k in ("mode", "api_base", "api_key_env")})
         template = PromptTemplate(tuple((m["role"], m["content"]) for m in raw["messages"]), source=str(path))
-        metric = build_metric(MetricSpec.model_validate(raw["metric"]), file=str(path))
+        # _validate's errors name the field (metric.name), not the pydantic model
+        metric = build_metric(_validate(MetricSpec, raw["metric"], path, "metric."), file=str(path))
         ds = raw["dataset"]
         data_path = dataset or (path.parent / ds["path"])
-        dataset_spec = DatasetSpec(
-            path=str(data_path),
-            expected_field=ds["expected_field"],
-            input_fields=tuple(ds["input_fields"]) if ds.get("input_fields") else None,
-            id_field=ds.get("id_field"),
-            split=SplitSpec.model_validate(ds["split"]),
-        )
+        fields = {
+            "path": str(data_path),
+            "expected_field": ds["expected_field"],
+            "input_fields": tuple(ds["input_fields"]) if ds.get("input_fields") else None,
+            "id_field": ds.get("id_field"),
+            "split": ds["split"],
+        }
+        dataset_spec = _validate(DatasetSpec, fields, path, "dataset.")
         demos = raw.get("demos") or {}
         params = tuple(sorted((raw.get("params") or {}).items()))
         seed = int(ds.get("seed", 0))
@@ -382,7 +396,7 @@ def load_lockfile(path: Path, dataset: Path | None = None) -> Lockfile:
         raise SpecError(f"malformed lockfile: {str(exc).splitlines()[0]}", file=str(path)) from None
     examples = load_examples(Path(dataset_spec.path), dataset_spec)
     template.check(dataset_spec.input_fields or tuple(examples[0].inputs), examples[0].inputs)
-    splits = split_examples(examples, dataset_spec.split, seed)
+    splits = split_examples(examples, dataset_spec.split, seed, file=dataset_spec.path)
     pool_examples = tuple(
         Example(f"pool{i}", p["inputs"], p["expected"]) for i, p in enumerate(demos.get("pool") or [])
     )

@@ -100,6 +100,10 @@ class PromptTemplate:
             raise TemplateError(f"unsafe template rejected by the sandbox: {exc}", file=self.source, where=f"messages[{index}].content") from None
         except jinja2.TemplateError as exc:
             raise TemplateError(f"cannot render: {exc}", file=self.source, where=f"messages[{index}].content") from None
+        except OverflowError as exc:  # the sandbox's cap on range()
+            raise TemplateError(f"unsafe template rejected by the sandbox: {exc}", file=self.source, where=f"messages[{index}].content") from None
+        except (ArithmeticError, TypeError, ValueError, LookupError) as exc:  # {{ 1/0 }}, {{ review + 1 }}, ...
+            raise TemplateError(f"cannot render: {type(exc).__name__}: {exc}", file=self.source, where=f"messages[{index}].content") from None
 
     def _last_user(self) -> int:
         return max(i for i, (role, _) in enumerate(self.messages) if role == "user")

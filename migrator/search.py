@@ -9,6 +9,7 @@ history, and a resumed study continues exactly as an uninterrupted one would.
 from __future__ import annotations
 
 import asyncio
+import statistics
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -259,27 +260,32 @@ class _Budget:
         # one llama.cpp server answers one request at a time, whatever we send
         local = all(m.startswith("local/") for m in setup.endpoints)
         self.concurrency = 1 if local else setup.space.concurrency
-        self.latency_sum = 0.0
-        self.latency_n = 0
+        self.latencies: list[float] = []
 
     def observe(self, results: Sequence[ExampleResult]) -> None:
         """Learn how long a paid call takes, to keep time back for the test verdict."""
-        paid = [r.latency_s for r in results if not r.cached and r.error is None]
-        self.latency_sum += sum(paid)
-        self.latency_n += len(paid)
+        self.latencies += [r.latency_s for r in results if not r.cached and r.error is None]
 
-    def spent(self) -> str | None:
+    def spent(self, *, keep_reserve: bool = True) -> str | None:
+        """The budget that is spent, if any.
+
+        Args:
+            keep_reserve: count what the test verdict will need as spent already. Off
+                while the warm-start trials run: without them there is no baseline.
+        """
         budget, stats = self.budget, self.client.stats
+        reserve = self.reserve_calls if keep_reserve else 0
         if budget.minutes is not None:
-            per_call = self.latency_sum / self.latency_n if self.latency_n else 0.0
-            reserve_s = self.reserve_calls * per_call / max(1, self.concurrency)
+            # the median, because a model's first calls include loading it
+            per_call = statistics.median(self.latencies) if self.latencies else 0.0
+            reserve_s = reserve * per_call / max(1, self.concurrency)
             if time.monotonic() - self.started + reserve_s >= budget.minutes * 60:
                 return "minutes"
-        if budget.calls is not None and stats.made + self.reserve_calls >= budget.calls:
+        if budget.calls is not None and stats.made + reserve >= budget.calls:
             return "calls"
         if budget.usd is not None and stats.made:
             per_call = stats.cost_usd / stats.made
-            if stats.cost_usd + per_call * self.reserve_calls >= budget.usd:
+            if stats.cost_usd + per_call * reserve >= budget.usd:
                 return "usd"
         return None
 
@@ -340,7 +346,8 @@ def run_search(
     while True:
         if counted() >= spec.budget.trials:
             break
-        stopped_by = budget.spent()
+        warm_pending = any(t.state.name == "WAITING" and t.user_attrs.get("warm_start") for t in study.get_trials(deepcopy=False))
+        stopped_by = budget.spent(keep_reserve=not warm_pending)
         if stopped_by:
             break
         # seeded by the trials an uninterrupted run would have had at this point
@@ -372,7 +379,7 @@ def run_search(
                         state = optuna.trial.TrialState.PRUNED
                         note = f"pruned after {len(results)} of {len(dev)} dev examples"
                         break
-                reason = budget.spent()
+                reason = budget.spent(keep_reserve=not warm)
                 if reason and len(results) < len(dev):
                     stopped_by = reason
                     state = optuna.trial.TrialState.PRUNED

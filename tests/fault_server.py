@@ -26,8 +26,9 @@ server stops): a client is then stuck at a known point, e.g. for a test to kill 
 
 ``max_consecutive`` bounds the faults one request body gets in a row, so with enough
 retries every request is eventually answered; ``broken_marker`` makes the requests
-whose text contains it fail every time. With ``echo_key`` error bodies quote the
-bearer token back, as some providers do ("Incorrect API key provided: sk-...").
+whose text contains it fail every time, and ``model_faults`` every request to a model.
+With ``echo_key`` error bodies quote the bearer token back, as some providers do
+("Incorrect API key provided: sk-...").
 
 Every attempt is recorded in ``FaultServer.attempts`` (path, Authorization header,
 request JSON, fault), so tests can assert what the provider really received.
@@ -69,7 +70,9 @@ class FaultPlan:
         max_consecutive: faults one request body can get in a row; ``None``: no bound.
         broken_marker: requests containing this text get ``broken_kind`` every time.
         echo_key: error bodies quote the Authorization bearer token back.
+        model_faults: models (as the server sees them) that get this fault every time.
         hold_after: requests after the first N wait until ``FaultServer.release()``.
+        hold_key: hold (and count) only the requests that carry this bearer token.
     """
 
     rates: Mapping[str, float] = field(default_factory=dict)
@@ -81,12 +84,14 @@ class FaultPlan:
     broken_marker: str | None = None
     broken_kind: str = "server_error"
     echo_key: bool = False
+    model_faults: Mapping[str, str] = field(default_factory=dict)
     hold_after: int | None = None
+    hold_key: str | None = None
 
     def __post_init__(self) -> None:
-        unknown = set(self.rates) - set(FAULTS)
-        if unknown or self.broken_kind not in FAULTS:
-            raise ValueError(f"unknown fault kinds: {sorted(unknown | ({self.broken_kind} - set(FAULTS)))}")
+        unknown = (set(self.rates) | {self.broken_kind} | set(self.model_faults.values())) - set(FAULTS)
+        if unknown:
+            raise ValueError(f"unknown fault kinds: {sorted(unknown)}")
         if sum(self.rates.values()) > 1.0:
             raise ValueError(f"fault rates add up to more than 1: {dict(self.rates)}")
 
@@ -128,17 +133,27 @@ def answer(body: Mapping[str, Any]) -> str:
     return "negative" if label == "positive" else "positive"
 
 
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Resets, hangs and killed clients end handlers abruptly; that is the point."""
+
+
 class FaultServer:
     """The server, run on a background thread: ``with FaultServer(plan) as server: ...``."""
 
     def __init__(self, plan: FaultPlan = FaultPlan()) -> None:
         self.plan = plan
         self.attempts: list[Attempt] = []
+        self.error_bodies: list[str] = []
         self._rng = random.Random(plan.seed)
         self._lock = threading.Lock()
         self._streak: Counter[str] = Counter()
         self._released = threading.Event()
         self._arrived = 0
+        self._held: list[str | None] = []
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -160,27 +175,33 @@ class FaultServer:
         """Let held requests (``FaultPlan.hold_after``) through, and all later ones."""
         self._released.set()
 
-    def held(self) -> int:
-        """Requests waiting for ``release()`` now or before."""
+    def held(self) -> Counter[str | None]:
+        """Requests held for ``release()`` (now or before), by Authorization header."""
         with self._lock:
-            return max(0, self._arrived - (self.plan.hold_after or 0)) if self.plan.hold_after is not None else 0
+            return Counter(self._held)
 
-    def _hold(self) -> None:
+    def _hold(self, authorization: str | None) -> None:
+        if self.plan.hold_key is not None and authorization != f"Bearer {self.plan.hold_key}":
+            return
         with self._lock:
             self._arrived += 1
-            arrived = self._arrived
-        if self.plan.hold_after is not None and arrived > self.plan.hold_after:
+            hold = (
+                self.plan.hold_after is not None
+                and self._arrived > self.plan.hold_after
+                and not self._released.is_set()
+            )
+            if hold:
+                self._held.append(authorization)
+        if hold:
             self._released.wait(timeout=120)
 
-    def answered(self) -> int:
-        with self._lock:
-            return sum(a.fault in (None, "truncated") for a in self.attempts)
-
-    def _decide(self, raw: bytes, text: str) -> str | None:
+    def _decide(self, raw: bytes, model: str, text: str) -> str | None:
         """The fault for this attempt, or None to answer it."""
         plan = self.plan
         key = hashlib.sha256(raw).hexdigest()
         with self._lock:
+            if model in plan.model_faults:
+                return plan.model_faults[model]
             if plan.broken_marker and plan.broken_marker in text:
                 return plan.broken_kind
             draw = self._rng.random()
@@ -207,7 +228,7 @@ class FaultServer:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+            def log_message(self, format: str, *args: Any) -> None:
                 return None
 
             def _send(self, status: int, payload: bytes, headers: Mapping[str, str] = {}) -> None:
@@ -223,8 +244,10 @@ class FaultServer:
                 auth = self.headers.get("Authorization") or ""
                 if server.plan.echo_key and auth:
                     message += f" (Incorrect API key provided: {auth.removeprefix('Bearer ')})"
-                body = {"error": {"message": message, "type": kind, "code": status}}
-                self._send(status, json.dumps(body).encode(), headers)
+                body = json.dumps({"error": {"message": message, "type": kind, "code": status}})
+                with server._lock:
+                    server.error_bodies.append(body)
+                self._send(status, body.encode(), headers)
 
             def _reset(self) -> None:
                 # SO_LINGER with a zero timeout turns close() into a TCP RST.
@@ -232,13 +255,13 @@ class FaultServer:
                 self.connection.close()
                 self.close_connection = True
 
-            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            def do_GET(self) -> None:
                 if self.path.rstrip("/").endswith("/models"):
                     self._send(200, json.dumps({"object": "list", "data": []}).encode())
                 else:
                     self._send(404, b'{"error": {"message": "not found"}}')
 
-            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            def do_POST(self) -> None:
                 raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 try:
                     body = json.loads(raw)
@@ -248,15 +271,19 @@ class FaultServer:
                 if not self.path.rstrip("/").endswith("/chat/completions"):
                     self._send(404, b'{"error": {"message": "only /v1/chat/completions is served"}}')
                     return
-                server._hold()
-                fault = server._decide(raw, json.dumps(body.get("messages"), ensure_ascii=False))
+                server._hold(self.headers.get("Authorization"))
+                fault = server._decide(
+                    raw, str(body.get("model")), json.dumps(body.get("messages"), ensure_ascii=False)
+                )
                 server._record(Attempt(self.path, self.headers.get("Authorization"), body, fault))
                 self._respond(body, fault)
 
             def _respond(self, body: Mapping[str, Any], fault: str | None) -> None:
                 plan = server.plan
                 if fault == "rate_limit":
-                    self._error(429, "Rate limit reached, slow down", "rate_limit_exceeded", {"Retry-After": plan.retry_after})
+                    self._error(
+                        429, "Rate limit reached, slow down", "rate_limit_exceeded", {"Retry-After": plan.retry_after}
+                    )
                 elif fault == "server_error":
                     self._error(500, "The server had an error while processing your request", "server_error")
                 elif fault == "unavailable":
@@ -269,7 +296,9 @@ class FaultServer:
                     time.sleep(plan.hang_s)
                     self._reset()
                 elif fault == "malformed":
-                    self._send(200, b'{"id": "chatcmpl-broken", "object": "chat.completion", "choices": [{"index": 0, "mess')
+                    self._send(
+                        200, b'{"id": "chatcmpl-broken", "object": "chat.completion", "choices": [{"index": 0, "mess'
+                    )
                 else:
                     if plan.latency_s:
                         time.sleep(plan.latency_s)
@@ -279,9 +308,18 @@ class FaultServer:
                 text, finish = answer(body), "stop"
                 if fault == "truncated":
                     text, finish = f"{text}\nThe reviewer seems to feel that the", "length"
-                choices = [] if fault == "empty" else [
-                    {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish, "logprobs": None}
-                ]
+                choices = (
+                    []
+                    if fault == "empty"
+                    else [
+                        {
+                            "index": 0,
+                            "message": {"role": "assistant", "content": text},
+                            "finish_reason": finish,
+                            "logprobs": None,
+                        }
+                    ]
+                )
                 prompt_tokens = sum(_words(str(m.get("content", ""))) for m in body.get("messages") or [])
                 reply = {
                     "id": f"chatcmpl-{len(server.attempts)}",
@@ -289,14 +327,15 @@ class FaultServer:
                     "created": int(time.time()),
                     "model": body.get("model", ""),
                     "choices": choices,
-                    "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": _words(text), "total_tokens": prompt_tokens + _words(text)},
+                    "usage": {
+                        "prompt_tokens": prompt_tokens,
+                        "completion_tokens": _words(text),
+                        "total_tokens": prompt_tokens + _words(text),
+                    },
                 }
                 self._send(200, json.dumps(reply).encode())
 
-        httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        httpd.daemon_threads = True
-        httpd.block_on_close = False
-        httpd.handle_error = lambda request, client_address: None  # resets and hangs end handlers abruptly
+        httpd = _QuietServer(("127.0.0.1", 0), Handler)
         self._httpd = httpd
         self._thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self._thread.start()
@@ -327,10 +366,13 @@ def server_spec(api_base: str, dataset: str, **overrides: Any) -> dict[str, Any]
 
     spec: dict[str, Any] = {
         "name": "flaky-provider",
-        "app": {**at_server("openai/fault-oracle"), "messages": [
-            {"role": "system", "content": "Classify the sentiment of the review."},
-            {"role": "user", "content": "Review: {{ review }}"},
-        ]},
+        "app": {
+            **at_server("openai/fault-oracle"),
+            "messages": [
+                {"role": "system", "content": "Classify the sentiment of the review."},
+                {"role": "user", "content": "Review: {{ review }}"},
+            ],
+        },
         "dataset": {"path": dataset, "id_field": "id", "expected_field": "label", "input_fields": ["review"]},
         "metric": {"name": "label", "labels": ["positive", "negative"]},
         "targets": [at_server("openai/fault-fewshot"), at_server("openai/fault-weak")],
@@ -340,7 +382,7 @@ def server_spec(api_base: str, dataset: str, **overrides: Any) -> dict[str, Any]
             "pruner": "none",
             "chunk_size": 10,
             "max_retries": 4,
-            "timeout_s": 1.0,
+            "timeout_s": 2.0,
         },
         "budget": {"trials": 5},
         "seed": 0,

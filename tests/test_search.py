@@ -108,11 +108,11 @@ def test_a_usd_budget_is_never_exceeded_by_more_than_the_calls_in_flight(write_s
 
 def test_a_budget_spent_before_any_trial_completes_gives_no_winner(write_spec: Callable[..., Path], tmp_path: Path) -> None:
     client = _client(limits=Limits(calls=5))
-    # the calls kept back for the test verdict alone are over budget: nothing is spent
+    # the warm-start trial starts, the client refuses call 6, and no trial completes
     result = _run(write_spec(budget={"trials": 10, "calls": 5}), client, tmp_path)
     assert result.winner is None
     assert result.search.stopped_by == "calls"
-    assert client.stats.made == 0
+    assert client.stats.made <= 5
 
 
 class _Interrupting:

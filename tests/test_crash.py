@@ -1,0 +1,197 @@
+"""Crash safety: a SIGKILLed `migrator run` resumes where it stopped; shared files survive.
+
+The provider is the loopback fault server, holding requests at a chosen point so the
+kill lands mid-search every time, not when the scheduler happens to allow it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from fault_server import KEY_ENV, FaultPlan, FaultServer, server_spec
+
+from migrator import cli
+from migrator.testing import make_sentiment_rows
+
+KEY = "sk-test-crash-0123456789abcdef"
+
+
+@pytest.fixture(autouse=True)
+def _key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(KEY_ENV, KEY)
+
+
+def _command(spec: Path, out: Path, *extra: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "migrator.cli",
+        "run",
+        str(spec),
+        "--out",
+        str(out),
+        "--quiet",
+        "--no-tracking",
+        *extra,
+    ]
+
+
+def _env(key: str = KEY) -> dict[str, str]:
+    return {**os.environ, KEY_ENV: key, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+
+
+def _study(out: Path) -> list[tuple[int, str, dict[str, Any], list[float] | None, str]]:
+    """(number, state, params, values, note) of every trial, read while another process may write."""
+    db = sqlite3.connect(f"file:{out / 'study.db'}?mode=ro", uri=True, timeout=30)
+    try:
+        trials = db.execute("SELECT trial_id, number, state FROM trials ORDER BY number").fetchall()
+        params: dict[int, dict[str, Any]] = {}
+        for trial_id, name, value in db.execute("SELECT trial_id, param_name, param_value FROM trial_params"):
+            params.setdefault(trial_id, {})[name] = value
+        values: dict[int, list[float]] = {}
+        for trial_id, value in db.execute("SELECT trial_id, value FROM trial_values ORDER BY objective"):
+            values.setdefault(trial_id, []).append(value)
+        notes = dict(db.execute("SELECT trial_id, value_json FROM trial_user_attributes WHERE key = 'note'").fetchall())
+    finally:
+        db.close()
+    return [
+        (n, state, params.get(tid, {}), values.get(tid), json.loads(notes.get(tid, '""'))) for tid, n, state in trials
+    ]
+
+
+def _wait_for(condition: Callable[[], bool], proc: subprocess.Popen[str] | None = None, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"the run ended before the kill: {proc.communicate()}")
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.05)
+
+
+def _verdict(summary: dict[str, Any]) -> dict[str, Any]:
+    keys = ("model", "prompt_id", "params", "demos", "demo_strategy", "dev_score", "test_score", "test_ci")
+    return {role: {k: summary[role][k] for k in keys} for role in ("winner", "baseline")}
+
+
+def _searched(trials: list[tuple[int, str, dict[str, Any], list[float] | None, str]]) -> list[tuple[Any, ...]]:
+    """The search as a sequence of (state, params, values), without the trials a kill cut short."""
+    return [(state, params, values) for _, state, params, values, note in trials if not note.startswith("interrupted")]
+
+
+def _project(tmp_path: Path, api_base: str, rows: int = 30, **overrides: Any) -> Path:
+    data = tmp_path / "reviews.jsonl"
+    if not data.exists():
+        data.write_text("".join(json.dumps(r) + "\n" for r in make_sentiment_rows(rows)))
+    spec = tmp_path / f"migration-{len(list(tmp_path.glob('migration-*.yaml')))}.yaml"
+    spec.write_text(yaml.safe_dump(server_spec(api_base, str(data), **overrides)))
+    return spec
+
+
+def test_a_killed_run_resumes_keeping_its_trials_and_cache_and_ends_as_an_uninterrupted_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Trials 0 and 1 (the warm start) take 15 dev calls each; the server then answers 10
+    # more of the killed run's calls and holds the rest, so the kill lands inside trial 2
+    # or 3. The uninterrupted run has another key, so it is never held: it runs meanwhile.
+    with FaultServer(FaultPlan(hold_after=40, hold_key=KEY)) as server:
+        # a long timeout: held requests must not time out and fail before the kill
+        space = {"timeout_s": 60.0, "demos": {"k": [0, 2, 4], "strategies": ["random"]}}
+        spec = _project(tmp_path, server.api_base, search_space=space, budget={"trials": 7})
+        out = tmp_path / "out"
+        proc = subprocess.Popen(
+            _command(spec, out), env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        try:
+            monkeypatch.setenv(KEY_ENV, "sk-test-crash-uninterrupted-0123456789")
+            assert cli.main(["run", str(spec), "--out", str(tmp_path / "straight"), "--quiet", "--no-tracking"]) == 0
+            _wait_for(lambda: sum(server.held().values()) > 0 and (out / "study.db").exists(), proc)
+            _wait_for(lambda: sum(t[1] == "COMPLETE" for t in _study(out)) >= 2, proc)
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            proc.communicate()
+        before = _study(out)
+        with sqlite3.connect(out / "cache.db") as db:
+            answered = db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
+        server.release()
+        assert any(state == "RUNNING" for _, state, *_ in before), "killed between trials, not inside one"
+        finished = [t for t in before if t[1] in ("COMPLETE", "PRUNED")]
+        assert len(finished) >= 2 and answered > 0
+
+        rerun = subprocess.run(_command(spec, out), env=_env(), capture_output=True, text=True, timeout=300)
+        assert rerun.returncode == 0, rerun.stderr
+
+    resumed = json.loads((out / "summary.json").read_text())
+    straight = json.loads((tmp_path / "straight" / "summary.json").read_text())
+    after = {t[0]: t for t in _study(out)}
+    # the trials finished before the kill are kept as they were
+    for number, state, params, values, _ in finished:
+        assert after[number][1:4] == (state, params, values)
+    # no answered call is paid for again: the rerun makes only the calls that were never answered
+    assert resumed["llm_calls"]["cached"] > 0
+    assert resumed["llm_calls"]["made"] <= straight["llm_calls"]["made"] - answered
+    # and the migration ends exactly as one that was never killed
+    assert _searched(list(after.values())) == _searched(_study(tmp_path / "straight"))
+    assert _verdict(resumed) == _verdict(straight)
+    assert resumed["trials"] == straight["trials"]
+
+
+def test_two_migrations_sharing_one_cache_and_one_study_store_both_complete(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    cache = shared / "cache.db"
+    keys = {"main": "sk-test-crash-main-0123456789", "child": "sk-test-crash-child-0123456789"}
+    # Every request waits until both processes are calling, so their writes overlap.
+    with FaultServer(FaultPlan(hold_after=0)) as server:
+        storage = f"sqlite:///{shared / 'study.db'}"
+        patient = {"timeout_s": 60.0}  # held requests wait for the other process to start, not time out
+        spec_a = _project(tmp_path, server.api_base, study=storage, search_space=patient)
+        spec_b = _project(tmp_path, server.api_base, study=storage, search_space=patient, seed=1)
+
+        def release_when_both_call() -> None:
+            wanted = {f"Bearer {k}" for k in keys.values()}
+            _wait_for(lambda: wanted <= set(server.held()), timeout=240)
+            server.release()
+
+        releaser = threading.Thread(target=release_when_both_call, daemon=True)
+        releaser.start()
+        child = subprocess.Popen(
+            _command(spec_b, tmp_path / "b", "--cache", str(cache)),
+            env=_env(keys["child"]),
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        monkeypatch.setenv(KEY_ENV, keys["main"])
+        code = cli.main(
+            ["run", str(spec_a), "--out", str(tmp_path / "a"), "--quiet", "--no-tracking", "--cache", str(cache)]
+        )
+        _, child_err = child.communicate(timeout=300)
+        releaser.join(timeout=1)
+    assert code == 0
+    assert child.returncode == 0, child_err
+    summaries = [json.loads((tmp_path / side / "summary.json").read_text()) for side in ("a", "b")]
+    for summary in summaries:
+        assert summary["trials"]["complete"] == summary["trials"]["total"] == 5
+        assert summary["winner"] is not None
+    assert summaries[0]["study"]["name"] != summaries[1]["study"]["name"]
+    for db_path in (cache, shared / "study.db"):
+        with sqlite3.connect(db_path) as db:
+            assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    with sqlite3.connect(cache) as db:
+        rows = db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
+    made = [s["llm_calls"]["made"] for s in summaries]
+    # every answered call is in the cache once; calls both made at the same moment are kept once
+    assert max(made) <= rows <= sum(made)
