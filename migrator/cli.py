@@ -50,7 +50,8 @@ def _model_servers(models: Sequence[str], log_dir: Path) -> Iterator[dict[str, s
 
     # A migration calls one model at a time (trials run one after another), so each
     # server may use every core; idle llama.cpp servers do not spin.
-    with LocalServer(local, log_dir=log_dir, n_threads=os.cpu_count() or 1) as server:
+    # 4096 tokens of context: a long legacy prompt repeated in a few demo turns fits
+    with LocalServer(local, log_dir=log_dir, n_threads=os.cpu_count() or 1, n_ctx=4096) as server:
         yield {f"local/{name}": server.api_base(name) for name in local}
 
 

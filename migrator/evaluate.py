@@ -30,9 +30,11 @@ class Config:
     mode: Literal["chat", "completion"] = "chat"
 
     def label(self) -> str:
-        """Human-readable name: model · prompt · k demos."""
+        """Human-readable name: model · prompt · k demos · sampling params."""
         demos = f"{self.demos} demos ({self.demo_strategy})" if self.demos else "0 demos"
-        return f"{self.model} · {self.prompt_id} · {demos}"
+        short = {"temperature": "T", "top_p": "top_p"}
+        sampling = " ".join(f"{short[k]}={v:g}" for k, v in self.params if k in short and isinstance(v, (int, float)))
+        return f"{self.model} · {self.prompt_id} · {demos}" + (f" · {sampling}" if sampling else "")
 
     def as_dict(self) -> dict[str, Any]:
         return {
