@@ -256,7 +256,7 @@ class _LoopState:
         self.session: Any = None
         self.closer: AsyncGenerator[None, None] | None = None
 
-    async def open_session(self) -> Any:
+    async def open_session(self, timeout_s: float) -> Any:
         """The pooled session, opened on first use (aiohttp comes with litellm)."""
         if self.session is None:
             import aiohttp
@@ -266,7 +266,7 @@ class _LoopState:
                 # queue them a second time (aiohttp's default is 100).
                 connector=aiohttp.TCPConnector(limit=0),
                 cookie_jar=aiohttp.DummyCookieJar(),
-                raise_for_status=False,
+                timeout=aiohttp.ClientTimeout(total=timeout_s),
             )
             self.closer = _close_when_the_loop_ends(self.session)
             await self.closer.__anext__()
@@ -422,8 +422,6 @@ class LiteLLMClient:
 
     async def _call_direct(self, request: LLMRequest, state: _LoopState, path: str, key: str | None) -> LLMResponse:
         """One attempt on an OpenAI-compatible server, over the loop's pooled session."""
-        import aiohttp
-
         endpoint = request.endpoint
         body: dict[str, Any] = {"model": endpoint.call_model().partition("/")[2], **dict(request.params)}
         if endpoint.mode == "completion":
@@ -434,11 +432,9 @@ class LiteLLMClient:
         url = f"{(endpoint.api_base or '').rstrip('/')}/{path}"
         secrets = (key,) if key else ()
         with _mapped_errors(endpoint.model, None, secrets):
-            session = await state.open_session()
+            session = await state.open_session(self.timeout_s)
             start = time.perf_counter()
-            async with session.post(
-                url, data=json.dumps(body), headers=headers, timeout=aiohttp.ClientTimeout(total=self.timeout_s)
-            ) as http:
+            async with session.post(url, data=json.dumps(body), headers=headers) as http:
                 raw = await http.read()
                 status, reply_headers = http.status, http.headers
             latency = time.perf_counter() - start
