@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import csv
 import json
 import statistics
 import sys
@@ -26,7 +27,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from grid import CACHE, grid_configs, load
+from grid import CACHE, TABLE, grid_configs, load
 
 from migrator.cache import ResponseCache
 from migrator.evaluate import Config, evaluate, summarize
@@ -62,17 +63,27 @@ class ReplayClient:
         return LLMResponse(**{**hit, "cached": False})
 
 
-def _scores(setup: Any, config: Config, examples: Any, client: ReplayClient) -> float:
+def _scores(setup: Any, config: Config, examples: Any, client: ReplayClient, rows: list[list[Any]], split: str) -> float:
     template = setup.prompts[config.prompt_id].template
     results = asyncio.run(evaluate(client, config, setup.endpoints[config.model], template, examples, setup.metric, setup.demos_for(config)))
+    rows += [[config.label(), split, r.example_id, r.score, r.output.strip()[:80]] for r in results]
     return summarize(results).score
 
 
 def grid_truth(prepared: Any, setup: Any, cache: ResponseCache) -> dict[Config, dict[str, float]]:
+    """Every grid config's dev and test score; also writes the per-example table (CSV)."""
     truth = {}
+    rows: list[list[Any]] = []
     for config in grid_configs(setup):
         client = ReplayClient(cache)
-        truth[config] = {"dev": _scores(setup, config, prepared.splits.dev, client), "test": _scores(setup, config, prepared.splits.test, client)}
+        truth[config] = {
+            "dev": _scores(setup, config, prepared.splits.dev, client, rows, "dev"),
+            "test": _scores(setup, config, prepared.splits.test, client, rows, "test"),
+        }
+    with TABLE.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["config", "split", "example_id", "score", "output"])
+        writer.writerows(rows)
     return truth
 
 
@@ -124,6 +135,14 @@ def main() -> None:
     print(f"grid: {len(truth)} configs, best dev {best_dev:.3f} (target {target:.3f}); full grid costs {grid_calls} dev calls")
     strategies = {"migrator (TPE + Wilcoxon pruning)": ("tpe", "wilcoxon"), "TPE, no pruning": ("tpe", "none"), "random search": ("random", "none")}
     report: dict[str, Any] = {"grid": {"configs": len(truth), "best_dev": best_dev, "target_dev": target, "calls": grid_calls}, "strategies": {}}
+    def best(configs: list[Config]) -> dict[str, Any]:
+        top = max(configs, key=lambda c: (truth[c]["dev"], -configs.index(c)))
+        return {"config": f"{top.label()} T={dict(top.params).get('temperature')}", **truth[top]}
+
+    original_only = [c for c in truth if c.prompt_id == "original" and c.demos == 0]
+    report["candidates"] = {"original prompt only": best(original_only), "all candidates": best(list(truth))}
+    for name, row in report["candidates"].items():
+        print(f"{name}: best dev {row['dev']:.3f}, its test {row['test']:.3f} ({row['config']})")
     for name, (sampler, pruner) in strategies.items():
         started = time.monotonic()
         needed, at_budget = [], {b: [] for b in BUDGETS}

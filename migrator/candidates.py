@@ -142,6 +142,8 @@ class DemoPool:
         self.seed = seed
         self._knn: Any = None
         self._vectorizer: Any = None
+        # every trial asks again for the same examples' neighbours
+        self._nearest: dict[tuple[str, str, int], list[Example]] = {}
 
     def _demo(self, ex: Example) -> Demo:
         return Demo(ex.inputs, format_answer(ex.expected))
@@ -165,6 +167,12 @@ class DemoPool:
 
     def nearest(self, example: Example, k: int) -> list[Example]:
         """The k train examples whose inputs are closest to this one (TF-IDF cosine)."""
+        key = (example.id, _input_text(example), k)
+        if key not in self._nearest:
+            self._nearest[key] = self._search(example, k)
+        return self._nearest[key]
+
+    def _search(self, example: Example, k: int) -> list[Example]:
         if self._knn is None:
             from sklearn.feature_extraction.text import TfidfVectorizer
             from sklearn.neighbors import NearestNeighbors

@@ -84,6 +84,10 @@ def model_info(model: str, *, api_base: str | None = None) -> ModelInfo:
     for prefix, override in _OVERRIDES.items():
         if model.startswith(prefix):
             return ModelInfo(model, frozenset(override["accepts"]), override["input_cost"], override["output_cost"])
+    if api_base and model.startswith(("openai/", "text-completion-openai/")):
+        # A self-hosted OpenAI-compatible server: usual params, no per-token price, and no
+        # need to import litellm (seconds) just to learn that.
+        return ModelInfo(model, frozenset(_SAMPLING), 0.0, 0.0, known=False)
     info = _litellm_info(model)
     if api_base and not info.known:
         return ModelInfo(model, frozenset(_SAMPLING), 0.0, 0.0, known=False)
