@@ -133,7 +133,12 @@ def main() -> None:
     n_dev = len(prepared.splits.dev)
     grid_calls = len(truth) * n_dev
     print(f"grid: {len(truth)} configs, best dev {best_dev:.3f} (target {target:.3f}); full grid costs {grid_calls} dev calls")
-    strategies = {"migrator (TPE + Wilcoxon pruning)": ("tpe", "wilcoxon"), "TPE, no pruning": ("tpe", "none"), "random search": ("random", "none")}
+    strategies = {
+        "migrator (TPE + Wilcoxon pruning)": ("tpe", "wilcoxon"),
+        "TPE + successive halving": ("tpe", "halving"),
+        "TPE, no pruning": ("tpe", "none"),
+        "random search": ("random", "none"),
+    }
     report: dict[str, Any] = {"grid": {"configs": len(truth), "best_dev": best_dev, "target_dev": target, "calls": grid_calls}, "strategies": {}}
     def best(configs: list[Config]) -> dict[str, Any]:
         top = max(configs, key=lambda c: (truth[c]["dev"], -configs.index(c)))

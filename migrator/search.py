@@ -332,7 +332,8 @@ def run_search(
             study.enqueue_trial(stale.params, user_attrs={**stale.user_attrs, "requeued": True}, skip_if_exists=False)
 
     dev = setup.dev
-    chunk = setup.space.chunk_size
+    # a chunk smaller than the concurrency would cap the calls in flight at its size
+    chunk = max(setup.space.chunk_size, setup.space.concurrency)
     budget = _Budget(setup, client, reserve_calls, time.monotonic())
     stopped_by: str | None = None
 

@@ -159,3 +159,38 @@ def test_resume_after_interruption_keeps_finished_trials_and_matches_an_uninterr
     assert resumed.winner is not None and straight.winner is not None
     assert resumed.winner.config == straight.winner.config
     assert resumed.winner.test.score == straight.winner.test.score
+
+
+def test_dspy_rewrites_are_generated_validated_cached_and_searched(write_spec: Callable[..., Path], tmp_path: Path) -> None:
+    # fake/chatty answers correctly only when the prompt states the output format, which
+    # the legacy prompt does not; the fake proposer's rewrites do.
+    overrides = {
+        "targets": ["fake/chatty"],
+        "search_space": {"prompt": {"proposer": "fake/proposer", "rewrites": 2}, "demos": {"k": [0]}, "max_retries": 0},
+        "budget": {"trials": 6},
+    }
+    spec = write_spec(**overrides)
+    first = _run(spec, _client(tmp_path), tmp_path)
+    rewrites = [p for p in first.prompts.values() if p.origin.get("kind") == "rewrite"]
+    assert [p.id for p in rewrites] == ["rewrite-fake-chatty-1", "rewrite-fake-chatty-2"]
+    assert all(p.origin["proposer"] == "fake/proposer" and "exactly one of" in p.template.text() for p in rewrites)
+    assert all("{{ review }}" in p.template.text() for p in rewrites)
+    assert first.baseline is not None and first.baseline.test.score == 0.0
+    assert first.winner is not None and first.winner.config.prompt_id.startswith("rewrite-")
+    assert first.winner.test.score == 1.0
+
+    again = _run(spec, _client(tmp_path), tmp_path)
+    assert again.stats["made"] == 0  # no proposer call, no model call
+    assert [p.template.text() for p in again.prompts.values()] == [p.template.text() for p in first.prompts.values()]
+
+
+def test_a_rewrite_that_adds_a_template_variable_is_rejected_with_a_reason(write_spec: Callable[..., Path], tmp_path: Path) -> None:
+    spec = write_spec(
+        targets=["fake/chatty"],
+        search_space={"prompt": {"proposer": "fake/proposer-bad", "rewrites": 2}, "demos": {"k": [0]}, "max_retries": 0},
+        budget={"trials": 3},
+    )
+    result = _run(spec, _client(), tmp_path)
+    assert not [p for p in result.prompts.values() if p.origin.get("kind") == "rewrite"]
+    assert len(result.rejected) == 2
+    assert all("reviewer" in r.reason and "does not provide" in r.reason for r in result.rejected)
