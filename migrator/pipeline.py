@@ -101,9 +101,33 @@ def prepare(spec: MigrationSpec) -> Prepared:
     candidates = apply_transforms(template, metric, spec.search_space.prompt.transforms, file=spec.source_file)
     for cand in candidates:
         cand.template.check(input_fields, examples[0].inputs)
+    _check_providers(spec)
     if 0 not in spec.search_space.demos.k and not splits.train:
         raise SpecError("demos need a train split (dataset.split.train > 0)", file=spec.source_file, where="search_space.demos.k")
     return Prepared(spec, template, metric, examples, splits, {c.id: c for c in candidates})
+
+
+def _check_providers(spec: MigrationSpec) -> None:
+    """Every hosted model id names a provider litellm knows (checked last: it imports litellm)."""
+    fields = [(f"targets.{i}.model", t.model, t.api_base) for i, t in enumerate(spec.targets)]
+    fields.append(("app.model", spec.app.model, spec.app.api_base))
+    if spec.search_space.prompt.proposer:
+        fields.append(("search_space.prompt.proposer", spec.search_space.prompt.proposer, None))
+    hosted = [(f, m) for f, m, base in fields if not base and not m.startswith(("local/", "fake/"))]
+    if not hosted:
+        return
+    from migrator.llm import import_litellm
+
+    known = {str(p.value if hasattr(p, "value") else p) for p in import_litellm().provider_list}
+    for where, model in hosted:
+        provider = model.partition("/")[0]
+        if provider not in known:
+            raise SpecError(
+                f"unknown provider {provider!r} in {model!r}; expected a litellm provider such as openai, anthropic, "
+                "gemini, bedrock, or an api_base for a self-hosted endpoint",
+                file=spec.source_file,
+                where=where,
+            )
 
 
 @dataclass(frozen=True)

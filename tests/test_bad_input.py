@@ -441,10 +441,7 @@ def test_the_corpus_is_large_and_its_base_files_are_valid(tmp_path: Path) -> Non
     assert load_lockfile(tmp_path / "winner.yaml").splits.test
 
 
-KNOWN_GAPS = {
-    "model-unknown-provider": "the spec checks a model id's shape only: an unknown provider prefix passes, the run "
-    "starts, writes DIR, and every call fails (exit 1, 'no trial completed')",
-}
+KNOWN_GAPS: dict[str, str] = {}
 
 
 @pytest.mark.parametrize(
