@@ -25,6 +25,8 @@ import yaml
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
+from conftest import base_spec
+
 from migrator import export
 from migrator.llm import LiteLLMClient
 from migrator.pipeline import MigrationResult, prepare, run_migration
@@ -39,29 +41,13 @@ CHROMIUM = Path("/usr/bin/chromium")
 
 
 def _spec(name: str, **overrides: Any) -> dict[str, Any]:
-    spec: dict[str, Any] = {
-        "name": name,
-        "app": {
-            "model": "fake/oracle",
-            "messages": [
-                {"role": "system", "content": "Classify the sentiment of the review."},
-                {"role": "user", "content": "Review: {{ review }}"},
-            ],
-            "params": {"temperature": 0.7, "max_tokens": 5},
-        },
-        "dataset": {
-            "path": "reviews.jsonl",
-            "id_field": "id",
-            "expected_field": "label",
-            "input_fields": ["review"],
-            "split": {"train": 0.2, "dev": 0.5, "test": 0.3},
-        },
-        "metric": {"name": "label", "labels": ["positive", "negative"]},
-        "targets": ["fake/weak", "fake/fewshot", "fake/hot"],
-        "search_space": {"prompt": {"transforms": ["format_line", "user_turn"]}, "demos": {"k": [0, 2, 4]}, "max_retries": 1},
-        "budget": {"trials": 12},
-        "seed": 0,
-    }
+    spec = base_spec(
+        name=name,
+        app={"model": "fake/oracle", "params": {"temperature": 0.7, "max_tokens": 5}},
+        targets=["fake/weak", "fake/fewshot", "fake/hot"],
+        search_space={"prompt": {"transforms": ["format_line", "user_turn"]}, "demos": {"k": [0, 2, 4]}, "max_retries": 1},
+        budget={"trials": 12},
+    )
     spec.update(overrides)
     return spec
 
