@@ -112,8 +112,19 @@ def open_storage(url: str) -> Any:
     storage = optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
 
     def _pragmas(dbapi_connection: Any, _record: Any) -> None:
+        import sqlite3
+
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
+        # the switch to WAL takes an exclusive lock without waiting for it: retry
+        deadline = time.monotonic() + 60.0
+        while True:
+            try:
+                cursor.execute("PRAGMA journal_mode=WAL")
+                break
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
 
