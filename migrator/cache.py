@@ -15,7 +15,25 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ResponseCache", "request_key"]
+__all__ = ["ResponseCache", "request_key", "use_wal"]
+
+
+def use_wal(conn: Any, timeout_s: float = 60.0) -> None:
+    """WAL journal with synchronous=NORMAL on a SQLite connection (or cursor).
+
+    Switching to WAL needs an exclusive lock and SQLite does not wait for it (no busy
+    handler), so two processes opening a new file at once must retry.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            break
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+    conn.execute("PRAGMA synchronous=NORMAL")
 
 
 def request_key(payload: dict[str, Any]) -> str:
@@ -36,22 +54,11 @@ class ResponseCache:
         if conn is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
-            # Switching to WAL needs an exclusive lock and SQLite does not wait for it
-            # (no busy handler), so two processes opening a new file at once must retry.
-            deadline = time.monotonic() + 30.0
-            while True:
-                try:
-                    conn.execute("PRAGMA journal_mode=WAL")
-                    conn.execute(
-                        "CREATE TABLE IF NOT EXISTS responses ("
-                        " key TEXT PRIMARY KEY, model TEXT NOT NULL, value TEXT NOT NULL, created REAL NOT NULL)"
-                    )
-                    break
-                except sqlite3.OperationalError as exc:
-                    if "locked" not in str(exc) or time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.05)
-            conn.execute("PRAGMA synchronous=NORMAL")
+            use_wal(conn)
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS responses ("
+                " key TEXT PRIMARY KEY, model TEXT NOT NULL, value TEXT NOT NULL, created REAL NOT NULL)"
+            )
             self._local.conn = conn
         return conn
 

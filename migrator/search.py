@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from migrator.cache import use_wal
 from migrator.candidates import DemoPool, PromptCandidate
 from migrator.dataset import Example
 from migrator.errors import BudgetExhausted
@@ -112,20 +113,8 @@ def open_storage(url: str) -> Any:
     storage = optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
 
     def _pragmas(dbapi_connection: Any, _record: Any) -> None:
-        import sqlite3
-
         cursor = dbapi_connection.cursor()
-        # the switch to WAL takes an exclusive lock without waiting for it: retry
-        deadline = time.monotonic() + 60.0
-        while True:
-            try:
-                cursor.execute("PRAGMA journal_mode=WAL")
-                break
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-        cursor.execute("PRAGMA synchronous=NORMAL")
+        use_wal(cursor)
         cursor.close()
 
     event.listen(storage.engine, "connect", _pragmas)
