@@ -1,7 +1,8 @@
 """Command line: argument parsing, progress, exit codes. Thin: the work is elsewhere.
 
-Exit codes: 0 ok, 1 anything else, 2 bad input (one line naming file and field),
-3 a budget ran out before any winner, 130 interrupted (re-run to resume).
+Exit codes: 0 ok, 1 anything else (including MLflow tracking failing: the run's own
+outputs are still written), 2 bad input (one line naming file and field), 3 a budget
+ran out before any winner, 130 interrupted (re-run to resume).
 """
 
 from __future__ import annotations
@@ -157,21 +158,24 @@ def cmd_run(args: argparse.Namespace) -> int:
     storage = spec.study if spec.study and "://" in spec.study else paths["storage"]
     cache_path = None if args.no_cache else (args.cache or Path(paths["cache"]))
     client = _client(cache_path, calls=spec.budget.calls, usd=spec.budget.usd, space=spec.search_space, seed=spec.seed)
-    from migrator.tracking import MlflowTracker, NullTracker
+    from migrator.tracking import MlflowTracker, NullTracker, TrackingError
 
     tracker: Any
     if args.no_tracking:
         tracker = NullTracker()
     else:
-        tracker = MlflowTracker(spec.tracking.uri or paths["tracking"], spec.tracking.experiment, out_dir / "mlartifacts")
+        tracker = MlflowTracker(
+            spec.tracking.uri or paths["tracking"], spec.tracking.experiment, out_dir / "mlartifacts", on_failure=_tracking_failed
+        )
     models = [t.model for t in spec.targets] + [spec.app.model]
     if spec.search_space.prompt.proposer:
         models.append(spec.search_space.prompt.proposer)
     progress = _Progress(spec.budget.trials, client, enabled=not args.quiet)
-    with _model_servers(models, out_dir / "logs") as api_bases:
-        study_name = spec.study if spec.study and "://" not in spec.study else f"{spec.name}-{spec.spec_hash()}"
-        tracker.start(prepared, study_name, {})
-        with progress.progress:
+    study_name = spec.study if spec.study and "://" not in spec.study else f"{spec.name}-{spec.spec_hash()}"
+    # MLflow opens its store in the background while local servers start and the search runs.
+    tracker.start(prepared, study_name, {})
+    try:
+        with _model_servers(models, out_dir / "logs") as api_bases, progress.progress:
             result = run_migration(
                 prepared,
                 client,
@@ -182,32 +186,45 @@ def cmd_run(args: argparse.Namespace) -> int:
                 on_progress=progress.on_event,
                 on_candidates=tracker.log_candidates,
             )
-    from migrator.export import summary_dict, winner_dict, write_outputs
-    from migrator.report import write_report
+        from migrator.export import summary_dict, winner_dict, write_outputs
+        from migrator.report import write_report
 
-    mlflow_info = {
-        "tracking_uri": getattr(tracker, "tracking_uri", None),
-        "experiment_id": getattr(tracker, "experiment_id", None),
-        "parent_run_id": getattr(tracker, "parent_run_id", None),
-    }
-    files = {"summary": out_dir / "summary.json", "report": out_dir / "report.html"}
-    winner = winner_dict(result, out_dir)
-    if winner is not None:
-        files["winner"] = out_dir / "winner.yaml"
-    summary = summary_dict(result, mlflow_info, files)
-    write_outputs(out_dir, summary, winner)
-    write_report(out_dir / "report.html", result, summary)
-    tracker.finish(result, files)
-    if not args.quiet:
-        _print_table(summary)
-        print(f"wrote {out_dir / 'summary.json'}, {out_dir / 'report.html'}" + (f", {out_dir / 'winner.yaml'}" if winner else ""))
+        mlflow_info = {  # the run ids wait for the background worker to have opened the parent run
+            "tracking_uri": getattr(tracker, "tracking_uri", None),
+            "experiment_id": getattr(tracker, "experiment_id", None),
+            "parent_run_id": getattr(tracker, "parent_run_id", None),
+        }
+        files = {"summary": out_dir / "summary.json", "report": out_dir / "report.html"}
+        winner = winner_dict(result, out_dir)
+        if winner is not None:
+            files["winner"] = out_dir / "winner.yaml"
+        summary = summary_dict(result, mlflow_info, files)
+        write_outputs(out_dir, summary, winner)
+        write_report(out_dir / "report.html", result, summary)
+        if not args.quiet:
+            _print_table(summary)
+            print(f"wrote {out_dir / 'summary.json'}, {out_dir / 'report.html'}" + (f", {out_dir / 'winner.yaml'}" if winner else ""))
+        tracking_failed = False
+        try:
+            tracker.finish(result, files)
+        except TrackingError as exc:
+            print(f"migrator: error: {exc}; the run's own outputs in {out_dir} were written", file=sys.stderr)
+            tracking_failed = True
+    finally:
+        # an interrupted or failed run still records the trials that finished
+        tracker.close()
     if result.winner is None:
         if result.stopped_by:
             print(f"migrator: the {result.stopped_by} budget ran out before any winner was scored", file=sys.stderr)
             return EXIT_BUDGET
         print("migrator: no trial completed; see summary.json for what failed", file=sys.stderr)
         return EXIT_ERROR
-    return EXIT_OK
+    return EXIT_ERROR if tracking_failed else EXIT_OK
+
+
+def _tracking_failed(error: Exception) -> None:
+    """Say at once that MLflow tracking stopped, rather than only at the end of a long search."""
+    print(f"migrator: warning: {error}; the search goes on and its outputs will be written, then the run exits 1", file=sys.stderr)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:

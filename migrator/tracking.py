@@ -3,23 +3,31 @@
 The only module that imports mlflow (lazily). It uses ``MlflowClient`` with explicit
 run ids rather than mlflow's global active run, so nothing leaks between migrations
 in one process. ``NullTracker`` records nothing, for runs without tracking.
+
+``MlflowTracker`` writes from one background thread, so importing mlflow, creating
+the store (seconds on a new SQLite file) and a nested run per trial overlap the
+search instead of adding to it. A failure there raises ``TrackingError`` from
+``finish``, after the caller has written the run's own outputs.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+import queue
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from migrator.candidates import PromptCandidate, Rejection
+from migrator.errors import MigratorError
 from migrator.redaction import redact
 from migrator.search import TrialOutcome
 
 if TYPE_CHECKING:
     from migrator.pipeline import MigrationResult, Prepared
 
-__all__ = ["MlflowTracker", "NullTracker", "Tracker"]
+__all__ = ["MlflowTracker", "NullTracker", "Tracker", "TrackingError"]
 
 _STATUS = {"complete": "FINISHED", "pruned": "KILLED", "failed": "FAILED"}
 
@@ -32,6 +40,8 @@ class Tracker(Protocol):
     def log_trial(self, outcome: TrialOutcome) -> None: ...
 
     def finish(self, result: MigrationResult, files: Mapping[str, Path]) -> dict[str, Any]: ...
+
+    def close(self) -> None: ...
 
 
 class NullTracker:
@@ -49,47 +59,157 @@ class NullTracker:
     def finish(self, result: MigrationResult, files: Mapping[str, Path]) -> dict[str, Any]:
         return {"tracking_uri": None, "experiment_id": None, "parent_run_id": None}
 
+    def close(self) -> None:
+        return None
+
+
+class TrackingError(MigratorError, RuntimeError):
+    """MLflow could not record the migration; the run's own outputs do not depend on it."""
+
 
 class MlflowTracker:
-    """Records a migration in an MLflow tracking store.
+    """Records a migration in an MLflow tracking store, off the search's critical path.
+
+    One worker thread does all MLflow work, in the order it was asked for. ``start``
+    returns at once: the worker imports mlflow, opens (creating and migrating, on a new
+    SQLite file) the store and opens the parent run while the search already runs.
+    ``log_candidates`` and ``log_trial`` only queue their record. ``finish`` queues the
+    final results, waits until everything queued is written, stops the worker and
+    returns the run ids.
+
+    If an MLflow call fails, the worker records nothing more (the store may be
+    unreachable or inconsistent), calls ``on_failure`` at once and ``finish`` raises a
+    ``TrackingError`` naming the first failure. The search itself goes on: a caller
+    writes its outputs before calling ``finish``.
 
     Args:
         tracking_uri: e.g. ``sqlite:///runs/x/mlflow.db`` or ``http://mlflow:5000``.
         experiment: experiment name (default: the migration's name).
         artifact_dir: where a new experiment keeps artifacts (a local store needs one).
+        on_failure: called from the worker thread with the error when tracking fails.
     """
 
-    def __init__(self, tracking_uri: str, experiment: str | None = None, artifact_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        tracking_uri: str,
+        experiment: str | None = None,
+        artifact_dir: Path | None = None,
+        on_failure: Callable[[TrackingError], None] | None = None,
+    ) -> None:
         self.tracking_uri = tracking_uri
         self.experiment = experiment
         self.artifact_dir = artifact_dir
+        self.on_failure = on_failure
         self._client: Any = None
         self._prepared: Prepared | None = None
-        self.experiment_id: str | None = None
-        self.parent_run_id: str | None = None
-        self._modes: Mapping[str, str] = {}
+        self._experiment_id: str | None = None
+        self._parent_run_id: str | None = None
+        self._tasks: queue.SimpleQueue[tuple[str, Callable[[], None]] | None] = queue.SimpleQueue()
+        self._worker: threading.Thread | None = None
+        self._opened = threading.Event()
+        self._failure: TrackingError | None = None
+
+    @property
+    def experiment_id(self) -> str | None:
+        """The experiment's id, once the worker has opened the parent run (waits for it)."""
+        self._wait_opened()
+        return self._experiment_id
+
+    @property
+    def parent_run_id(self) -> str | None:
+        """The parent run's id, once the worker has opened it (waits for it); None if that failed."""
+        self._wait_opened()
+        return self._parent_run_id
 
     def start(self, prepared: Prepared, study_name: str, endpoints_mode: Mapping[str, str]) -> None:
-        """Open (or, on a resumed run, reopen) the parent run."""
+        """Start the worker and have it open (or, on a resumed run, reopen) the parent run."""
+        if self._worker is not None:
+            raise RuntimeError("MlflowTracker.start was called twice; one tracker records one migration")
+        self._worker = threading.Thread(target=self._work, name="migrator-mlflow", daemon=True)
+        self._worker.start()
+        self._tasks.put(("opening the parent run", lambda: self._open(prepared, study_name)))
+
+    def log_candidates(self, candidates: Sequence[PromptCandidate], rejected: Sequence[Rejection]) -> None:
+        """Queue every prompt candidate's text and origin, and the rejected rewrites, as artifacts."""
+        self._submit("logging the prompt candidates", lambda: self._write_candidates(candidates, rejected))
+
+    def log_trial(self, outcome: TrialOutcome) -> None:
+        """Queue a nested run for one finished trial (this is the search's callback)."""
+        self._submit(f"logging trial #{outcome.number}", lambda: self._write_trial(outcome))
+
+    def finish(self, result: MigrationResult, files: Mapping[str, Path]) -> dict[str, Any]:
+        """Log the final test results and output files, wait for every queued record, stop the worker.
+
+        Raises:
+            TrackingError: an MLflow call failed; what was queued after it was not recorded.
+        """
+        self._submit("logging the final results", lambda: self._write_result(result, files))
+        self.close()
+        if self._failure is not None:
+            raise self._failure
+        return {"tracking_uri": self.tracking_uri, "experiment_id": self._experiment_id, "parent_run_id": self._parent_run_id}
+
+    def close(self) -> None:
+        """Wait for every queued record, then stop the worker (``finish`` does this; for interrupted runs)."""
+        worker, self._worker = self._worker, None
+        if worker is None:
+            return
+        self._tasks.put(None)
+        worker.join()
+
+    def _submit(self, what: str, task: Callable[[], None]) -> None:
+        # Before start and after finish there is no parent run to record on.
+        if self._worker is not None:
+            self._tasks.put((what, task))
+
+    def _wait_opened(self) -> None:
+        if self._worker is not None:
+            self._opened.wait()
+
+    def _work(self) -> None:
+        try:
+            while (item := self._tasks.get()) is not None:
+                what, task = item
+                if self._failure is None:
+                    try:
+                        task()
+                    except Exception as exc:
+                        self._fail(what, exc)
+                self._opened.set()  # the first task opens the parent run
+        finally:
+            self._opened.set()
+
+    def _fail(self, what: str, exc: Exception) -> None:
+        error = TrackingError(
+            f"MLflow tracking at {redact(self.tracking_uri)} failed while {what}, and recorded nothing after that: "
+            f"{type(exc).__name__}: {redact(str(exc))[:2000]}"
+        )
+        error.__cause__ = exc
+        self._failure = error
+        if self.on_failure is not None:
+            self.on_failure(error)
+
+    # -- the worker's MLflow calls -----------------------------------------------------------
+
+    def _open(self, prepared: Prepared, study_name: str) -> None:
         from mlflow.tracking import MlflowClient
 
         self._client = client = MlflowClient(tracking_uri=self.tracking_uri)
         self._prepared = prepared
-        self._modes = endpoints_mode
         spec = prepared.spec
         name = self.experiment or spec.name
         found = client.get_experiment_by_name(name)
         if found is None:
             location = self.artifact_dir.resolve().as_uri() if self.artifact_dir else None
-            self.experiment_id = client.create_experiment(name, artifact_location=location)
+            self._experiment_id = client.create_experiment(name, artifact_location=location)
         else:
-            self.experiment_id = found.experiment_id
+            self._experiment_id = found.experiment_id
         runs = client.search_runs(
-            [self.experiment_id], filter_string=f"tags.`migrator.study` = '{study_name}' and tags.`migrator.role` = 'parent'", max_results=1
+            [self._experiment_id], filter_string=f"tags.`migrator.study` = '{study_name}' and tags.`migrator.role` = 'parent'", max_results=1
         )
         if runs:
-            self.parent_run_id = runs[0].info.run_id
-            client.update_run(self.parent_run_id, status="RUNNING")
+            self._parent_run_id = runs[0].info.run_id
+            client.update_run(self._parent_run_id, status="RUNNING")
             return
         tags = {
             "migrator.study": study_name,
@@ -99,8 +219,8 @@ class MlflowTracker:
             "spec_hash": spec.spec_hash(),
             "mlflow.note.content": f"Migration of {spec.name} from {spec.app.model} to {', '.join(t.model for t in spec.targets)}.",
         }
-        run = client.create_run(self.experiment_id, run_name=spec.name, tags=tags)
-        self.parent_run_id = run.info.run_id
+        run = client.create_run(self._experiment_id, run_name=spec.name, tags=tags)
+        self._parent_run_id = run.info.run_id
         from mlflow.entities import Param
 
         params = {
@@ -119,30 +239,26 @@ class MlflowTracker:
             "n_test": len(prepared.splits.test),
             "prompt_candidates": ",".join(prepared.prompts),
         }
-        client.log_batch(self.parent_run_id, params=[Param(k, str(v)) for k, v in params.items()])
-        client.log_text(self.parent_run_id, prepared.template.text(), "prompts/original.txt")
+        client.log_batch(self._parent_run_id, params=[Param(k, str(v)) for k, v in params.items()])
+        client.log_text(self._parent_run_id, prepared.template.text(), "prompts/original.txt")
 
-    def log_candidates(self, candidates: Sequence[PromptCandidate], rejected: Sequence[Rejection]) -> None:
-        """Every prompt candidate's text and origin as an artifact; rejected rewrites with reasons."""
-        if self._client is None or self.parent_run_id is None:
-            return
+    def _write_candidates(self, candidates: Sequence[PromptCandidate], rejected: Sequence[Rejection]) -> None:
+        client, run_id = self._client, self._parent_run_id
         for cand in candidates:
             origin = json.dumps(dict(cand.origin), ensure_ascii=False)
-            self._client.log_text(self.parent_run_id, f"# origin: {origin}\n\n{cand.template.text()}", f"prompts/candidates/{cand.id}.txt")
+            client.log_text(run_id, f"# origin: {origin}\n\n{cand.template.text()}", f"prompts/candidates/{cand.id}.txt")
         if rejected:
             lines = [f"## {json.dumps(dict(r.origin))}\nreason: {r.reason}\n\n{r.text}\n" for r in rejected]
-            self._client.log_text(self.parent_run_id, "\n".join(lines), "prompts/rejected.txt")
+            client.log_text(run_id, "\n".join(lines), "prompts/rejected.txt")
 
-    def log_trial(self, outcome: TrialOutcome) -> None:
-        """A nested run for one finished trial (this is the search's callback)."""
-        if self._client is None or self._prepared is None or self.parent_run_id is None:
-            return
+    def _write_trial(self, outcome: TrialOutcome) -> None:
         from mlflow.entities import Metric, Param, RunTag
 
+        assert self._prepared is not None and self._parent_run_id is not None, "the parent run is opened first"
         client, prepared, spec = self._client, self._prepared, self._prepared.spec
         config = outcome.config
         tags = {
-            "mlflow.parentRunId": self.parent_run_id,
+            "mlflow.parentRunId": self._parent_run_id,
             "migrator.role": "trial",
             "migrator.trial": str(outcome.number),
             "state": outcome.state,
@@ -152,7 +268,7 @@ class MlflowTracker:
         }
         if outcome.note:
             tags["note"] = redact(outcome.note)[:4000]
-        run = client.create_run(self.experiment_id, run_name=f"#{outcome.number} {config.label()}", tags=tags)
+        run = client.create_run(self._experiment_id, run_name=f"#{outcome.number} {config.label()}", tags=tags)
         run_id = run.info.run_id
         params = {
             "model": config.model,
@@ -198,13 +314,10 @@ class MlflowTracker:
             client.log_table(run_id, data={k: [row[k] for row in rows] for k in rows[0]}, artifact_file="predictions.json")
         client.set_terminated(run_id, status=_STATUS.get(outcome.state, "FINISHED"))
 
-    def finish(self, result: MigrationResult, files: Mapping[str, Path]) -> dict[str, Any]:
-        """Final test results and output files on the parent run."""
-        if self._client is None or self.parent_run_id is None:
-            return {"tracking_uri": self.tracking_uri, "experiment_id": None, "parent_run_id": None}
+    def _write_result(self, result: MigrationResult, files: Mapping[str, Path]) -> None:
         from mlflow.entities import Metric
 
-        client, run_id = self._client, self.parent_run_id
+        client, run_id = self._client, self._parent_run_id
         metrics: dict[str, float] = {}
         for role, ev in (("winner", result.winner), ("baseline", result.baseline), ("legacy", result.legacy)):
             if ev is None:
@@ -232,7 +345,6 @@ class MlflowTracker:
             if path.is_file():
                 client.log_artifact(run_id, str(path))
         client.set_terminated(run_id, status="FINISHED")
-        return {"tracking_uri": self.tracking_uri, "experiment_id": self.experiment_id, "parent_run_id": run_id}
 
 
 def _candidate_rows(result: MigrationResult) -> list[dict[str, Any]]:

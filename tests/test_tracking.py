@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -17,7 +19,7 @@ import pytest
 from migrator.llm import LiteLLMClient
 from migrator.pipeline import default_out_paths, prepare, run_migration
 from migrator.spec import load_spec
-from migrator.tracking import MlflowTracker
+from migrator.tracking import MlflowTracker, TrackingError
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +103,6 @@ def test_the_mlflow_ui_serves_the_parent_and_nested_trial_runs(tracked_run: dict
             assert tags["legacy_model"] == "fake/down" and tags["target_model"] in ("fake/weak", "fake/fewshot")
             assert tags["state"] in ("complete", "pruned", "failed")
     finally:
-        import os
         import signal
 
         os.killpg(proc.pid, signal.SIGTERM)
@@ -131,3 +132,104 @@ def test_a_resumed_run_reuses_the_parent_run(tracked_run: dict[str, Any]) -> Non
     tracker = MlflowTracker(tracked_run["uri"], None, tracked_run["root"] / "mlartifacts")
     tracker.start(tracked_run["result"].prepared, "study-x", {})
     assert tracker.parent_run_id == tracked_run["info"]["parent_run_id"]
+
+
+def _nested_runs(uri: str, experiment_id: str, parent_run_id: str) -> dict[int, Any]:
+    from mlflow.tracking import MlflowClient
+
+    runs = MlflowClient(tracking_uri=uri).search_runs([experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}'")
+    return {int(r.data.tags["migrator.trial"]): r for r in runs}
+
+
+def test_every_trial_is_a_nested_run_with_its_state_once_finish_returns(tracked_run: dict[str, Any]) -> None:
+    info, result = tracked_run["info"], tracked_run["result"]
+    nested = _nested_runs(tracked_run["uri"], info["experiment_id"], info["parent_run_id"])
+    assert sorted(nested) == sorted(o.number for o in result.search.trials)
+    status = {"complete": "FINISHED", "pruned": "KILLED", "failed": "FAILED"}
+    for outcome in result.search.trials:
+        assert nested[outcome.number].info.status == status[outcome.state]
+        assert nested[outcome.number].data.metrics["dev_score"] == pytest.approx(outcome.summary.score)
+
+
+def test_closing_an_interrupted_run_keeps_the_trials_logged_before_it(tracked_run: dict[str, Any], tmp_path: Path) -> None:
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    result = tracked_run["result"]
+    tracker = MlflowTracker(uri, None, tmp_path / "mlartifacts")
+    tracker.start(result.prepared, "study-x", {})
+    for outcome in result.search.trials[:3]:
+        tracker.log_trial(outcome)
+    tracker.close()
+    assert tracker.experiment_id is not None and tracker.parent_run_id is not None
+    assert sorted(_nested_runs(uri, tracker.experiment_id, tracker.parent_run_id)) == [o.number for o in result.search.trials[:3]]
+    # not finished: a rerun reopens this parent run and goes on
+    assert MlflowClient(tracking_uri=uri).get_run(tracker.parent_run_id).info.status == "RUNNING"
+
+
+def test_a_store_that_cannot_be_opened_is_reported_at_once_and_fails_finish(tracked_run: dict[str, Any], tmp_path: Path) -> None:
+    (tmp_path / "not-a-dir").write_text("")
+    reported: list[Exception] = []
+    failed = threading.Event()
+
+    def on_failure(error: Exception) -> None:
+        reported.append(error)
+        failed.set()
+
+    result = tracked_run["result"]
+    tracker = MlflowTracker(f"sqlite:///{tmp_path / 'not-a-dir' / 'mlflow.db'}", None, tmp_path / "mlartifacts", on_failure=on_failure)
+    tracker.start(result.prepared, "study-x", {})
+    assert failed.wait(timeout=120), "the failure was not reported while the search could still go on"
+    for outcome in result.search.trials:
+        tracker.log_trial(outcome)
+    with pytest.raises(TrackingError, match="opening the parent run") as raised:
+        tracker.finish(result, {})
+    assert reported == [raised.value]
+    assert "not-a-dir" in str(raised.value)
+    assert tracker.parent_run_id is None
+
+
+def test_a_failed_trial_log_names_the_trial_and_nothing_after_it_is_recorded(
+    tracked_run: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlflow.tracking import MlflowClient
+
+    result = tracked_run["result"]
+    broken = result.search.trials[2].number
+    create_run = MlflowClient.create_run
+
+    def failing_create_run(self: MlflowClient, experiment_id: str, *args: Any, run_name: str | None = None, **kwargs: Any) -> Any:
+        if run_name is not None and run_name.startswith(f"#{broken} "):
+            raise OSError("No space left on device")
+        return create_run(self, experiment_id, *args, run_name=run_name, **kwargs)
+
+    monkeypatch.setattr(MlflowClient, "create_run", failing_create_run)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracker = MlflowTracker(uri, None, tmp_path / "mlartifacts")
+    tracker.start(result.prepared, "study-x", {})
+    for outcome in result.search.trials:
+        tracker.log_trial(outcome)
+    with pytest.raises(TrackingError, match=f"logging trial #{broken}.*No space left on device"):
+        tracker.finish(result, {})
+    assert tracker.experiment_id is not None and tracker.parent_run_id is not None
+    assert sorted(_nested_runs(uri, tracker.experiment_id, tracker.parent_run_id)) == [o.number for o in result.search.trials[:2]]
+    assert MlflowClient(tracking_uri=uri).get_run(tracker.parent_run_id).info.status == "RUNNING"
+
+
+def test_a_run_whose_tracking_fails_still_writes_its_outputs_and_exits_1(write_spec: Any, tmp_path: Path) -> None:
+    import yaml
+
+    (tmp_path / "not-a-dir").write_text("")
+    spec = write_spec(budget={"trials": 4}, tracking={"uri": f"sqlite:///{tmp_path / 'not-a-dir' / 'mlflow.db'}"})
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [sys.executable, "-m", "migrator.cli", "run", str(spec), "--out", str(out), "--quiet"],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"},
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "MLflow tracking" in proc.stderr and "were written" in proc.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["winner"] and summary["mlflow"]["parent_run_id"] is None
+    assert (out / "report.html").is_file()
+    assert yaml.safe_load((out / "winner.yaml").read_text())["model"] == summary["winner"]["model"]
