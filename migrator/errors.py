@@ -13,6 +13,7 @@ Hierarchy::
     │   ├── LLMProviderError            5xx, broken connection, malformed reply
     │   └── LLMBadRequestError          the provider refused the request (not retried)
     ├── LocalModelError                 local weights or llama.cpp server
+    ├── TrackingError (RuntimeError)    MLflow could not record the run: exit code 1
     └── BudgetExhausted                 a budget (trials, USD, calls, minutes) is spent
 """
 
@@ -31,6 +32,7 @@ __all__ = [
     "MigratorError",
     "SpecError",
     "TemplateError",
+    "TrackingError",
 ]
 
 
@@ -105,6 +107,10 @@ class LLMBadRequestError(LLMError):
 
 class LocalModelError(MigratorError):
     """Local model weights cannot be assembled or the local server will not start."""
+
+
+class TrackingError(MigratorError, RuntimeError):
+    """MLflow could not record the migration; the run's own outputs do not depend on it."""
 
 
 class BudgetExhausted(MigratorError):

@@ -13,6 +13,7 @@ search instead of adding to it. A failure there raises ``TrackingError`` from
 from __future__ import annotations
 
 import json
+import os
 import queue
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from migrator.candidates import PromptCandidate, Rejection
-from migrator.errors import MigratorError
+from migrator.errors import TrackingError
 from migrator.redaction import redact
 from migrator.search import TrialOutcome
 
@@ -28,6 +29,10 @@ if TYPE_CHECKING:
     from migrator.pipeline import MigrationResult, Prepared
 
 __all__ = ["MlflowTracker", "NullTracker", "Tracker", "TrackingError"]
+
+# MLflow 3 sends usage telemetry to its servers by default; migrator runs offline and
+# never phones home. Set MLFLOW_DISABLE_TELEMETRY=false yourself to allow it.
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 _STATUS = {"complete": "FINISHED", "pruned": "KILLED", "failed": "FAILED"}
 
@@ -61,10 +66,6 @@ class NullTracker:
 
     def close(self) -> None:
         return None
-
-
-class TrackingError(MigratorError, RuntimeError):
-    """MLflow could not record the migration; the run's own outputs do not depend on it."""
 
 
 class MlflowTracker:

@@ -233,3 +233,15 @@ def test_a_run_whose_tracking_fails_still_writes_its_outputs_and_exits_1(write_s
     assert summary["winner"] and summary["mlflow"]["parent_run_id"] is None
     assert (out / "report.html").is_file()
     assert yaml.safe_load((out / "winner.yaml").read_text())["model"] == summary["winner"]["model"]
+
+
+def test_mlflow_telemetry_is_off_unless_the_user_turns_it_on() -> None:
+    import subprocess
+    import sys
+
+    code = "import os, migrator.tracking; print(os.environ.get('MLFLOW_DISABLE_TELEMETRY'))"
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_DISABLE_TELEMETRY"}
+    off = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert off.stdout.strip() == "true"
+    allowed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**env, "MLFLOW_DISABLE_TELEMETRY": "false"}, timeout=120)
+    assert allowed.stdout.strip() == "false"
