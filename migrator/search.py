@@ -266,15 +266,17 @@ class _Budget:
         """Learn how long a paid call takes, to keep time back for the test verdict."""
         self.latencies += [r.latency_s for r in results if not r.cached and r.error is None]
 
-    def spent(self, *, keep_reserve: bool = True) -> str | None:
+    def spent(self, *, keep_reserve: bool = True, upcoming: int = 0) -> str | None:
         """The budget that is spent, if any.
 
         Args:
             keep_reserve: count what the test verdict will need as spent already. Off
                 while the warm-start trials run: without them there is no baseline.
+            upcoming: calls about to be sent (the next chunk); a budget that cannot pay
+                for them all is spent, so a chunk never eats into the verdict's reserve.
         """
         budget, stats = self.budget, self.client.stats
-        reserve = self.reserve_calls if keep_reserve else 0
+        reserve = (self.reserve_calls if keep_reserve else 0) + max(upcoming - 1, 0)
         if budget.minutes is not None:
             # the median, because a model's first calls include loading it
             per_call = statistics.median(self.latencies) if self.latencies else 0.0
@@ -348,7 +350,7 @@ def run_search(
         if counted() >= spec.budget.trials:
             break
         warm_pending = any(t.state.name == "WAITING" and t.user_attrs.get("warm_start") for t in study.get_trials(deepcopy=False))
-        stopped_by = budget.spent(keep_reserve=not warm_pending)
+        stopped_by = budget.spent(keep_reserve=not warm_pending, upcoming=min(chunk, len(dev)))
         if stopped_by:
             break
         # seeded by the trials an uninterrupted run would have had at this point
@@ -366,6 +368,12 @@ def run_search(
         try:
             for start in range(0, len(dev), chunk):
                 part = dev[start : start + chunk]
+                reason = budget.spent(keep_reserve=not warm, upcoming=len(part))
+                if reason:
+                    stopped_by = reason
+                    state = optuna.trial.TrialState.PRUNED
+                    note = f"stopped by the {reason} budget after {len(results)} of {len(dev)} examples"
+                    break
                 chunk_results = runner.run(evaluate(client, config, endpoint, template, part, setup.metric, setup.demos_for(config)))
                 budget.observe(chunk_results)
                 results += chunk_results
@@ -380,12 +388,6 @@ def run_search(
                         state = optuna.trial.TrialState.PRUNED
                         note = f"pruned after {len(results)} of {len(dev)} dev examples"
                         break
-                reason = budget.spent(keep_reserve=not warm)
-                if reason and len(results) < len(dev):
-                    stopped_by = reason
-                    state = optuna.trial.TrialState.PRUNED
-                    note = f"stopped by the {reason} budget after {len(results)} of {len(dev)} examples"
-                    break
         except BudgetExhausted as exc:
             stopped_by = exc.which
             state = optuna.trial.TrialState.PRUNED

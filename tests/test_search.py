@@ -97,6 +97,22 @@ def test_a_call_budget_stops_the_run_and_is_never_exceeded(write_spec: Callable[
     assert result.winner is not None  # the reserve kept calls back for the test verdict
 
 
+@pytest.mark.parametrize("spare", [3, 13, 103, 107, 113, 118])
+def test_a_call_budget_always_leaves_the_test_verdict_its_calls(write_spec: Callable[..., Path], tmp_path: Path, spare: int) -> None:
+    # 100 warm-start calls, then chunks of 10; `spare` calls beyond the verdict's reserve
+    # end mid-chunk, and a chunk that does not fit must not eat into the reserve
+    spec = load_spec(write_spec(budget={"trials": 40}, search_space={"pruner": "none"}))
+    finalists, test = spec.budget.finalists, 30
+    budget = 100 + test * (len(spec.targets) + finalists) + 1 + spare
+    client = _client(limits=Limits(calls=budget))
+    result = _run(write_spec(budget={"trials": 40, "calls": budget}, search_space={"pruner": "none"}), client, tmp_path)
+    assert result.search.stopped_by == "calls"
+    assert client.stats.made <= budget
+    assert result.winner is not None and result.winner.test.n == test
+    assert result.baseline is not None and result.baseline.test.n == test
+    assert len(result.finalists) == min(finalists, result.search.counts["complete"])
+
+
 def test_a_usd_budget_is_never_exceeded_by_more_than_the_calls_in_flight(write_spec: Callable[..., Path], tmp_path: Path) -> None:
     usd = 0.004
     client = LiteLLMClient(limits=Limits(usd=usd), concurrency=4, backoff_s=0.001, max_retries=0)
