@@ -54,12 +54,16 @@ def _with_last_user(messages: list[tuple[str, str]], edit: Callable[[str], str])
 
 
 def _user_turn(template: PromptTemplate, metric: Metric) -> tuple[tuple[str, str], ...]:
-    """Instruction moved into the user turn (small chat models often ignore system)."""
+    """Instruction moved into a user turn of its own (small chat models often ignore system).
+
+    It is the first message, not merged into the input's turn: demos repeat the input's
+    turn, so a merged instruction would be sent once per demo, and a fixed first message
+    keeps the prompt prefix the same across inputs (prompt caching).
+    """
     system = _system_text(template)
-    rest = _non_system(template)
     if not system:
         return template.messages
-    return _with_last_user(rest, lambda c: f"{system}\n\n{c}")
+    return (("user", system), *_non_system(template))
 
 
 def _system_turn(template: PromptTemplate, metric: Metric) -> tuple[tuple[str, str], ...]:

@@ -8,7 +8,7 @@ from migrator.candidates import TRANSFORMS, DemoPool, apply_transforms
 from migrator.dataset import Example
 from migrator.errors import SpecError
 from migrator.metrics import Metric, build_metric
-from migrator.prompts import PromptTemplate
+from migrator.prompts import Demo, PromptTemplate
 from migrator.spec import MetricSpec
 
 LABEL = build_metric(MetricSpec(name="label", labels=("positive", "negative")))
@@ -60,11 +60,18 @@ def test_format_line_adds_the_metric_hint_to_the_final_user_turn(metric: Metric)
     assert messages[0] == {"role": "system", "content": "Classify the sentiment of the review."}
 
 
-def test_user_turn_moves_the_instruction_into_the_user_message() -> None:
+def test_user_turn_moves_the_instruction_into_a_user_message_sent_once() -> None:
     (candidate,) = apply_transforms(TEMPLATE, LABEL, ["user_turn"])[1:]
     messages = candidate.template.render(INPUTS)
-    assert [m["role"] for m in messages] == ["user"]
-    assert messages[0]["content"].startswith("Classify the sentiment of the review.\n\nProduct: Phone X")
+    assert [m["role"] for m in messages] == ["user", "user"]
+    assert messages[0]["content"] == "Classify the sentiment of the review."
+    assert messages[1]["content"].startswith("Product: Phone X")
+    # with demos, the instruction still comes first and only once
+    demos = [Demo({"product": "Lamp", "review": "Broke on day one."}, "negative"), Demo({"product": "Mug", "review": "Love it."}, "positive")]
+    with_demos = candidate.template.render(INPUTS, demos)
+    assert with_demos[0] == messages[0]
+    assert sum("Classify the sentiment" in m["content"] for m in with_demos) == 1
+    assert [m["role"] for m in with_demos] == ["user", "user", "assistant", "user", "assistant", "user"]
 
 
 def test_system_turn_restates_the_format_rule_and_keeps_the_instruction() -> None:
