@@ -289,6 +289,17 @@ def validate_rewrite(original: PromptTemplate, instruction: str, rewrite_id: str
     return template
 
 
+def _copies_an_input(instruction: str, train: Sequence[Example]) -> bool:
+    """True when most of the 'instruction' is one of the training inputs, verbatim."""
+    text = " ".join(instruction.split()).lower()
+    for ex in train:
+        for value in ex.inputs.values():
+            piece = " ".join(str(value).split()).lower()
+            if len(piece) >= 20 and piece in text and len(piece) >= len(text) / 2:
+                return True
+    return False
+
+
 def propose_rewrites(
     *,
     original: PromptTemplate,
@@ -332,6 +343,8 @@ def propose_rewrites(
         origin = {"kind": "rewrite", "family": family, "proposer": proposer.model, "seed": seed, "index": i + 1}
         instruction = str(proposal.get("text") or "")
         result = f"the proposer failed: {proposal['error']}" if proposal.get("error") else validate_rewrite(original, instruction, rewrite_id)
+        if not isinstance(result, str) and _copies_an_input(instruction, train):
+            result = "copies a training input instead of giving an instruction"
         if isinstance(result, str):
             rejected.append(Rejection(origin, instruction, result))
         elif result.text() in seen:

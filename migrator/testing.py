@@ -20,6 +20,8 @@ something real to find:
   that states the output format and the variant it was asked for.
 - ``fake/proposer-bad``: a proposer whose instructions add a template variable
   (``{{ reviewer }}``), which migrator must reject.
+- ``fake/proposer-copy``: a proposer that answers with a training input instead of an
+  instruction (as a 0.5B local model did), which migrator must reject.
 
 The decision is a hash of the request, so the same request always gets the same reply.
 A ``@<seconds>`` suffix (``fake/oracle@0.05``) adds that much latency to each call.
@@ -108,8 +110,17 @@ def _dspy_field(text: str, name: str) -> str:
     return match.group(1).strip() if match else ""
 
 
-def _propose(bad: bool, messages: Sequence[dict[str, Any]]) -> str:
+_PROPOSERS = ("proposer", "proposer-bad", "proposer-copy")
+
+
+def _propose(kind: str, messages: Sequence[dict[str, Any]]) -> str:
     last = str(messages[-1].get("content", "")) if messages else ""
+    if kind == "proposer-copy":
+        # what a small proposer does: echo a training input back as its "instruction"
+        first = (_dspy_field(last, "task_examples").splitlines() or [""])[0]
+        copied = first.removeprefix("- ").split(": ", 1)[-1].rsplit(" -> ", 1)[0]
+        return f"[[ ## new_instruction ## ]]\n{copied}\n\n[[ ## completed ## ]]"
+    bad = kind == "proposer-bad"
     fmt = _dspy_field(last, "output_format") or "Answer briefly."
     variant = _dspy_field(last, "variant").split(" (")[0] or "rewrite"
     extra = " Mention {{ reviewer }} when addressing them." if bad else ""
@@ -118,8 +129,8 @@ def _propose(bad: bool, messages: Sequence[dict[str, Any]]) -> str:
 
 
 def _reply(profile_name: str, messages: Sequence[dict[str, Any]], params: dict[str, Any]) -> str:
-    if profile_name in ("proposer", "proposer-bad"):
-        return _propose(profile_name == "proposer-bad", messages)
+    if profile_name in _PROPOSERS:
+        return _propose(profile_name, messages)
     if profile_name == "echo":
         users = [m for m in messages if m.get("role") == "user"]
         return str(users[-1]["content"]) if users else ""
@@ -151,7 +162,7 @@ def _handler_class() -> type:
             name, _, _ = model.removeprefix("fake/").partition("@")
             if name == "down":
                 raise litellm.APIConnectionError(message="fake/down is unreachable", llm_provider="fake", model=model)
-            if name not in PROFILES and name not in ("echo", "proposer", "proposer-bad"):
+            if name not in PROFILES and name not in ("echo", *_PROPOSERS):
                 raise litellm.NotFoundError(message=f"unknown fake model {model!r}", llm_provider="fake", model=model)
             text = _reply(name, messages, optional_params)
             cap = optional_params.get("max_tokens")

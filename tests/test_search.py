@@ -210,3 +210,17 @@ def test_a_rewrite_that_adds_a_template_variable_is_rejected_with_a_reason(write
     assert not [p for p in result.prompts.values() if p.origin.get("kind") == "rewrite"]
     assert len(result.rejected) == 2
     assert all("reviewer" in r.reason and "does not provide" in r.reason for r in result.rejected)
+
+
+def test_a_rewrite_that_only_copies_a_training_input_is_rejected(write_spec: Callable[..., Path], tmp_path: Path) -> None:
+    spec = write_spec(
+        targets=["fake/chatty"],
+        search_space={"prompt": {"proposer": "fake/proposer-copy", "rewrites": 1}, "demos": {"k": [0]}, "max_retries": 0},
+        budget={"trials": 3},
+    )
+    result = _run(spec, _client(), tmp_path)
+    assert not [p for p in result.prompts.values() if p.origin.get("kind") == "rewrite"]
+    (rejected,) = result.rejected
+    assert rejected.reason == "copies a training input instead of giving an instruction"
+    train_inputs = {ex.inputs["review"] for ex in result.prepared.splits.train}
+    assert rejected.text.strip() in train_inputs
