@@ -6,7 +6,9 @@ search_efficiency.py (which replays search strategies against it).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -46,3 +48,9 @@ def grid_configs(setup: SearchSetup) -> list[Config]:
     for model, prompt, demos, temp in itertools.product(setup.endpoints, setup.prompts, demo_options, temps):
         configs.append(config_from_params(setup, {"model": model, "prompt": prompt, **demos, "temperature": temp}))
     return configs
+
+
+def seal_cache() -> None:
+    """Back to SQLite's rollback journal, so the committed file stands alone (no -wal/-shm)."""
+    with contextlib.closing(sqlite3.connect(CACHE)) as db:
+        db.execute("pragma journal_mode=delete")

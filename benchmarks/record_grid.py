@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from grid import CACHE, TABLE, grid_configs, load
+from grid import CACHE, TABLE, grid_configs, load, seal_cache
 
 from migrator.cache import ResponseCache
 from migrator.evaluate import evaluate
@@ -64,6 +64,10 @@ def main() -> None:
     made = sum(c.stats.made for c in clients.values())
     cached = sum(c.stats.cached for c in clients.values())
     print(f"made {made} calls, {cached} cached, in {time.monotonic() - started:.0f}s")
+    for client in clients.values():
+        if client.cache is not None:
+            client.cache.close()
+    seal_cache()
 
 
 if __name__ == "__main__":
