@@ -200,26 +200,25 @@ def test_dspy_rewrites_are_generated_validated_cached_and_searched(write_spec: C
     assert [p.template.text() for p in again.prompts.values()] == [p.template.text() for p in first.prompts.values()]
 
 
-def test_a_rewrite_that_adds_a_template_variable_is_rejected_with_a_reason(write_spec: Callable[..., Path], tmp_path: Path) -> None:
+def _rejected_rewrites(write_spec: Callable[..., Path], tmp_path: Path, proposer: str, n: int) -> MigrationResult:
     spec = write_spec(
         targets=["fake/chatty"],
-        search_space={"prompt": {"proposer": "fake/proposer-bad", "rewrites": 2}, "demos": {"k": [0]}, "max_retries": 0},
+        search_space={"prompt": {"proposer": proposer, "rewrites": n}, "demos": {"k": [0]}, "max_retries": 0},
         budget={"trials": 3},
     )
     result = _run(spec, _client(), tmp_path)
     assert not [p for p in result.prompts.values() if p.origin.get("kind") == "rewrite"]
-    assert len(result.rejected) == 2
+    assert len(result.rejected) == n
+    return result
+
+
+def test_a_rewrite_that_adds_a_template_variable_is_rejected_with_a_reason(write_spec: Callable[..., Path], tmp_path: Path) -> None:
+    result = _rejected_rewrites(write_spec, tmp_path, "fake/proposer-bad", 2)
     assert all("reviewer" in r.reason and "does not provide" in r.reason for r in result.rejected)
 
 
 def test_a_rewrite_that_only_copies_a_training_input_is_rejected(write_spec: Callable[..., Path], tmp_path: Path) -> None:
-    spec = write_spec(
-        targets=["fake/chatty"],
-        search_space={"prompt": {"proposer": "fake/proposer-copy", "rewrites": 1}, "demos": {"k": [0]}, "max_retries": 0},
-        budget={"trials": 3},
-    )
-    result = _run(spec, _client(), tmp_path)
-    assert not [p for p in result.prompts.values() if p.origin.get("kind") == "rewrite"]
+    result = _rejected_rewrites(write_spec, tmp_path, "fake/proposer-copy", 1)
     (rejected,) = result.rejected
     assert rejected.reason == "copies a training input instead of giving an instruction"
     train_inputs = {ex.inputs["review"] for ex in result.prepared.splits.train}
