@@ -20,7 +20,8 @@ instructions is the same local model for both.
 Both score with migrator's label metric (the reply must contain exactly one of the labels).
 Calls are counted at the model server (one llama.cpp server per tool run, each request is
 one line of its access log), so both tools are counted the same way. Writes
-benchmarks/results/vs_miprov2.json.
+benchmarks/results/vs_miprov2.json (``--seed N``: vs_miprov2-seedN.json; the seed draws
+the split and seeds both optimizers).
 """
 
 from __future__ import annotations
@@ -51,7 +52,20 @@ def server_calls(log: Path) -> int:
     return len(_REQUEST.findall(log.read_bytes())) if log.exists() else 0
 
 
-def run_dspy(log_dir: Path, seed: int, threads: int) -> dict[str, Any]:
+def write_spec(work: Path, seed: int, calls: int | None = None) -> Path:
+    """The comparison's spec with this seed (it also draws the split) and, for migrator, the budget."""
+    spec = yaml.safe_load(SPEC.read_text())
+    spec["seed"] = seed
+    if calls is not None:
+        spec["budget"]["calls"] = calls
+    spec["dataset"]["path"] = str((SPEC.parent / spec["dataset"]["path"]).resolve())
+    spec["app"]["prompt_file"] = str((SPEC.parent / spec["app"]["prompt_file"]).resolve())
+    path = work / ("spec.yaml" if calls is not None else "spec-dspy.yaml")
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+def run_dspy(work: Path, seed: int, threads: int) -> dict[str, Any]:
     os.environ.setdefault("DSPY_CACHEDIR", tempfile.mkdtemp(prefix="dspy-cache-"))
     import dspy
     from dspy.teleprompt import MIPROv2
@@ -60,8 +74,9 @@ def run_dspy(log_dir: Path, seed: int, threads: int) -> dict[str, Any]:
     from migrator.pipeline import prepare
     from migrator.spec import load_spec
 
-    prepared = prepare(load_spec(SPEC))
+    prepared = prepare(load_spec(write_spec(work, seed)))
     metric = prepared.metric
+    log_dir = work / "dspy-logs"
     instructions = "\n\n".join(c for r, c in prepared.template.messages if r == "system")
 
     def to_dspy(examples: Any) -> list[Any]:
@@ -103,14 +118,8 @@ def run_dspy(log_dir: Path, seed: int, threads: int) -> dict[str, Any]:
     }
 
 
-def run_migrator(workdir: Path, calls: int) -> dict[str, Any]:
-    spec = yaml.safe_load(SPEC.read_text())
-    spec["budget"]["calls"] = calls
-    for key in ("path",):
-        spec["dataset"][key] = str((SPEC.parent / spec["dataset"][key]).resolve())
-    spec["app"]["prompt_file"] = str((SPEC.parent / spec["app"]["prompt_file"]).resolve())
-    path = workdir / "spec.yaml"
-    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+def run_migrator(workdir: Path, seed: int, calls: int) -> dict[str, Any]:
+    path = write_spec(workdir, seed, calls)
     out = workdir / "out"
     started = time.monotonic()
     cmd = [sys.executable, "-m", "migrator", "run", str(path), "--out", str(out), "--no-tracking"]
@@ -139,31 +148,33 @@ def run_migrator(workdir: Path, calls: int) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="draws the split and seeds both optimizers")
     parser.add_argument("--threads", type=int, default=2, help="DSPy threads (llama.cpp answers one at a time)")
     parser.add_argument("--dspy-json", type=Path, help="reuse a finished DSPy half instead of running it again")
     parser.add_argument("--work", type=Path, help="keep migrator's run (summary.json, report.html, logs) here")
     args = parser.parse_args()
+    results = RESULTS if args.seed == 0 else RESULTS.with_name(f"vs_miprov2-seed{args.seed}.json")
     with tempfile.TemporaryDirectory(prefix="vs-miprov2-") as tmp:
         work = args.work or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
         if args.dspy_json:
             dspy_side = json.loads(args.dspy_json.read_text())["dspy_miprov2_light"]
         else:
-            dspy_side = run_dspy(work / "dspy-logs", args.seed, args.threads)
-            RESULTS.parent.mkdir(parents=True, exist_ok=True)
-            RESULTS.write_text(json.dumps({"dspy_miprov2_light": dspy_side}, indent=2))
+            dspy_side = run_dspy(work, args.seed, args.threads)
+            results.parent.mkdir(parents=True, exist_ok=True)
+            results.write_text(json.dumps({"dspy_miprov2_light": dspy_side}, indent=2))
             print(json.dumps(dspy_side, indent=2), flush=True)
-        ours = run_migrator(work, dspy_side["total_calls"])
+        ours = run_migrator(work, args.seed, dspy_side["total_calls"])
     result = {
         "task": "review-sentiment -> local/" + TARGET,
+        "seed": args.seed,
         "spec": str(SPEC.relative_to(ROOT)),
         "dspy_miprov2_light": dspy_side,
         "migrator": ours,
         "migrator_minus_dspy_test": None if ours["test_score"] is None else ours["test_score"] - dspy_side["test_score"],
         "calls_ratio_migrator_over_dspy": ours["server_calls"] / dspy_side["total_calls"],
     }
-    RESULTS.write_text(json.dumps(result, indent=2))
+    results.write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))
 
 
