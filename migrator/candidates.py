@@ -345,6 +345,8 @@ def propose_rewrites(
         result = f"the proposer failed: {proposal['error']}" if proposal.get("error") else validate_rewrite(original, instruction, rewrite_id)
         if not isinstance(result, str) and _copies_an_input(instruction, train):
             result = "copies a training input instead of giving an instruction"
+        elif not isinstance(result, str) and metric.labels and not any(label.lower() in instruction.lower() for label in metric.labels):
+            result = f"names none of the labels the metric expects ({', '.join(metric.labels)})"
         if isinstance(result, str):
             rejected.append(Rejection(origin, instruction, result))
         elif result.text() in seen:

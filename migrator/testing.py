@@ -22,6 +22,8 @@ something real to find:
   (``{{ reviewer }}``), which migrator must reject.
 - ``fake/proposer-copy``: a proposer that answers with a training input instead of an
   instruction (as a 0.5B local model did), which migrator must reject.
+- ``fake/proposer-refuse``: a proposer that refuses ("I'm sorry, but I can't assist..."),
+  an instruction naming none of the labels, which migrator must reject.
 
 The decision is a hash of the request, so the same request always gets the same reply.
 A ``@<seconds>`` suffix (``fake/oracle@0.05``) adds that much latency to each call.
@@ -110,7 +112,7 @@ def _dspy_field(text: str, name: str) -> str:
     return match.group(1).strip() if match else ""
 
 
-_PROPOSERS = ("proposer", "proposer-bad", "proposer-copy")
+_PROPOSERS = ("proposer", "proposer-bad", "proposer-copy", "proposer-refuse")
 
 
 def _propose(kind: str, messages: Sequence[dict[str, Any]]) -> str:
@@ -120,6 +122,8 @@ def _propose(kind: str, messages: Sequence[dict[str, Any]]) -> str:
         first = (_dspy_field(last, "task_examples").splitlines() or [""])[0]
         copied = first.removeprefix("- ").split(": ", 1)[-1].rsplit(" -> ", 1)[0]
         return f"[[ ## new_instruction ## ]]\n{copied}\n\n[[ ## completed ## ]]"
+    if kind == "proposer-refuse":
+        return "[[ ## new_instruction ## ]]\nI'm sorry, but I can't assist with that request.\n\n[[ ## completed ## ]]"
     bad = kind == "proposer-bad"
     fmt = _dspy_field(last, "output_format") or "Answer briefly."
     variant = _dspy_field(last, "variant").split(" (")[0] or "rewrite"

@@ -223,3 +223,10 @@ def test_a_rewrite_that_only_copies_a_training_input_is_rejected(write_spec: Cal
     assert rejected.reason == "copies a training input instead of giving an instruction"
     train_inputs = {ex.inputs["review"] for ex in result.prepared.splits.train}
     assert rejected.text.strip() in train_inputs
+
+
+def test_a_rewrite_that_names_none_of_the_labels_is_rejected(write_spec: Callable[..., Path], tmp_path: Path) -> None:
+    result = _rejected_rewrites(write_spec, tmp_path, "fake/proposer-refuse", 1)
+    (rejected,) = result.rejected
+    assert rejected.reason == "names none of the labels the metric expects (positive, negative)"
+    assert rejected.text.startswith("I'm sorry")
