@@ -267,13 +267,34 @@ def _render_failures(failures: Sequence[Failure], limit: int = 5) -> str:
     return "\n".join(lines) or "(the target made no mistakes on the sample)"
 
 
-def validate_rewrite(original: PromptTemplate, instruction: str, rewrite_id: str) -> PromptTemplate | str:
-    """The rewritten template, or the reason it is rejected (lost/new variables, syntax, empty)."""
+def _copies_an_input(instruction: str, train: Sequence[Example]) -> bool:
+    """True when most of the 'instruction' is one of the training inputs, verbatim."""
+    text = " ".join(instruction.split()).lower()
+    for ex in train:
+        for value in ex.inputs.values():
+            piece = " ".join(str(value).split()).lower()
+            if len(piece) >= 20 and piece in text and len(piece) >= len(text) / 2:
+                return True
+    return False
+
+
+def validate_rewrite(
+    original: PromptTemplate, instruction: str, rewrite_id: str, *, metric: Metric | None = None, train: Sequence[Example] = ()
+) -> PromptTemplate | str:
+    """The rewritten template, or the reason it is rejected.
+
+    Rejected: empty, a copied training input, (for a label metric) no label named,
+    template syntax errors, and template variables added or dropped.
+    """
     from migrator.errors import TemplateError
 
     text = instruction.strip()
     if len(text) < 20:
         return "empty or too short to be an instruction"
+    if _copies_an_input(text, train):
+        return "copies a training input instead of giving an instruction"
+    if metric is not None and metric.labels and not any(label.lower() in text.lower() for label in metric.labels):
+        return f"names none of the labels the metric expects ({', '.join(metric.labels)})"
     rest = [(r, c) for r, c in original.messages if r != "system"]
     template = PromptTemplate((("system", text), *rest), source=f"{original.source} [{rewrite_id}]")
     try:
@@ -287,17 +308,6 @@ def validate_rewrite(original: PromptTemplate, instruction: str, rewrite_id: str
     if lost:
         return f"drops template variable(s) {', '.join(lost)} that the original prompt uses"
     return template
-
-
-def _copies_an_input(instruction: str, train: Sequence[Example]) -> bool:
-    """True when most of the 'instruction' is one of the training inputs, verbatim."""
-    text = " ".join(instruction.split()).lower()
-    for ex in train:
-        for value in ex.inputs.values():
-            piece = " ".join(str(value).split()).lower()
-            if len(piece) >= 20 and piece in text and len(piece) >= len(text) / 2:
-                return True
-    return False
 
 
 def propose_rewrites(
@@ -342,11 +352,11 @@ def propose_rewrites(
         rewrite_id = f"rewrite-{slug}-{i + 1}"
         origin = {"kind": "rewrite", "family": family, "proposer": proposer.model, "seed": seed, "index": i + 1}
         instruction = str(proposal.get("text") or "")
-        result = f"the proposer failed: {proposal['error']}" if proposal.get("error") else validate_rewrite(original, instruction, rewrite_id)
-        if not isinstance(result, str) and _copies_an_input(instruction, train):
-            result = "copies a training input instead of giving an instruction"
-        elif not isinstance(result, str) and metric.labels and not any(label.lower() in instruction.lower() for label in metric.labels):
-            result = f"names none of the labels the metric expects ({', '.join(metric.labels)})"
+        result = (
+            f"the proposer failed: {proposal['error']}"
+            if proposal.get("error")
+            else validate_rewrite(original, instruction, rewrite_id, metric=metric, train=train)
+        )
         if isinstance(result, str):
             rejected.append(Rejection(origin, instruction, result))
         elif result.text() in seen:
