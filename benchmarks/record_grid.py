@@ -25,9 +25,10 @@ from migrator.llm import LiteLLMClient
 from migrator.local import LocalServer
 
 
-async def _record(setup, client, configs, examples):  # type: ignore[no-untyped-def]
+async def _record(setup, client, configs, splits):  # type: ignore[no-untyped-def]
+    # every config on dev first: an interrupted recording still replays calls-to-target
     rows = []
-    for config in configs:
+    for config, examples in ((c, split) for split in splits for c in configs):
         started = time.monotonic()
         template = setup.prompts[config.prompt_id].template
         results = await evaluate(client, config, setup.endpoints[config.model], template, examples, setup.metric, setup.demos_for(config))
@@ -45,12 +46,13 @@ def main() -> None:
         # one client per model: each llama.cpp server answers one request at a time
         clients = {m: LiteLLMClient(cache=ResponseCache(CACHE), concurrency=1, max_retries=2, timeout_s=120) for m in setup.endpoints}
         configs = grid_configs(setup)
-        examples = list(prepared.splits.dev) + list(prepared.splits.test)
-        print(f"{len(configs)} configs x {len(examples)} examples = {len(configs) * len(examples)} calls", flush=True)
+        splits = [list(prepared.splits.dev), list(prepared.splits.test)]
+        n_examples = sum(len(split) for split in splits)
+        print(f"{len(configs)} configs x {n_examples} examples = {len(configs) * n_examples} calls", flush=True)
         by_model = [[c for c in configs if c.model == m] for m in setup.endpoints]
 
         async def run_all():  # type: ignore[no-untyped-def]
-            parts = await asyncio.gather(*[_record(setup, clients[part[0].model], part, examples) for part in by_model])
+            parts = await asyncio.gather(*[_record(setup, clients[part[0].model], part, splits) for part in by_model])
             return [row for part in parts for row in part]
 
         started = time.monotonic()

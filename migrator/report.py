@@ -456,11 +456,16 @@ def _per_model(result: MigrationResult, summary: Mapping[str, Any], trials: Sequ
         done = [o for o in mine if o.state == "complete" and o.summary.n > 0]
         best = max(done, key=lambda o: o.summary.score) if done else None
         base = by_target.get(target.model)
+        warm = next((o for o in mine if o.warm_start and o.state == "pruned"), None)
+        legacy = _score(base["test_score"]) if base else "–"
+        if not base and warm is not None:
+            # a hopeless naive migration stops after a chunk and is never scored on test
+            legacy = f"<span class='muted'>pruned on dev: {_score(warm.summary.score)} on {warm.summary.n}</span>"
         rows.append(
             f"<tr><td>{_e(target.model)}</td>{_num(str(len(mine)))}{_num(str(len(done)))}"
             f"{_num(_score(best.summary.score if best else None))}"
             f"{_num(_score(sum(o.summary.score for o in done) / len(done) if done else None))}"
-            f"{_num(_score(base['test_score']) if base else '–')}"
+            f"{_num(legacy)}"
             f"<td>{_e(best.config.label()) + f' (#{best.number})' if best else '–'}</td></tr>"
         )
     parts.append(_table(["model", "trials", "complete", "best dev", "mean dev", "legacy prompt, test", "best config"], rows, numeric=(1, 2, 3, 4, 5)))

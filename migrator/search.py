@@ -23,7 +23,9 @@ from migrator.errors import BudgetExhausted
 from migrator.evaluate import Config, ExampleResult, Summary, build_request, evaluate, summarize
 from migrator.llm import Endpoint, LLMClient
 from migrator.metrics import Metric
+from migrator.planner import enumerate_space, propose
 from migrator.spec import MigrationSpec, SearchSpace
+from migrator.stats import chance_to_match
 
 __all__ = [
     "SearchResult",
@@ -35,6 +37,7 @@ __all__ = [
     "pareto_front",
     "rendered_prompt",
     "run_search",
+    "space_points",
     "study_trials",
 ]
 
@@ -183,16 +186,53 @@ def _warm_start_params(setup: SearchSetup, model: str) -> dict[str, Any]:
     return params
 
 
+_MATCH_THRESHOLD = 0.1
+
+
+def _improvement_pruner(optuna: Any, min_steps: int) -> Any:
+    """Prunes a trial once it has under a 10% chance of ending level with the best one.
+
+    Both report one score per dev example (step = the example's index), so the pair is
+    compared on the same examples; see ``stats.chance_to_match`` for the model.
+    """
+
+    class ImprovementPruner(optuna.pruners.BasePruner):  # type: ignore[misc]
+        def prune(self, study: Any, trial: Any) -> bool:
+            seen = trial.intermediate_values
+            if len(seen) < min_steps:
+                return False
+            try:
+                best = study.best_trial
+            except ValueError:  # no complete trial yet
+                return False
+            reference = best.intermediate_values
+            if len(reference) <= len(seen) or any(step not in reference for step in seen):
+                return False
+            ordered = sorted(reference)
+            scores = [seen[step] for step in sorted(seen)]
+            return chance_to_match(scores, [reference[step] for step in ordered]) < _MATCH_THRESHOLD
+
+    return ImprovementPruner()
+
+
 def _make_pruner(optuna: Any, space: SearchSpace, multi_objective: bool) -> Any:
     if multi_objective or space.pruner == "none":
         return optuna.pruners.NopPruner()
+    if space.pruner == "improvement":
+        return _improvement_pruner(optuna, space.chunk_size)
     if space.pruner == "wilcoxon":
         return optuna.pruners.WilcoxonPruner(p_threshold=0.1, n_startup_steps=space.chunk_size)
     return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
 
 
+def _plans(setup: SearchSetup) -> bool:
+    """Whether the linear planner picks the trials (it ranks by dev score: one objective only)."""
+    return setup.space.sampler == "linear" and len(setup.spec.objective) == 1
+
+
 def _make_sampler(optuna: Any, setup: SearchSetup, n_done: int) -> Any:
-    if setup.space.sampler == "random":
+    if setup.space.sampler == "random" or _plans(setup):
+        # with the planner, Optuna samples only once every config has been scored
         return optuna.samplers.RandomSampler(seed=setup.spec.seed * 100_003 + n_done)
     return optuna.samplers.TPESampler(
         seed=setup.spec.seed * 100_003 + n_done,
@@ -201,6 +241,31 @@ def _make_sampler(optuna: Any, setup: SearchSetup, n_done: int) -> Any:
         n_startup_trials=max(5, len(setup.endpoints) + 2),
         constant_liar=True,
     )
+
+
+def space_points(setup: SearchSetup) -> list[dict[str, Any]]:
+    """Every point of the search space, as trial parameters."""
+    space = setup.space
+    floats: dict[str, dict[str, tuple[float, float, float | None]]] = {}
+    tokens: dict[str, list[int]] = {}
+    for model, accepts in setup.accepts.items():
+        floats[model] = {
+            name: (rng.low, rng.high, rng.step)
+            for name in ("temperature", "top_p")
+            if (rng := getattr(space, name)) is not None and name in accepts
+        }
+        tokens[model] = list(space.max_tokens.choices) if space.max_tokens is not None and "max_tokens" in accepts else []
+    return enumerate_space(list(setup.endpoints), list(setup.prompts), space.demos.k, space.demos.strategies, floats, tokens)
+
+
+def _planned(study: Any, setup: SearchSetup, points: list[dict[str, Any]], n_seen: int) -> dict[str, Any] | None:
+    """The linear planner's next config (see planner.py), from every finished trial."""
+    observed = [
+        (dict(t.params), float(t.user_attrs.get("dev_score", 0.0)), int(t.user_attrs.get("n_evaluated", 0)))
+        for t in study.get_trials(deepcopy=False)
+        if t.state.is_finished() and not str(t.user_attrs.get("note", "")).startswith("interrupted")
+    ]
+    return propose(points, observed, seed=setup.spec.seed * 100_003 + n_seen)
 
 
 def _objectives(summary: Summary, spec: MigrationSpec) -> list[float]:
@@ -338,6 +403,7 @@ def run_search(
     chunk = max(setup.space.chunk_size, setup.space.concurrency)
     budget = _Budget(setup, client, reserve_calls, time.monotonic())
     stopped_by: str | None = None
+    points: list[dict[str, Any]] = []
 
     def counted() -> int:
         # Trials re-queued after an interruption are counted once, when they rerun.
@@ -356,6 +422,11 @@ def run_search(
         # seeded by the trials an uninterrupted run would have had at this point
         n_seen = sum(not str(t.user_attrs.get("note", "")).startswith("interrupted") for t in study.get_trials(deepcopy=False))
         study.sampler = _make_sampler(optuna, setup, n_seen)
+        if _plans(setup) and not any(t.state.name == "WAITING" for t in study.get_trials(deepcopy=False)):
+            points = points or space_points(setup)
+            planned = _planned(study, setup, points, n_seen)
+            if planned is not None:
+                study.enqueue_trial(planned)
         trial = study.ask()
         config = _suggest(trial, setup)
         warm = bool(trial.user_attrs.get("warm_start", False))
@@ -379,12 +450,12 @@ def run_search(
                 results += chunk_results
                 on_progress("chunk", {"number": trial.number, "evaluated": len(results), "of": len(dev)})
                 if not multi:
-                    if setup.space.pruner == "wilcoxon":
+                    if setup.space.pruner in ("wilcoxon", "improvement"):
                         for i, r in enumerate(results[start:], start=start):
                             trial.report(r.score, step=i)
                     else:
                         trial.report(sum(r.score for r in results) / len(results), step=start // chunk)
-                    if not warm and len(results) < len(dev) and trial.should_prune():
+                    if len(results) < len(dev) and trial.should_prune():
                         state = optuna.trial.TrialState.PRUNED
                         note = f"pruned after {len(results)} of {len(dev)} dev examples"
                         break

@@ -181,8 +181,8 @@ class SearchSpace(_Strict):
     demos: DemoSpace = DemoSpace()
     prompt: PromptSpace = PromptSpace()
     models: dict[str, ModelOverride] = Field(default_factory=dict)
-    sampler: Literal["tpe", "random"] = "tpe"
-    pruner: Literal["wilcoxon", "halving", "none"] = "wilcoxon"
+    sampler: Literal["linear", "tpe", "random"] = "linear"
+    pruner: Literal["improvement", "wilcoxon", "halving", "none"] = "improvement"
     chunk_size: int = Field(default=10, gt=0)
     concurrency: int = Field(default=8, gt=0)
     timeout_s: float = Field(default=60.0, gt=0)

@@ -50,9 +50,14 @@ def test_every_grid_config_is_in_the_recording(recording: ResponseCache) -> None
 
 def test_a_replayed_search_pays_only_for_new_requests(recording: ResponseCache) -> None:
     _, setup = load()
-    trace = replay(setup, recording, sampler="tpe", pruner="wilcoxon", seed=0, trials=8)
+    trace = replay(setup, recording, sampler=setup.space.sampler, pruner=setup.space.pruner, seed=0, trials=8)
     calls = [c for c, *_ in trace]
     assert calls == sorted(calls)
-    assert calls[1] == 2 * len(setup.dev)  # the two warm starts, each on all of dev
+    # the legacy prompt on qwen is scored on all of dev; on gemma it scores 0 of the first
+    # chunk where qwen scored 8 of 8, so that hopeless warm start stops there
+    assert calls[0] == len(setup.dev) and trace[0][3] == "complete"
+    assert calls[1] == len(setup.dev) + setup.space.chunk_size and trace[1][3] == "pruned"
+    configs = [config for _, config, *_ in trace]
+    assert len(set(configs)) == len(configs)  # the planner never proposes a config twice
     assert calls[-1] <= 8 * len(setup.dev)
     assert calls_to_target(trace, 0.0) == calls[0]

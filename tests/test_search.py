@@ -7,10 +7,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import base_spec
 
+from migrator import export
 from migrator.cache import ResponseCache
 from migrator.llm import Limits, LiteLLMClient, LLMRequest, LLMResponse
 from migrator.pipeline import MigrationResult, prepare, run_migration
+from migrator.report import render_report
 from migrator.spec import load_spec
 
 
@@ -51,6 +54,19 @@ def test_warm_start_scores_the_legacy_prompt_on_every_target(write_spec: Callabl
     assert set(result.baselines_by_target) == {"fake/weak", "fake/fewshot"}
 
 
+def test_a_hopeless_naive_migration_stops_after_one_chunk(write_spec: Callable[..., Path], tmp_path: Path) -> None:
+    # fake/hot gets every answer wrong at the legacy temperature 0.7; fake/fewshot is right
+    # half the time with the legacy prompt, so hot's warm start cannot catch up after 10
+    spec = write_spec(app={**base_spec()["app"], "params": {"temperature": 0.7, "max_tokens": 5}}, targets=["fake/fewshot", "fake/hot"])
+    result = _run(spec, _client(), tmp_path)
+    first = sorted(result.search.trials, key=lambda o: o.number)[:2]
+    assert [(o.config.model, o.warm_start, o.state) for o in first] == [("fake/fewshot", True, "complete"), ("fake/hot", True, "pruned")]
+    assert first[1].summary.n == 10 and first[1].summary.score == 0.0
+    assert set(result.baselines_by_target) == {"fake/fewshot"}  # no test calls for it either
+    page = render_report(result, export.summary_dict(result, {}, {}))
+    assert "pruned on dev: 0.000 on 10" in page
+
+
 def test_the_legacy_model_unreachable_is_reported_once_and_the_run_goes_on(write_spec: Callable[..., Path], tmp_path: Path) -> None:
     result = _run(write_spec(), _client(), tmp_path)
     assert result.legacy is None
@@ -58,10 +74,14 @@ def test_the_legacy_model_unreachable_is_reported_once_and_the_run_goes_on(write
     assert result.stats["failed"] == 1
 
 
-def test_pruning_saves_calls_without_losing_the_winner(write_spec: Callable[..., Path], tmp_path: Path) -> None:
+@pytest.mark.parametrize("pruner", ["improvement", "wilcoxon"])
+def test_pruning_saves_calls_without_losing_the_winner(write_spec: Callable[..., Path], tmp_path: Path, pruner: str) -> None:
+    # TPE keeps trying weak configs, so there is something to prune (the planner mostly
+    # stops proposing them once it has seen a few)
     kw = {"rows": 160, "budget": {"trials": 14}}
-    pruned = _run(write_spec(folder="a", search_space={"pruner": "wilcoxon", "demos": {"k": [0, 2]}, "max_retries": 0}, **kw), _client(), tmp_path / "a")
-    full = _run(write_spec(folder="b", search_space={"pruner": "none", "demos": {"k": [0, 2]}, "max_retries": 0}, **kw), _client(), tmp_path / "b")
+    space = {"sampler": "tpe", "demos": {"k": [0, 2]}, "max_retries": 0}
+    pruned = _run(write_spec(folder="a", search_space={**space, "pruner": pruner}, **kw), _client(), tmp_path / "a")
+    full = _run(write_spec(folder="b", search_space={**space, "pruner": "none"}, **kw), _client(), tmp_path / "b")
     assert pruned.search.counts["pruned"] > 0
     assert full.search.counts["pruned"] == 0
     assert pruned.stats["made"] < 0.85 * full.stats["made"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from migrator.stats import bootstrap_ci, paired_test
+from migrator.stats import bootstrap_ci, chance_to_match, paired_test
 
 
 def _scores(n: int, p: float, seed: int) -> list[float]:
@@ -95,3 +95,38 @@ def test_paired_test_empty() -> None:
 def test_paired_test_length_mismatch_raises() -> None:
     with pytest.raises(ValueError, match=r"same length\. Got 3 and 2"):
         paired_test([1.0, 0.0, 1.0], [1.0, 0.0])
+
+
+def test_chance_to_match_is_calibrated_when_its_prior_holds() -> None:
+    # Draw configs as the model assumes (uniform rates where the incumbent is right and
+    # where it is wrong) and score 12 of 60 examples: in each band of predicted chance,
+    # about that share of the configs really ends level with the incumbent.
+    rng = np.random.default_rng(7)
+    incumbent = (rng.random(60) < 0.85).astype(float)
+    bands: dict[int, list[tuple[float, bool]]] = {}
+    for _ in range(3000):
+        p_right, p_wrong = rng.random(2)
+        scores = np.where(incumbent == 1, rng.random(60) < p_right, rng.random(60) < p_wrong).astype(float)
+        chance = chance_to_match(scores[:12].tolist(), incumbent.tolist())
+        bands.setdefault(min(int(chance * 5), 4), []).append((chance, bool(scores.sum() >= incumbent.sum())))
+    assert set(bands) == {0, 1, 2, 3, 4}
+    for rows in bands.values():
+        if len(rows) >= 50:
+            predicted = float(np.mean([c for c, _ in rows]))
+            observed = float(np.mean([level for _, level in rows]))
+            assert abs(predicted - observed) < 0.08, (predicted, observed)
+    pruned = [level for chance, level in bands[0] if chance < 0.1]
+    assert len(pruned) > 1000 and sum(pruned) / len(pruned) < 0.05
+
+
+def test_chance_to_match_edges() -> None:
+    incumbent = [1.0] * 20 + [0.0] * 10
+    assert chance_to_match([], incumbent) == 1.0
+    assert chance_to_match([1.0] * 30, incumbent) == 1.0  # fully scored: nothing left to predict
+    assert chance_to_match([0.0] * 20, incumbent) == 0.0  # 10 left cannot make up 20
+    assert chance_to_match([1.0] * 20, [1.0] * 20 + [0.0] * 10) == 1.0  # level already, the rest cannot hurt
+    # fewer misses so far, better odds; fractional scores count fractionally
+    strong = [1.0] * 26 + [0.0] * 4
+    odds = [chance_to_match([1.0] * (8 - m) + [0.0] * m, strong) for m in range(5)]
+    assert odds == sorted(odds, reverse=True) and odds[0] > 0.3 > 0.01 > odds[4]
+    assert odds[1] < chance_to_match([1.0] * 7 + [0.5], strong) < odds[0]
