@@ -233,6 +233,7 @@ class MlflowTracker:
             "budget_usd": spec.budget.usd,
             "budget_calls": spec.budget.calls,
             "budget_minutes": spec.budget.minutes,
+            "sampler": spec.search_space.sampler,
             "pruner": spec.search_space.pruner,
             "seed": spec.seed,
             "n_train": len(prepared.splits.train),
