@@ -56,6 +56,7 @@ def _evaluated(ev: Evaluated | None) -> dict[str, Any] | None:
         "label": c.label(),
         "trial": ev.trial,
         "dev_score": ev.dev.score if ev.dev else None,
+        "dev_n": ev.dev.n if ev.dev else None,
         "test_score": ev.test.score,
         "test_ci": list(ev.test_ci),
         "test_n": ev.test.n,

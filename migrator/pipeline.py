@@ -237,7 +237,10 @@ def run_migration(
         stopped_by = search.stopped_by
         try:
             for outcome in search.trials:
-                if outcome.warm_start and outcome.state == "complete" and outcome.config.model not in baselines:
+                # A warm start pruned on dev still gets its test verdict (the test calls
+                # are reserved for it), so every target shows its naive migration.
+                scored = outcome.state == "complete" or (outcome.state == "pruned" and outcome.summary.n > 0)
+                if outcome.warm_start and scored and outcome.config.model not in baselines:
                     config = outcome.config
                     results = _evaluate_test(runner, client, setup, config, endpoints[config.model], test)
                     baselines[config.model] = _scored("baseline", config, outcome.summary, results, spec.seed, outcome.number)
@@ -249,9 +252,11 @@ def run_migration(
             stopped_by = exc.which
             on_progress("final", {"what": f"the {exc.which} budget ran out during the test verdict"})
         baseline: Evaluated | None = None
-        if baselines:
-            # The naive migration: the target that does best on dev with the prompt unchanged.
-            baseline = max(baselines.values(), key=lambda e: (e.dev.score if e.dev else 0.0, -e.test.cost_usd_per_example))
+        # The naive migration: the target that does best on dev with the prompt unchanged,
+        # among those scored on all of dev (a pruned one's partial score is not comparable).
+        full = [e for e in baselines.values() if e.dev is not None and e.dev.n == len(setup.dev)] or list(baselines.values())
+        if full:
+            baseline = max(full, key=lambda e: (e.dev.score if e.dev else 0.0, -e.test.cost_usd_per_example))
         winner = evaluated[0] if evaluated else None
         legacy, legacy_note = _evaluate_legacy(runner, client, setup, test)
     paired = None

@@ -17,24 +17,61 @@ trials. Deterministic for a given history and seed.
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-__all__ = ["Choice", "enumerate_space", "propose"]
+__all__ = ["Choice", "Planner", "enumerate_space", "space_size"]
 
 Choice = dict[str, Any]
 
+# A range without a step is searched on this many points.
 _FLOAT_POINTS = 11
-_MAX_SCORED = 20_000  # a larger space is ranked on a fresh random sample of it per proposal  # a range without a step is searched on this many points
+# A larger space is ranked on a fresh random sample of its unscored configs per proposal.
+_MAX_SCORED = 20_000
 
 
 def _points(low: float, high: float, step: float | None) -> list[float]:
     if step:
-        count = round((high - low) / step) + 1
-        return [round(min(high, low + i * step), 6) for i in range(count)]
+        # every point on the step grid that lies in [low, high]; never past high
+        count = math.floor((high - low) / step + 1e-9) + 1
+        return [round(low + i * step, 6) for i in range(count)]
     return [round(low + (high - low) * i / (_FLOAT_POINTS - 1), 6) for i in range(_FLOAT_POINTS)]
+
+
+def _axes(
+    prompts: Sequence[str],
+    demo_k: Sequence[int],
+    strategies: Sequence[str],
+    floats: Mapping[str, tuple[float, float, float | None]],
+    max_tokens: Sequence[int],
+) -> list[list[Choice]]:
+    demo_options: list[Choice] = []
+    for k in demo_k:
+        demo_options += [{"demos": k}] if k == 0 else [{"demos": k, "demo_strategy": s} for s in strategies]
+    axes: list[list[Choice]] = [[{"prompt": p} for p in prompts], demo_options]
+    for name, (low, high, step) in floats.items():
+        axes.append([{name: v} for v in _points(low, high, step)])
+    if max_tokens:
+        axes.append([{"max_tokens": m} for m in max_tokens])
+    return axes
+
+
+def space_size(
+    models: Sequence[str],
+    prompts: Sequence[str],
+    demo_k: Sequence[int],
+    strategies: Sequence[str],
+    floats: Mapping[str, Mapping[str, tuple[float, float, float | None]]],
+    max_tokens: Mapping[str, Sequence[int]],
+) -> int:
+    """How many configs ``enumerate_space`` would list, without listing them."""
+    return sum(
+        math.prod(len(axis) for axis in _axes(prompts, demo_k, strategies, floats.get(m, {}), max_tokens.get(m, [])))
+        for m in models
+    )
 
 
 def enumerate_space(
@@ -51,17 +88,9 @@ def enumerate_space(
         floats: per model, the float parameters it accepts: name -> (low, high, step).
         max_tokens: per model, the max_tokens choices it accepts (empty: not searched).
     """
-    demo_options: list[Choice] = []
-    for k in demo_k:
-        demo_options += [{"demos": k}] if k == 0 else [{"demos": k, "demo_strategy": s} for s in strategies]
     out: list[Choice] = []
     for model in models:
-        axes: list[list[Choice]] = [[{"prompt": p} for p in prompts], demo_options]
-        for name, (low, high, step) in floats.get(model, {}).items():
-            axes.append([{name: v} for v in _points(low, high, step)])
-        if max_tokens.get(model):
-            axes.append([{"max_tokens": m} for m in max_tokens[model]])
-        for combo in itertools.product(*axes):
+        for combo in itertools.product(*_axes(prompts, demo_k, strategies, floats.get(model, {}), max_tokens.get(model, []))):
             params: Choice = {"model": model}
             for part in combo:
                 params.update(part)
@@ -75,41 +104,55 @@ def _key(params: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
 
 def _tokens(params: Mapping[str, Any]) -> list[str]:
     model = params["model"]
-    own = [f"{k}={v!r}" for k, v in sorted(params.items()) if k != "model"]
+    own = [f"{k}={round(v, 6) if isinstance(v, float) else v!r}" for k, v in sorted(params.items()) if k != "model"]
     return [f"model={model!r}", *own, *(f"{model!r}|{t}" for t in own)]
 
 
-def propose(candidates: Sequence[Choice], observed: Sequence[tuple[Choice, float, int]], seed: int) -> Choice | None:
-    """The unscored candidate that is best under one posterior draw; None if all are scored.
+class Planner:
+    """Proposes configs of one listed space; the features are built once per run."""
 
-    Args:
-        observed: (params, mean dev score, examples scored) of every finished trial.
-    """
-    from sklearn.linear_model import BayesianRidge
+    def __init__(self, candidates: Sequence[Choice]) -> None:
+        self.candidates = list(candidates)
+        self.keys = [_key(c) for c in self.candidates]
+        self.vocab: dict[str, int] = {}
+        cells: list[tuple[int, int]] = []
+        for row, params in enumerate(self.candidates):
+            for token in _tokens(params):
+                cells.append((row, self.vocab.setdefault(token, len(self.vocab))))
+        self.features = np.zeros((len(self.candidates), len(self.vocab)), dtype=np.float32)
+        if cells:
+            rows, cols = zip(*cells, strict=True)
+            self.features[list(rows), list(cols)] = 1.0
 
-    done = {_key(p) for p, _, n in observed if n > 0}
-    fresh = [c for c in candidates if _key(c) not in done]
-    if not fresh:
-        return None
-    rng = np.random.default_rng(seed)
-    if len(fresh) > _MAX_SCORED:
-        fresh = [fresh[i] for i in sorted(rng.choice(len(fresh), _MAX_SCORED, replace=False))]
-    rows = [(p, y, n) for p, y, n in observed if n > 0]
-    if len(rows) < 2:
-        return fresh[int(rng.integers(len(fresh)))]
-    vocab: dict[str, int] = {}
-    for params in list(candidates) + [p for p, _, _ in rows]:
-        for token in _tokens(params):
-            vocab.setdefault(token, len(vocab))
-
-    def features(items: Sequence[Choice]) -> np.ndarray:
-        x = np.zeros((len(items), len(vocab)))
-        for i, params in enumerate(items):
-            x[i, [vocab[t] for t in _tokens(params)]] = 1.0
+    def _row(self, params: Mapping[str, Any]) -> np.ndarray:
+        # a choice outside the listed space (an old trial, a warm start off the grid) adds nothing
+        x = np.zeros(len(self.vocab))
+        x[[self.vocab[t] for t in _tokens(params) if t in self.vocab]] = 1.0
         return x
 
-    model = BayesianRidge(fit_intercept=True)
-    model.fit(features([p for p, _, _ in rows]), np.array([y for _, y, _ in rows]), sample_weight=np.array([n for _, _, n in rows], dtype=float))
-    draw = rng.multivariate_normal(model.coef_, model.sigma_, method="cholesky" if np.all(np.linalg.eigvalsh(model.sigma_) > 0) else "svd")
-    scores = features(fresh) @ draw
-    return fresh[int(np.argmax(scores))]
+    def propose(self, observed: Sequence[tuple[Choice, float, int, bool]], seed: int) -> Choice | None:
+        """The unscored candidate that is best under one posterior draw; None if all are scored.
+
+        Args:
+            observed: (params, mean dev score, examples scored, is a score) of every
+                finished trial. A failed trial (every call failed) is not a score: its
+                config counts as tried, but it does not teach the model anything.
+        """
+        from sklearn.linear_model import BayesianRidge
+
+        done = {_key(p) for p, _, n, _ in observed if n > 0}
+        fresh = [i for i, key in enumerate(self.keys) if key not in done]
+        if not fresh:
+            return None
+        rng = np.random.default_rng(seed)
+        if len(fresh) > _MAX_SCORED:
+            fresh = sorted(int(i) for i in rng.choice(fresh, _MAX_SCORED, replace=False))
+        rows = [(p, y, n) for p, y, n, scored in observed if n > 0 and scored]
+        if len(rows) < 2:
+            return dict(self.candidates[fresh[int(rng.integers(len(fresh)))]])
+        model = BayesianRidge(fit_intercept=True)
+        x = np.array([self._row(p) for p, _, _ in rows])
+        model.fit(x, np.array([y for _, y, _ in rows]), sample_weight=np.array([n for _, _, n in rows], dtype=float))
+        draw = rng.multivariate_normal(model.coef_, model.sigma_, method="svd")
+        scores = self.features[fresh] @ draw
+        return dict(self.candidates[fresh[int(np.argmax(scores))]])

@@ -372,15 +372,19 @@ def _paired_sentence(summary: Mapping[str, Any]) -> str:
     )
 
 
-def _verdict_row(first_cell: str, row: Mapping[str, Any] | None, css: str = "") -> str:
+def _verdict_row(first_cell: str, row: Mapping[str, Any] | None, css: str = "", dev_total: int | None = None) -> str:
     if not row:
         return ""
     failed = f" <span class='bad small'>({row['test_failed']} failed)</span>" if row.get("test_failed") else ""
+    dev = _score(row.get("dev_score"))
+    if dev_total and row.get("dev_n") is not None and row["dev_n"] < dev_total:
+        # a naive migration that could not compete was stopped after a chunk of dev
+        dev += f" <span class='muted small'>(pruned after {row['dev_n']} of {dev_total})</span>"
     return (
         f"<tr class='{css}'><td>{first_cell}</td><td>{_e(row['label'])}</td>"
         + _num(f"<b>{_score(row['test_score'])}</b>{failed}")
         + _num(_ci(row["test_ci"]))
-        + _num(_score(row.get("dev_score")))
+        + _num(dev)
         + _num(_usd(row["cost_usd_per_example"] * 1000))
         + _num(_seconds(row["latency_p50_s"]))
         + _num(str(row.get("test_n", "")))
@@ -412,7 +416,8 @@ def _verdict(summary: Mapping[str, Any]) -> str:
     if by_target:
         parts.append("<h3 id='baselines'>The legacy prompt on each target (test split)</h3>")
         chosen = (baseline or {}).get("model")
-        rows = [_verdict_row(_e(model), row, "baseline" if model == chosen else "") for model, row in by_target.items()]
+        dev_total = (summary.get("splits") or {}).get("dev")
+        rows = [_verdict_row(_e(model), row, "baseline" if model == chosen else "", dev_total) for model, row in by_target.items()]
         parts.append(_table(["target", "config", "test score", "95% CI", "dev score", "$ per 1k examples", "latency p50", "n"], rows, numeric=range(2, 8)))
     return "".join(parts)
 
@@ -456,11 +461,7 @@ def _per_model(result: MigrationResult, summary: Mapping[str, Any], trials: Sequ
         done = [o for o in mine if o.state == "complete" and o.summary.n > 0]
         best = max(done, key=lambda o: o.summary.score) if done else None
         base = by_target.get(target.model)
-        warm = next((o for o in mine if o.warm_start and o.state == "pruned"), None)
         legacy = _score(base["test_score"]) if base else "–"
-        if not base and warm is not None:
-            # a hopeless naive migration stops after a chunk and is never scored on test
-            legacy = f"<span class='muted'>pruned on dev: {_score(warm.summary.score)} on {warm.summary.n}</span>"
         rows.append(
             f"<tr><td>{_e(target.model)}</td>{_num(str(len(mine)))}{_num(str(len(done)))}"
             f"{_num(_score(best.summary.score if best else None))}"

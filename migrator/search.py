@@ -23,7 +23,7 @@ from migrator.errors import BudgetExhausted
 from migrator.evaluate import Config, ExampleResult, Summary, build_request, evaluate, summarize
 from migrator.llm import Endpoint, LLMClient
 from migrator.metrics import Metric
-from migrator.planner import enumerate_space, propose
+from migrator.planner import Planner, enumerate_space, space_size
 from migrator.spec import MigrationSpec, SearchSpace
 from migrator.stats import chance_to_match
 
@@ -128,7 +128,10 @@ def open_storage(url: str) -> Any:
 def _grid_value(value: float, low: float, high: float, step: float | None) -> float:
     value = min(max(float(value), low), high)
     if step:
-        value = low + round((value - low) / step) * step
+        n = round((value - low) / step)
+        if low + n * step > high + 1e-9:  # a step that does not divide the range
+            n -= 1
+        value = low + n * step
     return round(value, 6)
 
 
@@ -225,11 +228,6 @@ def _make_pruner(optuna: Any, space: SearchSpace, multi_objective: bool) -> Any:
     return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
 
 
-def _plans(setup: SearchSetup) -> bool:
-    """Whether the linear planner picks the trials (it ranks by dev score: one objective only)."""
-    return setup.space.sampler == "linear" and len(setup.spec.objective) == 1
-
-
 def _make_sampler(optuna: Any, setup: SearchSetup, n_done: int) -> Any:
     if setup.space.sampler == "random" or _plans(setup):
         # with the planner, Optuna samples only once every config has been scored
@@ -243,8 +241,7 @@ def _make_sampler(optuna: Any, setup: SearchSetup, n_done: int) -> Any:
     )
 
 
-def space_points(setup: SearchSetup) -> list[dict[str, Any]]:
-    """Every point of the search space, as trial parameters."""
+def _space_axes(setup: SearchSetup) -> tuple[Any, ...]:
     space = setup.space
     floats: dict[str, dict[str, tuple[float, float, float | None]]] = {}
     tokens: dict[str, list[int]] = {}
@@ -255,17 +252,41 @@ def space_points(setup: SearchSetup) -> list[dict[str, Any]]:
             if (rng := getattr(space, name)) is not None and name in accepts
         }
         tokens[model] = list(space.max_tokens.choices) if space.max_tokens is not None and "max_tokens" in accepts else []
-    return enumerate_space(list(setup.endpoints), list(setup.prompts), space.demos.k, space.demos.strategies, floats, tokens)
+    return (list(setup.endpoints), list(setup.prompts), space.demos.k, space.demos.strategies, floats, tokens)
 
 
-def _planned(study: Any, setup: SearchSetup, points: list[dict[str, Any]], n_seen: int) -> dict[str, Any] | None:
-    """The linear planner's next config (see planner.py), from every finished trial."""
+def space_points(setup: SearchSetup) -> list[dict[str, Any]]:
+    """Every point of the search space, as trial parameters."""
+    return enumerate_space(*_space_axes(setup))
+
+
+# The planner lists the space; past this many configs (fine float steps on several
+# parameters) the listing itself would cost seconds per trial, and TPE takes over.
+MAX_PLANNED_SPACE = 200_000
+
+
+def _plans(setup: SearchSetup) -> bool:
+    """Whether the linear planner picks the trials (it ranks by dev score: one objective only)."""
+    return (
+        setup.space.sampler == "linear"
+        and len(setup.spec.objective) == 1
+        and space_size(*_space_axes(setup)) <= MAX_PLANNED_SPACE
+    )
+
+
+def _planned(study: Any, planner: Planner, seed: int) -> dict[str, Any] | None:
+    """The planner's next config (see planner.py), from every finished trial."""
     observed = [
-        (dict(t.params), float(t.user_attrs.get("dev_score", 0.0)), int(t.user_attrs.get("n_evaluated", 0)))
+        (
+            dict(t.params),
+            float(t.user_attrs.get("dev_score", 0.0)),
+            int(t.user_attrs.get("n_evaluated", 0)),
+            t.state.name != "FAIL",
+        )
         for t in study.get_trials(deepcopy=False)
         if t.state.is_finished() and not str(t.user_attrs.get("note", "")).startswith("interrupted")
     ]
-    return propose(points, observed, seed=setup.spec.seed * 100_003 + n_seen)
+    return planner.propose(observed, seed=seed)
 
 
 def _objectives(summary: Summary, spec: MigrationSpec) -> list[float]:
@@ -403,7 +424,7 @@ def run_search(
     chunk = max(setup.space.chunk_size, setup.space.concurrency)
     budget = _Budget(setup, client, reserve_calls, time.monotonic())
     stopped_by: str | None = None
-    points: list[dict[str, Any]] = []
+    planner = Planner(space_points(setup)) if _plans(setup) else None
 
     def counted() -> int:
         # Trials re-queued after an interruption are counted once, when they rerun.
@@ -422,9 +443,8 @@ def run_search(
         # seeded by the trials an uninterrupted run would have had at this point
         n_seen = sum(not str(t.user_attrs.get("note", "")).startswith("interrupted") for t in study.get_trials(deepcopy=False))
         study.sampler = _make_sampler(optuna, setup, n_seen)
-        if _plans(setup) and not any(t.state.name == "WAITING" for t in study.get_trials(deepcopy=False)):
-            points = points or space_points(setup)
-            planned = _planned(study, setup, points, n_seen)
+        if planner is not None and not any(t.state.name == "WAITING" for t in study.get_trials(deepcopy=False)):
+            planned = _planned(study, planner, seed=setup.spec.seed * 100_003 + n_seen)
             if planned is not None:
                 study.enqueue_trial(planned)
         trial = study.ask()

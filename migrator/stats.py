@@ -83,10 +83,12 @@ def chance_to_match(scores: Sequence[float], incumbent: Sequence[float]) -> floa
     not "is it significantly worse?", which near-ties never answer.
     """
     seen = len(scores)
-    if seen == 0 or seen >= len(incumbent):
+    if seen == 0:
         return 1.0
     a = np.clip(np.asarray(scores, dtype=float), 0.0, 1.0)
     b = np.clip(np.asarray(incumbent, dtype=float), 0.0, 1.0)
+    if seen >= b.size:  # nothing left to predict
+        return float(a[: b.size].sum() >= b.sum() - 1e-9)
     head, rest = b[:seen], b[seen:]
     right_where_right = float(np.sum(a * head)) + 1.0
     wrong_where_right = float(np.sum((1 - a) * head)) + 1.0

@@ -6,7 +6,7 @@ import statistics
 
 import numpy as np
 
-from migrator.planner import enumerate_space, propose
+from migrator.planner import Planner, enumerate_space, space_size
 
 _FLOATS = {"a": {"temperature": (0.0, 1.0, 0.5)}, "b": {}}  # b takes no temperature
 
@@ -18,7 +18,7 @@ def _space() -> list[dict]:
 def test_the_space_lists_every_config_once_with_only_the_parameters_a_model_takes() -> None:
     points = _space()
     # a: 3 prompts x (1 + 2x2) demo settings x 3 temperatures; b: 3 x 5 x 2 max_tokens
-    assert len(points) == 45 + 30
+    assert len(points) == 45 + 30 == space_size(["a", "b"], ["original", "terse", "xml"], [0, 2, 4], ["knn", "stratified"], _FLOATS, {"a": [], "b": [64, 256]})
     assert len({tuple(sorted(p.items())) for p in points}) == len(points)
     assert {p["temperature"] for p in points if p["model"] == "a"} == {0.0, 0.5, 1.0}
     assert not any("temperature" in p for p in points if p["model"] == "b")
@@ -31,21 +31,42 @@ def test_a_range_without_a_step_is_searched_on_eleven_points() -> None:
     assert [p["temperature"] for p in points] == [round(i / 10, 6) for i in range(11)]
 
 
+def test_a_step_that_does_not_divide_the_range_never_goes_past_its_end() -> None:
+    points = enumerate_space(["a"], ["original"], [0], [], {"a": {"temperature": (0.0, 1.0, 0.6), "top_p": (0.1, 1.0, 0.3)}}, {})
+    assert sorted({p["temperature"] for p in points}) == [0.0, 0.6]
+    assert sorted({p["top_p"] for p in points}) == [0.1, 0.4, 0.7, 1.0]
+
+
 def test_it_never_proposes_a_config_already_scored_and_stops_when_all_are() -> None:
     points = _space()
-    observed: list[tuple[dict, float, int]] = []
+    planner = Planner(points)
+    observed: list[tuple[dict, float, int, bool]] = []
     for step in range(len(points)):
-        params = propose(points, observed, seed=step)
+        params = planner.propose(observed, seed=step)
         assert params is not None and params in points
-        assert all(params != p for p, _, _ in observed)
-        observed.append((params, 0.5, 10 if step % 3 else 4))  # pruned ones count as scored too
-    assert propose(points, observed, seed=99) is None
+        assert all(params != p for p, *_ in observed)
+        # pruned ones (fewer examples) and failed ones count as tried too
+        observed.append((params, 0.5, 10 if step % 3 else 4, step % 7 != 0))
+    assert planner.propose(observed, seed=99) is None
+
+
+def test_a_failed_trial_is_not_taken_for_a_score() -> None:
+    # every call of a dozen of a's configs failed (an outage): those zeros must not steer
+    # the search away from a, whose one real score beats every score of b
+    points = _space()
+    planner = Planner(points)
+    good = next(p for p in points if p["model"] == "a" and p["demos"] == 4)
+    failed = [(p, 0.0, 30, False) for p in points if p["model"] == "a" and p is not good][:12]
+    observed = [(good, 0.6, 30, True), *failed, *[(p, 0.5, 30, True) for p in points if p["model"] == "b"][:6]]
+    picks = [planner.propose(observed, seed=s) for s in range(40)]
+    assert sum(p is not None and p["model"] == "a" for p in picks) >= 30  # 1 of 40 if the zeros counted
+    assert not {str(p) for p in picks} & {str(p) for p, *_ in failed}  # tried is tried
 
 
 def test_it_is_deterministic_for_a_history_and_a_seed() -> None:
     points = _space()
-    observed = [(points[0], 0.4, 20), (points[50], 0.1, 8), (points[7], 0.6, 20)]
-    assert propose(points, observed, seed=3) == propose(points, observed, seed=3)
+    observed = [(points[0], 0.4, 20, True), (points[50], 0.1, 8, True), (points[7], 0.6, 20, True)]
+    assert Planner(points).propose(observed, seed=3) == Planner(points).propose(observed, seed=3)
 
 
 def _truth(params: dict) -> float:
@@ -57,15 +78,16 @@ def _truth(params: dict) -> float:
 def test_it_finds_the_best_config_in_far_fewer_tries_than_random_order() -> None:
     points = _space()
     best = max(_truth(p) for p in points)
+    planner = Planner(points)
     tries = []
     for seed in range(20):
-        observed: list[tuple[dict, float, int]] = []
+        observed: list[tuple[dict, float, int, bool]] = []
         rng = np.random.default_rng(seed)
         while True:
-            params = propose(points, observed, seed=seed * 1000 + len(observed))
+            params = planner.propose(observed, seed=seed * 1000 + len(observed))
             assert params is not None
             noisy = float(np.clip(_truth(params) + rng.normal(0, 0.03), 0, 1))
-            observed.append((params, noisy, 30))
+            observed.append((params, noisy, 30, True))
             if _truth(params) >= best - 1e-9:
                 break
         tries.append(len(observed))

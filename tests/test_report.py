@@ -44,9 +44,7 @@ def _spec(name: str, **overrides: Any) -> dict[str, Any]:
     spec = base_spec(
         name=name,
         app={"model": "fake/oracle", "params": {"temperature": 0.7, "max_tokens": 5}},
-        # hot first: its legacy prompt (T=0.7) gets all wrong, and a later warm start that
-        # bad would be pruned, leaving no baseline on test for the hot-vs-winner report
-        targets=["fake/hot", "fake/weak", "fake/fewshot"],
+        targets=["fake/weak", "fake/fewshot", "fake/hot"],
         search_space={"prompt": {"transforms": ["format_line", "user_turn"]}, "demos": {"k": [0, 2, 4]}, "max_retries": 1},
         budget={"trials": 12},
     )

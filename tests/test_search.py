@@ -62,9 +62,12 @@ def test_a_hopeless_naive_migration_stops_after_one_chunk(write_spec: Callable[.
     first = sorted(result.search.trials, key=lambda o: o.number)[:2]
     assert [(o.config.model, o.warm_start, o.state) for o in first] == [("fake/fewshot", True, "complete"), ("fake/hot", True, "pruned")]
     assert first[1].summary.n == 10 and first[1].summary.score == 0.0
-    assert set(result.baselines_by_target) == {"fake/fewshot"}  # no test calls for it either
+    # it still gets its test verdict, but its partial dev score cannot make it the baseline
+    assert set(result.baselines_by_target) == {"fake/fewshot", "fake/hot"}
+    assert result.baselines_by_target["fake/hot"].test.score == 0.0
+    assert result.baseline is not None and result.baseline.config.model == "fake/fewshot"
     page = render_report(result, export.summary_dict(result, {}, {}))
-    assert "pruned on dev: 0.000 on 10" in page
+    assert f"(pruned after 10 of {len(result.prepared.splits.dev)})" in page
 
 
 def test_the_legacy_model_unreachable_is_reported_once_and_the_run_goes_on(write_spec: Callable[..., Path], tmp_path: Path) -> None:

@@ -122,7 +122,9 @@ def test_chance_to_match_is_calibrated_when_its_prior_holds() -> None:
 def test_chance_to_match_edges() -> None:
     incumbent = [1.0] * 20 + [0.0] * 10
     assert chance_to_match([], incumbent) == 1.0
-    assert chance_to_match([1.0] * 30, incumbent) == 1.0  # fully scored: nothing left to predict
+    # fully scored: nothing left to predict
+    assert chance_to_match([1.0] * 30, incumbent) == 1.0
+    assert chance_to_match([1.0] * 19 + [0.0] * 11, incumbent) == 0.0
     assert chance_to_match([0.0] * 20, incumbent) == 0.0  # 10 left cannot make up 20
     assert chance_to_match([1.0] * 20, [1.0] * 20 + [0.0] * 10) == 1.0  # level already, the rest cannot hurt
     # fewer misses so far, better odds; fractional scores count fractionally
