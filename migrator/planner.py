@@ -19,11 +19,12 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-__all__ = ["Choice", "Planner", "enumerate_space", "space_size"]
+__all__ = ["Choice", "Planner", "Space"]
 
 Choice = dict[str, Any]
 
@@ -41,61 +42,47 @@ def _points(low: float, high: float, step: float | None) -> list[float]:
     return [round(low + (high - low) * i / (_FLOAT_POINTS - 1), 6) for i in range(_FLOAT_POINTS)]
 
 
-def _axes(
-    prompts: Sequence[str],
-    demo_k: Sequence[int],
-    strategies: Sequence[str],
-    floats: Mapping[str, tuple[float, float, float | None]],
-    max_tokens: Sequence[int],
-) -> list[list[Choice]]:
-    demo_options: list[Choice] = []
-    for k in demo_k:
-        demo_options += [{"demos": k}] if k == 0 else [{"demos": k, "demo_strategy": s} for s in strategies]
-    axes: list[list[Choice]] = [[{"prompt": p} for p in prompts], demo_options]
-    for name, (low, high, step) in floats.items():
-        axes.append([{name: v} for v in _points(low, high, step)])
-    if max_tokens:
-        axes.append([{"max_tokens": m} for m in max_tokens])
-    return axes
+@dataclass(frozen=True)
+class Space:
+    """A search space as lists of choices.
 
-
-def space_size(
-    models: Sequence[str],
-    prompts: Sequence[str],
-    demo_k: Sequence[int],
-    strategies: Sequence[str],
-    floats: Mapping[str, Mapping[str, tuple[float, float, float | None]]],
-    max_tokens: Mapping[str, Sequence[int]],
-) -> int:
-    """How many configs ``enumerate_space`` would list, without listing them."""
-    return sum(
-        math.prod(len(axis) for axis in _axes(prompts, demo_k, strategies, floats.get(m, {}), max_tokens.get(m, [])))
-        for m in models
-    )
-
-
-def enumerate_space(
-    models: Sequence[str],
-    prompts: Sequence[str],
-    demo_k: Sequence[int],
-    strategies: Sequence[str],
-    floats: Mapping[str, Mapping[str, tuple[float, float, float | None]]],
-    max_tokens: Mapping[str, Sequence[int]],
-) -> list[Choice]:
-    """Every point of the space, as trial parameters.
-
-    Args:
+    Attributes:
         floats: per model, the float parameters it accepts: name -> (low, high, step).
         max_tokens: per model, the max_tokens choices it accepts (empty: not searched).
     """
-    out: list[Choice] = []
-    for model in models:
-        for combo in itertools.product(*_axes(prompts, demo_k, strategies, floats.get(model, {}), max_tokens.get(model, []))):
-            params: Choice = {"model": model}
-            for part in combo:
-                params.update(part)
-            out.append(params)
-    return out
+
+    models: Sequence[str]
+    prompts: Sequence[str]
+    demo_k: Sequence[int]
+    strategies: Sequence[str]
+    floats: Mapping[str, Mapping[str, tuple[float, float, float | None]]]
+    max_tokens: Mapping[str, Sequence[int]]
+
+    def _axes(self, model: str) -> list[list[Choice]]:
+        demo_options: list[Choice] = []
+        for k in self.demo_k:
+            demo_options += [{"demos": k}] if k == 0 else [{"demos": k, "demo_strategy": s} for s in self.strategies]
+        axes: list[list[Choice]] = [[{"prompt": p} for p in self.prompts], demo_options]
+        for name, (low, high, step) in self.floats.get(model, {}).items():
+            axes.append([{name: v} for v in _points(low, high, step)])
+        if self.max_tokens.get(model):
+            axes.append([{"max_tokens": m} for m in self.max_tokens[model]])
+        return axes
+
+    def size(self) -> int:
+        """How many configs ``points`` would list, without listing them."""
+        return sum(math.prod(len(axis) for axis in self._axes(m)) for m in self.models)
+
+    def points(self) -> list[Choice]:
+        """Every config of the space, as trial parameters."""
+        out: list[Choice] = []
+        for model in self.models:
+            for combo in itertools.product(*self._axes(model)):
+                params: Choice = {"model": model}
+                for part in combo:
+                    params.update(part)
+                out.append(params)
+        return out
 
 
 def _key(params: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:

@@ -23,7 +23,7 @@ from migrator.errors import BudgetExhausted
 from migrator.evaluate import Config, ExampleResult, Summary, build_request, evaluate, summarize
 from migrator.llm import Endpoint, LLMClient
 from migrator.metrics import Metric
-from migrator.planner import Planner, enumerate_space, space_size
+from migrator.planner import Planner, Space
 from migrator.spec import MigrationSpec, SearchSpace
 from migrator.stats import chance_to_match
 
@@ -241,7 +241,7 @@ def _make_sampler(optuna: Any, setup: SearchSetup, n_done: int) -> Any:
     )
 
 
-def _space_axes(setup: SearchSetup) -> tuple[Any, ...]:
+def _space(setup: SearchSetup) -> Space:
     space = setup.space
     floats: dict[str, dict[str, tuple[float, float, float | None]]] = {}
     tokens: dict[str, list[int]] = {}
@@ -252,12 +252,12 @@ def _space_axes(setup: SearchSetup) -> tuple[Any, ...]:
             if (rng := getattr(space, name)) is not None and name in accepts
         }
         tokens[model] = list(space.max_tokens.choices) if space.max_tokens is not None and "max_tokens" in accepts else []
-    return (list(setup.endpoints), list(setup.prompts), space.demos.k, space.demos.strategies, floats, tokens)
+    return Space(list(setup.endpoints), list(setup.prompts), space.demos.k, space.demos.strategies, floats, tokens)
 
 
 def space_points(setup: SearchSetup) -> list[dict[str, Any]]:
     """Every point of the search space, as trial parameters."""
-    return enumerate_space(*_space_axes(setup))
+    return _space(setup).points()
 
 
 # The planner lists the space; past this many configs (fine float steps on several
@@ -270,7 +270,7 @@ def _plans(setup: SearchSetup) -> bool:
     return (
         setup.space.sampler == "linear"
         and len(setup.spec.objective) == 1
-        and space_size(*_space_axes(setup)) <= MAX_PLANNED_SPACE
+        and _space(setup).size() <= MAX_PLANNED_SPACE
     )
 
 

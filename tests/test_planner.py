@@ -6,19 +6,20 @@ import statistics
 
 import numpy as np
 
-from migrator.planner import Planner, enumerate_space, space_size
+from migrator.planner import Planner, Space
 
 _FLOATS = {"a": {"temperature": (0.0, 1.0, 0.5)}, "b": {}}  # b takes no temperature
+_SPACE = Space(["a", "b"], ["original", "terse", "xml"], [0, 2, 4], ["knn", "stratified"], _FLOATS, {"a": [], "b": [64, 256]})
 
 
 def _space() -> list[dict]:
-    return enumerate_space(["a", "b"], ["original", "terse", "xml"], [0, 2, 4], ["knn", "stratified"], _FLOATS, {"a": [], "b": [64, 256]})
+    return _SPACE.points()
 
 
 def test_the_space_lists_every_config_once_with_only_the_parameters_a_model_takes() -> None:
     points = _space()
     # a: 3 prompts x (1 + 2x2) demo settings x 3 temperatures; b: 3 x 5 x 2 max_tokens
-    assert len(points) == 45 + 30 == space_size(["a", "b"], ["original", "terse", "xml"], [0, 2, 4], ["knn", "stratified"], _FLOATS, {"a": [], "b": [64, 256]})
+    assert len(points) == 45 + 30 == _SPACE.size()
     assert len({tuple(sorted(p.items())) for p in points}) == len(points)
     assert {p["temperature"] for p in points if p["model"] == "a"} == {0.0, 0.5, 1.0}
     assert not any("temperature" in p for p in points if p["model"] == "b")
@@ -27,12 +28,12 @@ def test_the_space_lists_every_config_once_with_only_the_parameters_a_model_take
 
 
 def test_a_range_without_a_step_is_searched_on_eleven_points() -> None:
-    points = enumerate_space(["a"], ["original"], [0], [], {"a": {"temperature": (0.0, 1.0, None)}}, {})
+    points = Space(["a"], ["original"], [0], [], {"a": {"temperature": (0.0, 1.0, None)}}, {}).points()
     assert [p["temperature"] for p in points] == [round(i / 10, 6) for i in range(11)]
 
 
 def test_a_step_that_does_not_divide_the_range_never_goes_past_its_end() -> None:
-    points = enumerate_space(["a"], ["original"], [0], [], {"a": {"temperature": (0.0, 1.0, 0.6), "top_p": (0.1, 1.0, 0.3)}}, {})
+    points = Space(["a"], ["original"], [0], [], {"a": {"temperature": (0.0, 1.0, 0.6), "top_p": (0.1, 1.0, 0.3)}}, {}).points()
     assert sorted({p["temperature"] for p in points}) == [0.0, 0.6]
     assert sorted({p["top_p"] for p in points}) == [0.1, 0.4, 0.7, 1.0]
 
