@@ -1,6 +1,6 @@
 """Search efficiency on real model outputs: migrator's search vs random, full grid, TPE alone.
 
-    python benchmarks/search_efficiency.py [--seeds 50]
+    python benchmarks/search_efficiency.py [--seeds 50] [--trials 60]   # about 5 minutes
 
 Replays strategies against the grid recorded by record_grid.py (real replies of the
 two local models). Each strategy runs the shipped search code (migrator.search.run_search)
@@ -133,7 +133,7 @@ def uniform_random_calls(truth: dict[Config, dict[str, float]], target: float, n
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seeds", type=int, default=50)
-    parser.add_argument("--trials", type=int, default=30)
+    parser.add_argument("--trials", type=int, default=60)
     args = parser.parse_args()
     if not CACHE.is_file():
         sys.exit("no recorded grid: run python benchmarks/record_grid.py first")

@@ -34,7 +34,7 @@ def recording(tmp_path_factory: pytest.TempPathFactory) -> ResponseCache:
 def test_every_grid_config_is_in_the_recording(recording: ResponseCache) -> None:
     prepared, setup = load()
     configs = grid_configs(setup)
-    assert len(configs) == 48
+    assert len(configs) == 112
     examples = list(prepared.splits.dev) + list(prepared.splits.test)
     client = ReplayClient(recording)
     scores = {}
