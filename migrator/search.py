@@ -228,8 +228,8 @@ def _make_pruner(optuna: Any, space: SearchSpace, multi_objective: bool) -> Any:
     return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
 
 
-def _make_sampler(optuna: Any, setup: SearchSetup, n_done: int) -> Any:
-    if setup.space.sampler == "random" or _plans(setup):
+def _make_sampler(optuna: Any, setup: SearchSetup, n_done: int, planned: bool) -> Any:
+    if setup.space.sampler == "random" or planned:
         # with the planner, Optuna samples only once every config has been scored
         return optuna.samplers.RandomSampler(seed=setup.spec.seed * 100_003 + n_done)
     return optuna.samplers.TPESampler(
@@ -442,7 +442,7 @@ def run_search(
             break
         # seeded by the trials an uninterrupted run would have had at this point
         n_seen = sum(not str(t.user_attrs.get("note", "")).startswith("interrupted") for t in study.get_trials(deepcopy=False))
-        study.sampler = _make_sampler(optuna, setup, n_seen)
+        study.sampler = _make_sampler(optuna, setup, n_seen, planned=planner is not None)
         if planner is not None and not any(t.state.name == "WAITING" for t in study.get_trials(deepcopy=False)):
             planned = _planned(study, planner, seed=setup.spec.seed * 100_003 + n_seen)
             if planned is not None:
