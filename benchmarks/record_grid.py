@@ -1,23 +1,24 @@
 """Record, once, every grid config's replies from the local models (real llama.cpp calls).
 
-    python benchmarks/record_grid.py
+    python benchmarks/record_grid.py   # ~80 min the first time; a re-run makes only missing calls
 
 Writes benchmarks/data/sentiment_grid_cache.db (migrator's response cache: request key ->
-reply, so the shipped search code can replay against it) and sentiment_grid.csv (one row
-per config x example with the score). Re-running only fills in what is missing.
+reply, so the shipped search code can replay against it), then derives sentiment_grid.csv
+from it (one row per config x example with the score; the same code as the replay's).
+Re-running only fills in what is missing.
 """
 
 from __future__ import annotations
 
 import asyncio
-import csv
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from grid import CACHE, TABLE, grid_configs, load, seal_cache
+from grid import CACHE, grid_configs, load, seal_cache
+from search_efficiency import grid_truth
 
 from migrator.cache import ResponseCache
 from migrator.evaluate import evaluate
@@ -27,15 +28,12 @@ from migrator.local import LocalServer
 
 async def _record(setup, client, configs, splits):  # type: ignore[no-untyped-def]
     # every config on dev first: an interrupted recording still replays calls-to-target
-    rows = []
     for config, examples in ((c, split) for split in splits for c in configs):
         started = time.monotonic()
         template = setup.prompts[config.prompt_id].template
         results = await evaluate(client, config, setup.endpoints[config.model], template, examples, setup.metric, setup.demos_for(config))
         score = sum(r.score for r in results) / len(results)
         print(f"{config.label()} T={dict(config.params).get('temperature')}: {score:.3f} ({time.monotonic() - started:.0f}s)", flush=True)
-        rows += [(config.label(), dict(config.params).get("temperature"), r.example_id, r.score, r.output.strip()[:80]) for r in results]
-    return rows
 
 
 def main() -> None:
@@ -52,23 +50,19 @@ def main() -> None:
         by_model = [[c for c in configs if c.model == m] for m in setup.endpoints]
 
         async def run_all():  # type: ignore[no-untyped-def]
-            parts = await asyncio.gather(*[_record(setup, clients[part[0].model], part, splits) for part in by_model])
-            return [row for part in parts for row in part]
+            await asyncio.gather(*[_record(setup, clients[part[0].model], part, splits) for part in by_model])
 
         started = time.monotonic()
-        rows = asyncio.run(run_all())
-    dev_ids = {e.id for e in prepared.splits.dev}
-    with TABLE.open("w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["config", "temperature", "split", "example_id", "score", "output"])
-        for label, temp, ex_id, score, output in rows:
-            writer.writerow([label, temp, "dev" if ex_id in dev_ids else "test", ex_id, score, output])
+        asyncio.run(run_all())
     made = sum(c.stats.made for c in clients.values())
     cached = sum(c.stats.cached for c in clients.values())
     print(f"made {made} calls, {cached} cached, in {time.monotonic() - started:.0f}s")
     for client in clients.values():
         if client.cache is not None:
             client.cache.close()
+    cache = ResponseCache(CACHE)
+    grid_truth(*load(), cache)  # the per-example table, written by the replay's own code
+    cache.close()
     seal_cache()
 
 

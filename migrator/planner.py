@@ -85,13 +85,18 @@ class Space:
         return out
 
 
+def _value(v: Any) -> str:
+    # Optuna can hand back 0.30000000000000004 for a 0.3 it was given
+    return repr(round(v, 6) if isinstance(v, float) else v)
+
+
 def _key(params: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
-    return tuple(sorted((k, repr(round(v, 6) if isinstance(v, float) else v)) for k, v in params.items()))
+    return tuple(sorted((k, _value(v)) for k, v in params.items()))
 
 
 def _tokens(params: Mapping[str, Any]) -> list[str]:
     model = params["model"]
-    own = [f"{k}={round(v, 6) if isinstance(v, float) else v!r}" for k, v in sorted(params.items()) if k != "model"]
+    own = [f"{k}={_value(v)}" for k, v in sorted(params.items()) if k != "model"]
     return [f"model={model!r}", *own, *(f"{model!r}|{t}" for t in own)]
 
 

@@ -461,12 +461,11 @@ def _per_model(result: MigrationResult, summary: Mapping[str, Any], trials: Sequ
         done = [o for o in mine if o.state == "complete" and o.summary.n > 0]
         best = max(done, key=lambda o: o.summary.score) if done else None
         base = by_target.get(target.model)
-        legacy = _score(base["test_score"]) if base else "–"
         rows.append(
             f"<tr><td>{_e(target.model)}</td>{_num(str(len(mine)))}{_num(str(len(done)))}"
             f"{_num(_score(best.summary.score if best else None))}"
             f"{_num(_score(sum(o.summary.score for o in done) / len(done) if done else None))}"
-            f"{_num(legacy)}"
+            f"{_num(_score(base['test_score']) if base else '–')}"
             f"<td>{_e(best.config.label()) + f' (#{best.number})' if best else '–'}</td></tr>"
         )
     parts.append(_table(["model", "trials", "complete", "best dev", "mean dev", "legacy prompt, test", "best config"], rows, numeric=(1, 2, 3, 4, 5)))

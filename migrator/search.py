@@ -265,13 +265,12 @@ def space_points(setup: SearchSetup) -> list[dict[str, Any]]:
 MAX_PLANNED_SPACE = 200_000
 
 
-def _plans(setup: SearchSetup) -> bool:
-    """Whether the linear planner picks the trials (it ranks by dev score: one objective only)."""
-    return (
-        setup.space.sampler == "linear"
-        and len(setup.spec.objective) == 1
-        and _space(setup).size() <= MAX_PLANNED_SPACE
-    )
+def _planner(setup: SearchSetup) -> Planner | None:
+    """The linear planner, when it picks the trials (it ranks by dev score: one objective only)."""
+    if setup.space.sampler != "linear" or len(setup.spec.objective) != 1:
+        return None
+    space = _space(setup)
+    return Planner(space.points()) if space.size() <= MAX_PLANNED_SPACE else None
 
 
 def _planned(study: Any, planner: Planner, seed: int) -> dict[str, Any] | None:
@@ -424,7 +423,7 @@ def run_search(
     chunk = max(setup.space.chunk_size, setup.space.concurrency)
     budget = _Budget(setup, client, reserve_calls, time.monotonic())
     stopped_by: str | None = None
-    planner = Planner(space_points(setup)) if _plans(setup) else None
+    planner = _planner(setup)
 
     def counted() -> int:
         # Trials re-queued after an interruption are counted once, when they rerun.
