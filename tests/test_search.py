@@ -253,3 +253,22 @@ def test_a_rewrite_that_names_none_of_the_labels_is_rejected(write_spec: Callabl
     (rejected,) = result.rejected
     assert rejected.reason == "names none of the labels the metric expects (positive, negative)"
     assert rejected.text.startswith("I'm sorry")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "planned"),
+    [
+        ({}, True),
+        ({"objective": ["quality", "cost"]}, False),  # the planner ranks by one score: TPE
+        ({"search_space": {"sampler": "tpe"}}, False),
+        # 10,001 top_p points x 11 temperatures x 3 demo settings x 2 models: over 200k
+        # configs would make the listing itself too slow, and TPE takes over
+        ({"search_space": {"top_p": {"low": 0.0, "high": 1.0, "step": 0.0001}}}, False),
+    ],
+)
+def test_the_planner_picks_trials_only_where_it_can(write_spec: Callable[..., Path], overrides: dict[str, Any], planned: bool) -> None:
+    from migrator.pipeline import build_setup
+    from migrator.search import _planner
+
+    setup = build_setup(prepare(load_spec(write_spec(**overrides))), {})
+    assert (_planner(setup) is not None) == planned
