@@ -204,6 +204,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         write_report(out_dir / "report.html", result, summary)
         if not args.quiet:
             _print_table(summary)
+            if result.search.exhausted:
+                print(f"the search ended after {len(result.search.trials)} trials: every config in the search space was tried")
             print(f"wrote {out_dir / 'summary.json'}, {out_dir / 'report.html'}" + (f", {out_dir / 'winner.yaml'}" if winner else ""))
         tracking_failed = False
         try:

@@ -131,6 +131,7 @@ def summary_dict(result: MigrationResult, mlflow: Mapping[str, Any], files: Mapp
         "rejected_candidates": [{"origin": dict(r.origin), "reason": r.reason, "text": r.text} for r in result.rejected],
         "trials": dict(result.search.counts),
         "stopped_by": result.stopped_by,
+        "space_exhausted": result.search.exhausted,
         "llm_calls": {k: stats[k] for k in ("made", "cached", "failed", "retried")},
         "tokens": {"prompt": stats["prompt_tokens"], "completion": stats["completion_tokens"]},
         "cost_usd": stats["cost_usd"],

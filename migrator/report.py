@@ -334,6 +334,8 @@ def _header(summary: Mapping[str, Any]) -> str:
     calls = summary.get("llm_calls") or {}
     splits = summary.get("splits") or {}
     stopped = f" · stopped by the {_e(summary['stopped_by'])} budget" if summary.get("stopped_by") else ""
+    if summary.get("space_exhausted"):
+        stopped += " · ended early: every config in the search space was tried"
     metric = summary.get("metric") or {}
     nav = "".join(
         f"<a href='#{a}'>{_e(t)}</a>"

@@ -89,6 +89,8 @@ class SearchResult:
     study_name: str
     storage: str
     counts: Mapping[str, int] = field(default_factory=dict)
+    # the planner had scored every config of the space, so the search ended early
+    exhausted: bool = False
 
 
 def _optuna() -> Any:
@@ -230,7 +232,7 @@ def _make_pruner(optuna: Any, space: SearchSpace, multi_objective: bool) -> Any:
 
 def _make_sampler(optuna: Any, setup: SearchSetup, n_done: int, planned: bool) -> Any:
     if setup.space.sampler == "random" or planned:
-        # with the planner, Optuna samples only once every config has been scored
+        # a planned trial fixes every parameter; Optuna's sampler has nothing left to choose
         return optuna.samplers.RandomSampler(seed=setup.spec.seed * 100_003 + n_done)
     return optuna.samplers.TPESampler(
         seed=setup.spec.seed * 100_003 + n_done,
@@ -423,6 +425,7 @@ def run_search(
     chunk = max(setup.space.chunk_size, setup.space.concurrency)
     budget = _Budget(setup, client, reserve_calls, time.monotonic())
     stopped_by: str | None = None
+    exhausted = False
     planner = _planner(setup)
 
     def counted() -> int:
@@ -444,8 +447,11 @@ def run_search(
         study.sampler = _make_sampler(optuna, setup, n_seen, planned=planner is not None)
         if planner is not None and not any(t.state.name == "WAITING" for t in study.get_trials(deepcopy=False)):
             planned = _planned(study, planner, seed=setup.spec.seed * 100_003 + n_seen)
-            if planned is not None:
-                study.enqueue_trial(planned)
+            if planned is None:
+                # Every config has been scored: more trials would only repeat them.
+                exhausted = True
+                break
+            study.enqueue_trial(planned)
         trial = study.ask()
         config = _suggest(trial, setup)
         warm = bool(trial.user_attrs.get("warm_start", False))
@@ -523,7 +529,7 @@ def run_search(
         "pruned": sum(o.state == "pruned" for o in outcomes),
         "failed": sum(o.state == "failed" for o in outcomes),
     }
-    return SearchResult(tuple(outcomes), stopped_by, study_name, storage, counts)
+    return SearchResult(tuple(outcomes), stopped_by, study_name, storage, counts, exhausted)
 
 
 def best_trials(result: SearchResult, n: int = 3) -> list[TrialOutcome]:

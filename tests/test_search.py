@@ -272,3 +272,18 @@ def test_the_planner_picks_trials_only_where_it_can(write_spec: Callable[..., Pa
 
     setup = build_setup(prepare(load_spec(write_spec(**overrides))), {})
     assert (_planner(setup) is not None) == planned
+
+
+def test_the_search_ends_when_every_config_has_been_tried(write_spec: Callable[..., Path], tmp_path: Path) -> None:
+    # 2 models x the legacy prompt x 0 or 2 stratified demos, temperature as the app has
+    # it: 4 configs, and a budget of 10 trials that would otherwise repeat them
+    space = {"temperature": None, "demos": {"k": [0, 2], "strategies": ["stratified"]}, "prompt": {"transforms": []}}
+    result = _run(write_spec(search_space=space), _client(), tmp_path)
+    configs = [o.config for o in result.search.trials]
+    assert len(configs) == 4 and len(set(configs)) == 4
+    assert result.search.exhausted
+    summary = export.summary_dict(result, {}, {})
+    assert summary["space_exhausted"] is True and summary["trials"]["total"] == 4
+    assert "every config in the search space was tried" in render_report(result, summary)
+    # a search cut short by its trial budget did not run out of configs
+    assert not _run(write_spec(folder="big"), _client(), tmp_path / "big").search.exhausted
