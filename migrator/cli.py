@@ -354,7 +354,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     tests: list[dict[str, Any]] = []
     if args.format == "promptfoo":
         lock = load_lockfile(lock_path)
-        tests = [{"id": ex.id, "inputs": dict(ex.inputs), "expected": ex.expected} for ex in lock.splits.test]
+        tests = [
+            {"id": ex.id, "inputs": dict(ex.inputs), "expected": ex.expected, "prompt": lock.prompt_for(ex)}
+            for ex in lock.splits.test
+        ]
     text = exporters.render(winner, args.format, tests)
     if args.output:
         write_atomic(args.output, text)

@@ -6,6 +6,7 @@ Pure functions from the lockfile mapping to text; ``cli`` writes the result.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -136,8 +137,12 @@ def _promptfoo_provider(winner: Mapping[str, Any]) -> dict[str, Any]:
     provider, _, name = model.partition("/")
     params = dict(winner.get("params") or {})
     config: dict[str, Any] = {k: v for k, v in params.items() if k in ("temperature", "top_p", "max_tokens")}
+    if endpoint.get("api_key_env"):
+        config["apiKeyEnvar"] = endpoint["api_key_env"]  # the variable's name, never the key
     if provider == "local" or endpoint.get("api_base"):
         config["apiBaseUrl"] = endpoint.get("api_base") or "http://127.0.0.1:8077/v1"
+        if not endpoint.get("api_key_env"):
+            config["apiKeyRequired"] = False  # a self-hosted server without a key
         kind = "completion" if endpoint.get("mode") == "completion" else "chat"
         return {"id": f"openai:{kind}:{name}", "config": config}
     if provider == "anthropic":
@@ -147,69 +152,222 @@ def _promptfoo_provider(winner: Mapping[str, Any]) -> dict[str, Any]:
     return {"id": f"{provider}:chat:{name}" if provider == "openai" else f"{provider}:{name}", "config": config}
 
 
-def _assertion(metric: Mapping[str, Any], expected: Any) -> dict[str, Any]:
-    name = metric.get("name")
-    first_line = "const first = String(output).split('\\n').map(s => s.trim()).filter(Boolean)[0] || '';"
-    if name == "label":
-        return {
-            "type": "javascript",
-            "value": f"{first_line} return first.toLowerCase().replace(/[.!\"'`*]/g, '').includes({json.dumps(str(expected).lower())});",
-        }
-    if name == "numeric":
-        tol = float(metric.get("tolerance", 1e-6))
-        return {
-            "type": "javascript",
-            "value": (
-                "const m = String(output).replace(/,/g, '').match(/-?\\d+(?:\\.\\d+)?/); if (!m) return false; "
-                f"const got = parseFloat(m[0]), want = {json.dumps(float(expected))}; "
-                f"return Math.abs(got - want) <= Math.max({tol}, {tol} * Math.abs(want));"
-            ),
-        }
-    if name == "json_fields":
-        fields = list(metric.get("fields") or (expected.keys() if isinstance(expected, dict) else []))
-        return {
-            "type": "javascript",
-            "threshold": 1.0,
-            "value": (
-                "const s = String(output); const a = s.indexOf('{'), b = s.lastIndexOf('}'); if (a < 0 || b < a) return 0; "
-                "let got; try { got = JSON.parse(s.slice(a, b + 1)); } catch (e) { return 0; } "
-                f"const want = {json.dumps(expected)}; const keys = {json.dumps(fields)}; "
-                "const norm = v => (v === null || v === undefined) ? null : (typeof v === 'number' ? v : String(v).trim().toLowerCase()); "
-                "const eq = (g, w) => (typeof w === 'number') ? Math.abs(Number(g) - w) < 1e-6 : norm(g) === norm(w); "
-                "return keys.filter(k => eq(got[k], want[k])).length / keys.length;"
-            ),
-        }
-    if name == "exact":
-        return {"type": "equals", "value": str(expected)}
-    return {"type": "icontains", "value": str(expected)}
+# promptfoo runs a JavaScript assertion's text as a function body when it has more than
+# one line (a one-line text is wrapped in `return ...`). This prelude mirrors
+# migrator/parsing.py, so promptfoo passes exactly the test examples migrator scored 1.
+# It must contain no Nunjucks tag openers: promptfoo renders assertion text as a template.
+_JS_PRELUDE = r"""const text = String(output);
+const fence = text.match(/```[a-zA-Z0-9_-]*\s*\n?([\s\S]*?)```/);
+const body = fence ? fence[1].trim() : text.trim();
+const EDGE = " \t\n.,;:!?\"'`*()[]";
+const norm = (s) => {
+  const t = String(s).normalize("NFKC").toLowerCase().split(/\s+/).filter(Boolean).join(" ");
+  let a = 0, b = t.length;
+  while (a < b && EDGE.includes(t[a])) a++;
+  while (b > a && EDGE.includes(t[b - 1])) b--;
+  return t.slice(a, b);
+};
+const close = (a, b, tol) => Math.abs(a - b) <= Math.max(tol * Math.max(Math.abs(a), Math.abs(b)), tol);
+const want = context.vars._expected;"""
+
+_JS_LABEL = r"""const labels = LABELS;
+const lines = body.split(/\r\n|[\n\r\v\f\x1c-\x1e\x85\u2028\u2029]/).filter((l) => l.trim());
+if (!lines.length) return false;
+const first = norm(lines[0]);
+let got = labels.find((l) => norm(l) === first);
+if (got === undefined) {
+  let best = Infinity;
+  for (const l of labels) {
+    const esc = norm(l).replace(/[.*+?^$()|[\]\\]/g, "\\$&").replace(/[{}]/g, "\\$&");
+    const at = first.search(new RegExp("(?<![\\p{L}\\p{N}_-])" + esc + "(?![\\p{L}\\p{N}_-])", "u"));
+    if (at >= 0 && at < best) { best = at; got = l; }
+  }
+}
+return got !== undefined && norm(got) === norm(want);"""
+
+_JS_NUMERIC = r"""const m = body.replace(/\u2212/g, "-").match(/-?\d{1,3}(?:,\d{3})+(?:\.\d+)?|-?\d+(?:\.\d+)?|-?\.\d+/);
+const w = Number(want);
+return m !== null && !Number.isNaN(w) && close(Number(m[0].replace(/,/g, "")), w, TOLERANCE);"""
+
+_JS_EXACT = "return norm(body) === norm(String(want));"
+
+_JS_F1 = r"""const toks = (s) => norm(s).match(/[\p{L}\p{N}_]+/gu) || [];
+const got = toks(body), exp = toks(String(want));
+if (!got.length || !exp.length) return got.length === exp.length ? 1 : 0;
+const left = new Map();
+for (const t of exp) left.set(t, (left.get(t) || 0) + 1);
+let common = 0;
+for (const t of got) if (left.get(t) > 0) { common++; left.set(t, left.get(t) - 1); }
+if (!common) return 0;
+const p = common / got.length, r = common / exp.length;
+return 2 * p * r / (p + r);"""
+
+_JS_JSON_FIELDS = r"""const parse = () => {
+  try { return JSON.parse(body); } catch (e) {}
+  for (let start = body.indexOf("\x7b"); start !== -1; start = body.indexOf("\x7b", start + 1)) {
+    let depth = 0, inString = false, escaped = false;
+    for (let i = start; i < body.length; i++) {
+      const ch = body[i];
+      if (inString) {
+        if (escaped) escaped = false;
+        else if (ch === "\\") escaped = true;
+        else if (ch === '"') inString = false;
+      } else if (ch === '"') inString = true;
+      else if (ch === "\x7b") depth++;
+      else if (ch === "\x7d" && --depth === 0) {
+        try { return JSON.parse(body.slice(start, i + 1)); } catch (e) { break; }
+      }
+    }
+    if (depth !== 0) continue;
+  }
+  return null;
+};
+const asNumber = (v) => {
+  if (typeof v === "boolean") return null;
+  if (typeof v === "number") return v;
+  if (typeof v === "string" && /^\s*-?[\d,]*\.?\d+\s*$/.test(v)) return Number(v.replace(/,/g, ""));
+  return null;
+};
+const equal = (g, w) => {
+  if (w === null || w === undefined) return g === null || g === undefined || (typeof g === "string" && ["", "null", "none"].includes(norm(g)));
+  const wn = asNumber(w), gn = asNumber(g);
+  if (wn !== null && typeof w !== "string") return gn !== null && close(gn, wn, TOLERANCE);
+  if (g === null || g === undefined) return false;
+  return norm(String(g)) === norm(String(w));
+};
+const got = parse();
+const keys = FIELDS.length ? FIELDS : (want && typeof want === "object" ? Object.keys(want) : []);
+if (!got || typeof got !== "object" || Array.isArray(got) || !want || typeof want !== "object" || !keys.length) return 0;
+return keys.filter((k) => equal(got[k], want[k])).length / keys.length;"""
+
+_PY_METRIC = """import os, sys
+from importlib import import_module
+sys.path.insert(0, os.getcwd())  # the metric's module, as migrator imported it from where it ran
+score = float(import_module(MODULE).FUNCTION(output, context["vars"]["_expected"]))
+return min(1.0, max(0.0, score))"""
+
+
+def _assertion(metric: Mapping[str, Any]) -> dict[str, Any]:
+    """One assertion for every test: the winner's metric, reading the test's ``_expected`` var.
+
+    promptfoo passes a test when the score is 1 (``threshold``), as migrator counts a
+    fully right answer; fractional metrics (f1, json_fields) also report their score.
+    """
+    name = str(metric.get("name"))
+    tol = float(metric.get("tolerance", 1e-6))
+    if name.startswith("python:"):
+        module, _, function = name.removeprefix("python:").partition(":")
+        value = _PY_METRIC.replace("MODULE", json.dumps(module)).replace("FUNCTION", function)
+        return {"type": "python", "value": value, "threshold": 1.0}
+    body = {
+        "label": _JS_LABEL.replace("LABELS", json.dumps(list(metric.get("labels") or []))),
+        "numeric": _JS_NUMERIC.replace("TOLERANCE", repr(tol)),
+        "exact": _JS_EXACT,
+        "f1": _JS_F1,
+        "json_fields": _JS_JSON_FIELDS.replace("FIELDS", json.dumps(list(metric.get("fields") or []))).replace(
+            "TOLERANCE", repr(tol)
+        ),
+    }[name]
+    return {"type": "javascript", "value": f"{_JS_PRELUDE}\n{body}", "threshold": 1.0}
+
+
+_OPENERS = ("{{", "{%", "{#")
+_ENV_REF = re.compile(r"\{\{[^}]*\benv\b")
+_MARK = re.compile("\x00migrator-var:([^\x00]*)\x00")
+
+
+def _literal(text: str) -> str:
+    """Text that promptfoo's Nunjucks must pass through unchanged."""
+    return "{% raw %}" + text + "{% endraw %}" if "{" in text or "}" in text else text
+
+
+def _as_nunjucks(rendered: str) -> str:
+    """A prompt rendered with marker values, with the markers turned into ``{{ var }}``."""
+    parts = _MARK.split(rendered)
+    return "".join(f"{{{{ {p} }}}}" if i % 2 else _literal(p) for i, p in enumerate(parts) if p or i % 2)
+
+
+def _fill(template: str, inputs: Mapping[str, Any]) -> str:
+    """What promptfoo makes of ``_as_nunjucks`` output for plain string inputs (for the self-check)."""
+    out = re.sub(r"\{% raw %\}(.*?)\{% endraw %\}", lambda m: m.group(1).replace("{{", "\x01"), template, flags=re.S)
+    out = re.sub(r"\{\{ (\w+) \}\}", lambda m: str(inputs[m.group(1)]), out)
+    return out.replace("\x01", "{{")
+
+
+def _shared_prompt(winner: Mapping[str, Any], tests: Sequence[Mapping[str, Any]]) -> str | None:
+    """The winner's prompt as one promptfoo template, if it is exactly what migrator sends.
+
+    That holds with fixed demos, variables used as plain substitutions, and (for a text
+    prompt, whose variables promptfoo renders as templates) inputs free of template tags.
+    Checked against every test's exact prompt; None means each test carries its own.
+    """
+    from migrator.prompts import Demo, PromptTemplate
+
+    demos = winner.get("demos") or {}
+    if demos.get("strategy") == "knn" and demos.get("k"):
+        return None
+    names = sorted({k for t in tests for k in t["inputs"]})
+    if not tests or not all(n.isidentifier() for n in names):
+        return None
+    template = PromptTemplate(tuple((m["role"], m["content"]) for m in winner["messages"]))
+    marks = {n: f"\x00migrator-var:{n}\x00" for n in names}
+    fixed = [Demo(d["inputs"], str(d["answer"])) for d in demos.get("fixed") or []]
+    try:
+        if isinstance(tests[0]["prompt"], str):
+            if any(o in str(v) for t in tests for v in t["inputs"].values() for o in _OPENERS):
+                return None
+            shared = _as_nunjucks(template.render_text(marks, fixed))
+            same = all(_fill(shared, t["inputs"]) == t["prompt"] for t in tests)
+        else:
+            messages = [{**m, "content": _as_nunjucks(m["content"])} for m in template.render(marks, fixed)]
+            shared = json.dumps(messages, ensure_ascii=False)
+            same = all(
+                [{**m, "content": _fill(m["content"], t["inputs"])} for m in messages] == t["prompt"] for t in tests
+            )
+    except Exception:  # a template that needs real values (filters, conditions) cannot be shared
+        return None
+    return shared if same and "\x00" not in shared else None
 
 
 def promptfoo_config(winner: Mapping[str, Any], tests: Sequence[Mapping[str, Any]]) -> str:
-    """promptfooconfig.yaml: the winner's prompt and provider, the test split as test cases."""
-    demos = winner.get("demos") or {}
-    messages: list[dict[str, str]] = []
-    last = max(i for i, m in enumerate(winner["messages"]) if m["role"] == "user")
-    for i, m in enumerate(winner["messages"]):
-        if i == last:
-            for d in demos.get("fixed") or []:
-                from jinja2.sandbox import ImmutableSandboxedEnvironment
+    """promptfooconfig.yaml: the winner's prompt and provider, the test split as test cases.
 
-                messages.append({"role": "user", "content": ImmutableSandboxedEnvironment().from_string(m["content"]).render(**d["inputs"])})
-                messages.append({"role": "assistant", "content": d["answer"]})
-        messages.append({"role": m["role"], "content": m["content"]})
-    metric = winner.get("metric") or {}
+    ``tests`` carry each example's id, inputs, expected value and ``prompt``: exactly what
+    the winner sends for it (see ``Lockfile.prompt_for``). promptfoo then scores the same
+    requests migrator scored, with the same metric.
+    """
+    shared = _shared_prompt(winner, tests)
+    chat = not tests or not isinstance(tests[0]["prompt"], str)
+    # Otherwise each test carries its prompt in a var that is not a string: promptfoo
+    # inserts those as they are, where it would render a string var as a template.
+    prompt = shared or ("{{ _messages | dump }}" if chat else "{{ _prompt.text }}")
+
+    def own(test: Mapping[str, Any]) -> dict[str, Any]:
+        if shared is not None:
+            return {}
+        return {"_messages": test["prompt"]} if chat else {"_prompt": {"text": test["prompt"]}}
+
     config = {
         "description": f"migrator winner for {winner['name']}: {winner['model']} · {winner['prompt_id']} (spec {winner.get('spec_hash')})",
-        "prompts": [{"id": str(winner["prompt_id"]), "raw": json.dumps(messages, ensure_ascii=False)}],
+        "prompts": [{"id": str(winner["prompt_id"]), "raw": prompt}],
         "providers": [_promptfoo_provider(winner)],
+        "defaultTest": {"assert": [_assertion(winner.get("metric") or {})]},
         "tests": [
-            {"description": str(t["id"]), "vars": dict(t["inputs"]), "assert": [_assertion(metric, t["expected"])]} for t in tests
+            {"description": str(t["id"]), "vars": {**dict(t["inputs"]), **own(t), "_expected": t["expected"]}}
+            for t in tests
         ],
     }
-    note = ""
-    if demos.get("strategy") == "knn" and demos.get("k"):
-        note = "# note: the winner picks demos per input (kNN); promptfoo runs the prompt without them.\n"
-    return note + str(yaml.safe_dump(config, sort_keys=False, allow_unicode=True, width=120))
+    notes = []
+    if shared is None:
+        notes.append("# each test carries the exact prompt the winner sends for it (demos per input, or templating)")
+    if _ENV_REF.search(json.dumps([prompt, config["tests"]], ensure_ascii=False)):
+        # promptfoo expands {{ env.NAME }} anywhere in its config, test vars included, before
+        # it reads the config's own `env:`; only the process environment can stop that
+        notes.append(
+            "# some inputs or demos contain {{ env... }}: run with PROMPTFOO_DISABLE_TEMPLATE_ENV_VARS=true,"
+            " or promptfoo sends your environment's values in their place"
+        )
+    return "".join(n + "\n" for n in notes) + str(yaml.safe_dump(config, sort_keys=False, allow_unicode=True, width=120))
 
 
 def render(winner: Mapping[str, Any], fmt: str, tests: Sequence[Mapping[str, Any]] = ()) -> str:

@@ -15,7 +15,7 @@ from typing import Any, Literal
 from migrator.candidates import DemoPool, Failure, PromptCandidate, Rejection, apply_transforms, propose_rewrites
 from migrator.dataset import Example, Splits, load_examples, split_examples
 from migrator.errors import BudgetExhausted, LLMError, SpecError, TemplateError
-from migrator.evaluate import Config, ExampleResult, Summary, evaluate, summarize
+from migrator.evaluate import Config, ExampleResult, Summary, build_request, evaluate, summarize
 from migrator.llm import Endpoint, LLMClient
 from migrator.metrics import Metric, build_metric
 from migrator.models import family, model_info
@@ -389,6 +389,17 @@ class Lockfile:
     demo_pool: DemoPool
     fixed_demos: tuple[Any, ...]
 
+    def demos_for(self, example: Example) -> Sequence[Any]:
+        """The demos the winner shows for this input: its kNN picks, or its fixed set."""
+        if self.config.demos and self.config.demo_strategy == "knn":
+            return self.demo_pool.demos("knn", self.config.demos, example)
+        return self.fixed_demos
+
+    def prompt_for(self, example: Example) -> list[dict[str, str]] | str:
+        """Exactly what the winner sends for this input: chat messages, or one completion prompt."""
+        request = build_request(self.config, endpoint_for(self.target, {}), self.template, example, self.demos_for(example))
+        return request.prompt if request.prompt is not None else [{"role": r, "content": c} for r, c in request.messages]
+
 
 def load_lockfile(path: Path, dataset: Path | None = None) -> Lockfile:
     """Read winner.yaml and rebuild its template, demos, metric and dataset split."""
@@ -448,14 +459,8 @@ def evaluate_lockfile(
     endpoint = endpoint_for(lock.target, api_bases or {})
     examples = lock.splits.get(split)
     config = lock.config
-
-    def demos_for(ex: Example) -> Sequence[Any]:
-        if config.demos and config.demo_strategy == "knn":
-            return lock.demo_pool.demos("knn", config.demos, ex)
-        return lock.fixed_demos
-
     with asyncio.Runner() as runner:
-        results = runner.run(evaluate(client, config, endpoint, lock.template, examples, lock.metric, demos_for))
+        results = runner.run(evaluate(client, config, endpoint, lock.template, examples, lock.metric, lock.demos_for))
     return _scored(split, config, None, results, 0, None)
 
 

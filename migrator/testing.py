@@ -92,6 +92,7 @@ PROFILES: dict[str, FakeProfile] = {
     "chatty": FakeProfile(needs_format_line=True),
     "hot": FakeProfile(max_temperature=0.3),
     "weak": FakeProfile(base=0.4),
+    "shaky": FakeProfile(base=0.2, with_demos=0.7),  # demos help, and it still errs
 }
 
 

@@ -1,7 +1,7 @@
 """A fault-injecting OpenAI-compatible server on loopback, for tests.
 
 ``POST /v1/chat/completions`` answers a sentiment task deterministically: it reads the
-review in the last user message and labels it with ``migrator.testing.true_label``, right
+review in the last user message (``/v1/completions`` reads its prompt back as chat turns) and labels it with ``migrator.testing.true_label``, right
 or wrong with the probability of the ``migrator.testing.PROFILES`` entry the model id
 ends with (``fault-fewshot`` behaves like ``fake/fewshot``; anything else like
 ``fake/oracle``; ``...-echo`` replies with the last user message). So a migration run
@@ -51,7 +51,17 @@ from typing import Any
 
 from migrator.testing import PROFILES, true_label
 
-__all__ = ["FAULTS", "KEY_ENV", "RETRYABLE_FAULTS", "Attempt", "FaultPlan", "FaultServer", "answer", "server_spec"]
+__all__ = [
+    "FAULTS",
+    "KEY_ENV",
+    "RETRYABLE_FAULTS",
+    "Attempt",
+    "FaultPlan",
+    "FaultServer",
+    "answer",
+    "completion_as_chat",
+    "server_spec",
+]
 
 FAULTS = ("rate_limit", "server_error", "unavailable", "reset", "hang", "malformed", "empty", "truncated", "auth")
 RETRYABLE_FAULTS = tuple(f for f in FAULTS if f not in ("truncated", "auth"))
@@ -113,6 +123,20 @@ def _unit(*parts: str) -> float:
 
 def _words(text: str) -> int:
     return max(1, len(text.split()))
+
+
+def completion_as_chat(prompt: str) -> list[dict[str, str]]:
+    """A completion prompt (as ``PromptTemplate.render_text`` writes it) read back as chat turns."""
+    messages: list[dict[str, str]] = []
+    for chunk in prompt.split("\n\n"):
+        question, cue, reply = chunk.rpartition("\nAnswer:")
+        if not cue:
+            messages.append({"role": "system", "content": chunk})
+            continue
+        messages.append({"role": "user", "content": question})
+        if reply.strip():
+            messages.append({"role": "assistant", "content": reply.strip()})
+    return messages
 
 
 def answer(body: Mapping[str, Any]) -> str:
@@ -268,9 +292,11 @@ class FaultServer:
                 except json.JSONDecodeError:
                     self._send(400, b'{"error": {"message": "request body is not JSON"}}')
                     return
-                if not self.path.rstrip("/").endswith("/chat/completions"):
-                    self._send(404, b'{"error": {"message": "only /v1/chat/completions is served"}}')
+                if not self.path.rstrip("/").endswith("/completions"):
+                    self._send(404, b'{"error": {"message": "only /v1/chat/completions and /v1/completions are served"}}')
                     return
+                if not self.path.rstrip("/").endswith("/chat/completions"):
+                    body = {**body, "messages": completion_as_chat(str(body.get("prompt", ""))), "text_completion": True}
                 server._hold(self.headers.get("Authorization"))
                 fault = server._decide(
                     raw, str(body.get("model")), json.dumps(body.get("messages"), ensure_ascii=False)
@@ -308,22 +334,17 @@ class FaultServer:
                 text, finish = answer(body), "stop"
                 if fault == "truncated":
                     text, finish = f"{text}\nThe reviewer seems to feel that the", "length"
+                completion = bool(body.get("text_completion"))
+                reply_text = {"text": text} if completion else {"message": {"role": "assistant", "content": text}}
                 choices = (
                     []
                     if fault == "empty"
-                    else [
-                        {
-                            "index": 0,
-                            "message": {"role": "assistant", "content": text},
-                            "finish_reason": finish,
-                            "logprobs": None,
-                        }
-                    ]
+                    else [{"index": 0, **reply_text, "finish_reason": finish, "logprobs": None}]
                 )
                 prompt_tokens = sum(_words(str(m.get("content", ""))) for m in body.get("messages") or [])
                 reply = {
                     "id": f"chatcmpl-{len(server.attempts)}",
-                    "object": "chat.completion",
+                    "object": "text_completion" if completion else "chat.completion",
                     "created": int(time.time()),
                     "model": body.get("model", ""),
                     "choices": choices,
