@@ -98,7 +98,16 @@ def run_dspy(work: Path, seed: int, threads: int) -> dict[str, Any]:
         program = dspy.Predict(dspy.Signature("review -> label", instructions))
         with dspy.context(lm=task_lm):
             optimizer = MIPROv2(metric=score, prompt_model=prompt_lm, task_model=task_lm, auto="light", num_threads=threads, seed=seed)
-            optimized = optimizer.compile(program, trainset=train, valset=dev)
+            try:
+                optimized = optimizer.compile(program, trainset=train, valset=dev)
+            except Exception as exc:  # e.g. the proposer's reply has no instruction DSPy can parse
+                return {
+                    "error": f"{type(exc).__name__}: {str(exc).strip().splitlines()[0]}",
+                    "calls_before_error": server_calls(log),
+                    "total_calls": None,
+                    "test_score": None,
+                    "wall_s": round(time.monotonic() - started, 1),
+                }
             optimization_calls = server_calls(log)
             evaluate = dspy.Evaluate(devset=test, metric=score, num_threads=threads, display_progress=False)
             test_score = float(evaluate(optimized).score) / 100.0
@@ -152,6 +161,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="draws the split and seeds both optimizers")
     parser.add_argument("--threads", type=int, default=2, help="DSPy threads (llama.cpp answers one at a time)")
     parser.add_argument("--dspy-json", type=Path, help="reuse a finished DSPy half instead of running it again")
+    parser.add_argument(
+        "--calls-if-dspy-fails",
+        type=int,
+        default=632,
+        help="migrator's call budget when MIPROv2 fails (default: the median of its totals on seeds 0-2)",
+    )
     parser.add_argument("--work", type=Path, help="keep migrator's run (summary.json, report.html, logs) here")
     args = parser.parse_args()
     results = RESULTS if args.seed == 0 else RESULTS.with_name(f"vs_miprov2-seed{args.seed}.json")
@@ -165,15 +180,17 @@ def main() -> None:
             results.parent.mkdir(parents=True, exist_ok=True)
             results.write_text(json.dumps({"dspy_miprov2_light": dspy_side}, indent=2))
             print(json.dumps(dspy_side, indent=2), flush=True)
-        ours = run_migrator(work, args.seed, dspy_side["total_calls"])
+        # when MIPROv2 fails there is no budget to match: migrator gets the usual one
+        ours = run_migrator(work, args.seed, dspy_side["total_calls"] or args.calls_if_dspy_fails)
+    both = ours["test_score"] is not None and dspy_side["test_score"] is not None
     result = {
         "task": "review-sentiment -> local/" + TARGET,
         "seed": args.seed,
         "spec": str(SPEC.relative_to(ROOT)),
         "dspy_miprov2_light": dspy_side,
         "migrator": ours,
-        "migrator_minus_dspy_test": None if ours["test_score"] is None else ours["test_score"] - dspy_side["test_score"],
-        "calls_ratio_migrator_over_dspy": ours["server_calls"] / dspy_side["total_calls"],
+        "migrator_minus_dspy_test": ours["test_score"] - dspy_side["test_score"] if both else None,
+        "calls_ratio_migrator_over_dspy": ours["server_calls"] / dspy_side["total_calls"] if both else None,
     }
     results.write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))

@@ -6,6 +6,7 @@ Pure functions from the lockfile mapping to text; ``cli`` writes the result.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -131,14 +132,26 @@ Test score: {(winner.get('scores') or {}).get('test')} (95% CI {(winner.get('sco
     return "\n".join(lines)
 
 
+# Sampling params promptfoo's OpenAI-style providers know by name; any other param of
+# the winner is passed through to the request body as it is.
+_PROMPTFOO_PARAMS = ("temperature", "top_p", "max_tokens", "stop", "seed", "presence_penalty", "frequency_penalty")
+
+
 def _promptfoo_provider(winner: Mapping[str, Any]) -> dict[str, Any]:
     model = str(winner["model"])
     endpoint = winner.get("endpoint") or {}
     provider, _, name = model.partition("/")
     params = dict(winner.get("params") or {})
-    config: dict[str, Any] = {k: v for k, v in params.items() if k in ("temperature", "top_p", "max_tokens")}
+    config: dict[str, Any] = {k: v for k, v in params.items() if k in _PROMPTFOO_PARAMS}
+    if extra := {k: v for k, v in params.items() if k not in _PROMPTFOO_PARAMS}:
+        config["passthrough"] = extra
     if endpoint.get("api_key_env"):
         config["apiKeyEnvar"] = endpoint["api_key_env"]  # the variable's name, never the key
+    openai_like = provider in ("local", "openai") or bool(endpoint.get("api_base"))
+    if openai_like and endpoint.get("mode") != "completion":
+        config["omitDefaults"] = True  # no temperature or max_tokens the winner does not set
+    if endpoint.get("mode") == "completion" and "stop" not in params:
+        config["stop"] = []  # promptfoo's completion provider would stop at ChatML tokens
     if provider == "local" or endpoint.get("api_base"):
         config["apiBaseUrl"] = endpoint.get("api_base") or "http://127.0.0.1:8077/v1"
         if not endpoint.get("api_key_env"):
@@ -154,14 +167,22 @@ def _promptfoo_provider(winner: Mapping[str, Any]) -> dict[str, Any]:
 
 # promptfoo runs a JavaScript assertion's text as a function body when it has more than
 # one line (a one-line text is wrapped in `return ...`). This prelude mirrors
-# migrator/parsing.py, so promptfoo passes exactly the test examples migrator scored 1.
-# It must contain no Nunjucks tag openers: promptfoo renders assertion text as a template.
-_JS_PRELUDE = r"""const text = String(output);
-const fence = text.match(/```[a-zA-Z0-9_-]*\s*\n?([\s\S]*?)```/);
-const body = fence ? fence[1].trim() : text.trim();
+# migrator/parsing.py, so promptfoo passes exactly the test examples migrator scored 1:
+# Python's whitespace (str.split), casefold (toLowerCase, then the folds it lacks) and
+# Unicode digits. It must contain no Nunjucks tag openers: promptfoo renders assertion
+# text as a template. `_expected` is {text: str(expected), value: expected, number:
+# float(expected) or null, json}, so the JS never has to redo Python's conversions.
+_JS_PRELUDE = r"""const WS = "[\\t\\n\\v\\f\\r\\x1c-\\x1f \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]";
+const strip = (s) => s.replace(new RegExp("^" + WS + "+|" + WS + "+$", "g"), "");
+const ndigit = (d) => { const cp = d.codePointAt(0); let s = cp; while (/\p{Nd}/u.test(String.fromCodePoint(s - 1))) s--; return String((cp - s) % 10); };
+const ascii = (s) => String(s).replace(/\p{Nd}/gu, ndigit);
+const text = String(output);
+const fence = text.match(new RegExp("```[a-zA-Z0-9_-]*" + WS + "*\\n?([\\s\\S]*?)```"));
+const body = fence ? strip(fence[1]) : strip(text);
 const EDGE = " \t\n.,;:!?\"'`*()[]";
+const fold = (s) => s.toLowerCase().replace(/ß|ẞ/g, "ss").replace(/ς/g, "σ").replace(/ϐ/g, "β").replace(/ϑ/g, "θ").replace(/ϕ/g, "φ").replace(/ϖ/g, "π").replace(/ϰ/g, "κ").replace(/ϱ/g, "ρ").replace(/ϵ/g, "ε").replace(/ẛ/g, "ṡ").replace(/ﬅ|ﬆ/g, "st");
 const norm = (s) => {
-  const t = String(s).normalize("NFKC").toLowerCase().split(/\s+/).filter(Boolean).join(" ");
+  const t = fold(String(s).normalize("NFKC")).split(new RegExp(WS + "+")).filter(Boolean).join(" ");
   let a = 0, b = t.length;
   while (a < b && EDGE.includes(t[a])) a++;
   while (b > a && EDGE.includes(t[b - 1])) b--;
@@ -170,8 +191,8 @@ const norm = (s) => {
 const close = (a, b, tol) => Math.abs(a - b) <= Math.max(tol * Math.max(Math.abs(a), Math.abs(b)), tol);
 const want = context.vars._expected;"""
 
-_JS_LABEL = r"""const labels = LABELS;
-const lines = body.split(/\r\n|[\n\r\v\f\x1c-\x1e\x85\u2028\u2029]/).filter((l) => l.trim());
+_JS_LABEL = r"""const labels = @LABELS@;
+const lines = body.split(/\r\n|[\n\r\v\f\x1c-\x1e\x85\u2028\u2029]/).filter((l) => strip(l));
 if (!lines.length) return false;
 const first = norm(lines[0]);
 let got = labels.find((l) => norm(l) === first);
@@ -183,16 +204,15 @@ if (got === undefined) {
     if (at >= 0 && at < best) { best = at; got = l; }
   }
 }
-return got !== undefined && norm(got) === norm(want);"""
+return got !== undefined && norm(got) === norm(want.text);"""
 
-_JS_NUMERIC = r"""const m = body.replace(/\u2212/g, "-").match(/-?\d{1,3}(?:,\d{3})+(?:\.\d+)?|-?\d+(?:\.\d+)?|-?\.\d+/);
-const w = Number(want);
-return m !== null && !Number.isNaN(w) && close(Number(m[0].replace(/,/g, "")), w, TOLERANCE);"""
+_JS_NUMERIC = r"""const m = ascii(body).replace(/\u2212/g, "-").match(/-?\d{1,3}(?:,\d{3})+(?:\.\d+)?|-?\d+(?:\.\d+)?|-?\.\d+/);
+return m !== null && want.number !== null && close(Number(m[0].replace(/,/g, "")), want.number, @TOLERANCE@);"""
 
-_JS_EXACT = "return norm(body) === norm(String(want));"
+_JS_EXACT = "return norm(body) === norm(want.text);"
 
 _JS_F1 = r"""const toks = (s) => norm(s).match(/[\p{L}\p{N}_]+/gu) || [];
-const got = toks(body), exp = toks(String(want));
+const got = toks(body), exp = toks(want.text);
 if (!got.length || !exp.length) return got.length === exp.length ? 1 : 0;
 const left = new Map();
 for (const t of exp) left.set(t, (left.get(t) || 0) + 1);
@@ -218,33 +238,41 @@ _JS_JSON_FIELDS = r"""const parse = () => {
         try { return JSON.parse(body.slice(start, i + 1)); } catch (e) { break; }
       }
     }
-    if (depth !== 0) continue;
   }
   return null;
 };
 const asNumber = (v) => {
   if (typeof v === "boolean") return null;
   if (typeof v === "number") return v;
-  if (typeof v === "string" && /^\s*-?[\d,]*\.?\d+\s*$/.test(v)) return Number(v.replace(/,/g, ""));
+  if (typeof v === "string" && new RegExp("^" + WS + "*-?[\\d,]*\\.?\\d+" + WS + "*$").test(ascii(v))) return Number(strip(ascii(v)).replace(/,/g, ""));
   return null;
 };
+const str = (v) => (v === true ? "True" : v === false ? "False" : typeof v === "object" ? JSON.stringify(v) : String(v));
 const equal = (g, w) => {
   if (w === null || w === undefined) return g === null || g === undefined || (typeof g === "string" && ["", "null", "none"].includes(norm(g)));
   const wn = asNumber(w), gn = asNumber(g);
-  if (wn !== null && typeof w !== "string") return gn !== null && close(gn, wn, TOLERANCE);
+  if (wn !== null && typeof w !== "string") return gn !== null && close(gn, wn, @TOLERANCE@);
   if (g === null || g === undefined) return false;
-  return norm(String(g)) === norm(String(w));
+  return norm(str(g)) === norm(str(w));
 };
 const got = parse();
-const keys = FIELDS.length ? FIELDS : (want && typeof want === "object" ? Object.keys(want) : []);
-if (!got || typeof got !== "object" || Array.isArray(got) || !want || typeof want !== "object" || !keys.length) return 0;
-return keys.filter((k) => equal(got[k], want[k])).length / keys.length;"""
+const exp = want.value;
+const fields = @FIELDS@;
+const keys = fields.length ? fields : (exp && typeof exp === "object" ? Object.keys(exp) : []);
+if (!got || typeof got !== "object" || Array.isArray(got) || !exp || typeof exp !== "object" || Array.isArray(exp) || !keys.length) return 0;
+return keys.filter((k) => equal(got[k], exp[k])).length / keys.length;"""
 
-_PY_METRIC = """import os, sys
+_PY_METRIC = """import json, os, sys
 from importlib import import_module
 sys.path.insert(0, os.getcwd())  # the metric's module, as migrator imported it from where it ran
-score = float(import_module(MODULE).FUNCTION(output, context["vars"]["_expected"]))
+expected = json.loads(context["vars"]["_expected"]["json"])  # as migrator read it (JS has no 3.0)
+score = float(import_module(@MODULE@).@FUNCTION@(output, expected))
 return min(1.0, max(0.0, score))"""
+
+
+def _fill_in(template: str, values: Mapping[str, str]) -> str:
+    """``@NAME@`` placeholders replaced in one pass (a value is never read as a placeholder)."""
+    return re.sub(r"@([A-Z]+)@", lambda m: values[m.group(1)], template)
 
 
 def _assertion(metric: Mapping[str, Any]) -> dict[str, Any]:
@@ -254,24 +282,31 @@ def _assertion(metric: Mapping[str, Any]) -> dict[str, Any]:
     fully right answer; fractional metrics (f1, json_fields) also report their score.
     """
     name = str(metric.get("name"))
-    tol = float(metric.get("tolerance", 1e-6))
+    tol = repr(float(metric.get("tolerance", 1e-6)))
     if name.startswith("python:"):
         module, _, function = name.removeprefix("python:").partition(":")
-        value = _PY_METRIC.replace("MODULE", json.dumps(module)).replace("FUNCTION", function)
+        value = _fill_in(_PY_METRIC, {"MODULE": json.dumps(module), "FUNCTION": function})
         return {"type": "python", "value": value, "threshold": 1.0}
     body = {
-        "label": _JS_LABEL.replace("LABELS", json.dumps(list(metric.get("labels") or []))),
-        "numeric": _JS_NUMERIC.replace("TOLERANCE", repr(tol)),
-        "exact": _JS_EXACT,
-        "f1": _JS_F1,
-        "json_fields": _JS_JSON_FIELDS.replace("FIELDS", json.dumps(list(metric.get("fields") or []))).replace(
-            "TOLERANCE", repr(tol)
-        ),
-    }[name]
+        "label": lambda: _fill_in(_JS_LABEL, {"LABELS": json.dumps(list(metric.get("labels") or []))}),
+        "numeric": lambda: _fill_in(_JS_NUMERIC, {"TOLERANCE": tol}),
+        "exact": lambda: _JS_EXACT,
+        "f1": lambda: _JS_F1,
+        "json_fields": lambda: _fill_in(_JS_JSON_FIELDS, {"FIELDS": json.dumps(list(metric.get("fields") or [])), "TOLERANCE": tol}),
+    }[name]()
     return {"type": "javascript", "value": f"{_JS_PRELUDE}\n{body}", "threshold": 1.0}
 
 
-_OPENERS = ("{{", "{%", "{#")
+def _expected(value: Any) -> dict[str, Any]:
+    """A test's expected value, with the readings of it migrator's metrics make."""
+    try:
+        number: float | None = float(value)
+    except (TypeError, ValueError):
+        number = None
+    finite = number if number is not None and math.isfinite(number) else None
+    return {"text": str(value), "value": value, "number": finite, "json": json.dumps(value, default=str)}
+
+
 _ENV_REF = re.compile(r"\{\{[^}]*\benv\b")
 _MARK = re.compile("\x00migrator-var:([^\x00]*)\x00")
 
@@ -288,18 +323,30 @@ def _as_nunjucks(rendered: str) -> str:
 
 
 def _fill(template: str, inputs: Mapping[str, Any]) -> str:
-    """What promptfoo makes of ``_as_nunjucks`` output for plain string inputs (for the self-check)."""
+    """What promptfoo makes of ``_as_nunjucks`` output for inputs ``_plain`` accepts (the self-check)."""
     out = re.sub(r"\{% raw %\}(.*?)\{% endraw %\}", lambda m: m.group(1).replace("{{", "\x01"), template, flags=re.S)
     out = re.sub(r"\{\{ (\w+) \}\}", lambda m: str(inputs[m.group(1)]), out)
     return out.replace("\x01", "{{")
 
 
+def _plain(value: Any) -> bool:
+    """An input promptfoo passes to a template as it is: a string it does not load a file
+    for, trim, or render as a template (it does all three to string vars)."""
+    return (
+        isinstance(value, str)
+        and not value.endswith("\n")
+        and "{" not in value
+        and "}" not in value
+        and not value.startswith(("file://", "package:"))
+    )
+
+
 def _shared_prompt(winner: Mapping[str, Any], tests: Sequence[Mapping[str, Any]]) -> str | None:
     """The winner's prompt as one promptfoo template, if it is exactly what migrator sends.
 
-    That holds with fixed demos, variables used as plain substitutions, and (for a text
-    prompt, whose variables promptfoo renders as templates) inputs free of template tags.
-    Checked against every test's exact prompt; None means each test carries its own.
+    That holds with fixed demos, variables used as plain substitutions, and inputs that
+    promptfoo sends unchanged (``_plain``). Checked against every test's exact prompt;
+    None means each test carries its own.
     """
     from migrator.prompts import Demo, PromptTemplate
 
@@ -307,15 +354,15 @@ def _shared_prompt(winner: Mapping[str, Any], tests: Sequence[Mapping[str, Any]]
     if demos.get("strategy") == "knn" and demos.get("k"):
         return None
     names = sorted({k for t in tests for k in t["inputs"]})
-    if not tests or not all(n.isidentifier() for n in names):
+    if not tests or not all(n.isidentifier() and not n.startswith("_") for n in names):
+        return None
+    if not all(_plain(v) for t in tests for v in t["inputs"].values()):
         return None
     template = PromptTemplate(tuple((m["role"], m["content"]) for m in winner["messages"]))
     marks = {n: f"\x00migrator-var:{n}\x00" for n in names}
     fixed = [Demo(d["inputs"], str(d["answer"])) for d in demos.get("fixed") or []]
     try:
         if isinstance(tests[0]["prompt"], str):
-            if any(o in str(v) for t in tests for v in t["inputs"].values() for o in _OPENERS):
-                return None
             shared = _as_nunjucks(template.render_text(marks, fixed))
             same = all(_fill(shared, t["inputs"]) == t["prompt"] for t in tests)
         else:
@@ -329,6 +376,18 @@ def _shared_prompt(winner: Mapping[str, Any], tests: Sequence[Mapping[str, Any]]
     return shared if same and "\x00" not in shared else None
 
 
+class _QuotedDumper(yaml.SafeDumper):
+    """Every string quoted (or a literal block): promptfoo's YAML 1.2 parser would read an
+    unquoted `1e3` or `0o17` as a number."""
+
+
+def _quoted_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|" if "\n" in value else '"')
+
+
+_QuotedDumper.add_representer(str, _quoted_str)
+
+
 def promptfoo_config(winner: Mapping[str, Any], tests: Sequence[Mapping[str, Any]]) -> str:
     """promptfooconfig.yaml: the winner's prompt and provider, the test split as test cases.
 
@@ -338,13 +397,13 @@ def promptfoo_config(winner: Mapping[str, Any], tests: Sequence[Mapping[str, Any
     """
     shared = _shared_prompt(winner, tests)
     chat = not tests or not isinstance(tests[0]["prompt"], str)
-    # Otherwise each test carries its prompt in a var that is not a string: promptfoo
-    # inserts those as they are, where it would render a string var as a template.
+    # Otherwise each test carries its prompt, and nothing else, in vars that are not
+    # strings: promptfoo inserts those as they are, where it renders string vars.
     prompt = shared or ("{{ _messages | dump }}" if chat else "{{ _prompt.text }}")
 
     def own(test: Mapping[str, Any]) -> dict[str, Any]:
         if shared is not None:
-            return {}
+            return dict(test["inputs"])
         return {"_messages": test["prompt"]} if chat else {"_prompt": {"text": test["prompt"]}}
 
     config = {
@@ -353,13 +412,13 @@ def promptfoo_config(winner: Mapping[str, Any], tests: Sequence[Mapping[str, Any
         "providers": [_promptfoo_provider(winner)],
         "defaultTest": {"assert": [_assertion(winner.get("metric") or {})]},
         "tests": [
-            {"description": str(t["id"]), "vars": {**dict(t["inputs"]), **own(t), "_expected": t["expected"]}}
-            for t in tests
+            {"description": str(t["id"]), "vars": {**own(t), "_expected": _expected(t["expected"])}} for t in tests
         ],
     }
     notes = []
     if shared is None:
-        notes.append("# each test carries the exact prompt the winner sends for it (demos per input, or templating)")
+        notes.append("# each test carries the exact prompt the winner sends for it (demos per input, or inputs")
+        notes.append("# promptfoo would change as template vars)")
     if _ENV_REF.search(json.dumps([prompt, config["tests"]], ensure_ascii=False)):
         # promptfoo expands {{ env.NAME }} anywhere in its config, test vars included, before
         # it reads the config's own `env:`; only the process environment can stop that
@@ -367,7 +426,8 @@ def promptfoo_config(winner: Mapping[str, Any], tests: Sequence[Mapping[str, Any
             "# some inputs or demos contain {{ env... }}: run with PROMPTFOO_DISABLE_TEMPLATE_ENV_VARS=true,"
             " or promptfoo sends your environment's values in their place"
         )
-    return "".join(n + "\n" for n in notes) + str(yaml.safe_dump(config, sort_keys=False, allow_unicode=True, width=120))
+    body = yaml.dump(config, Dumper=_QuotedDumper, sort_keys=False, allow_unicode=True, width=120)
+    return "".join(n + "\n" for n in notes) + str(body)
 
 
 def render(winner: Mapping[str, Any], fmt: str, tests: Sequence[Mapping[str, Any]] = ()) -> str:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +33,8 @@ Choice = dict[str, Any]
 _FLOAT_POINTS = 11
 # A larger space is ranked on a fresh random sample of its unscored configs per proposal.
 _MAX_SCORED = 20_000
+# a config whose every call failed is tried this many times before it counts as tried
+_TRIES_OF_A_FAILING_CONFIG = 2
 
 
 def _points(low: float, high: float, step: float | None) -> list[float]:
@@ -127,12 +130,15 @@ class Planner:
 
         Args:
             observed: (params, mean dev score, examples scored, is a score) of every
-                finished trial. A failed trial (every call failed) is not a score: its
-                config counts as tried, but it does not teach the model anything.
+                finished trial. A failed trial (every call failed) is not a score: it
+                teaches the model nothing, and its config is tried again once (an
+                outage passes) before it counts as tried.
         """
         from sklearn.linear_model import BayesianRidge
 
-        done = {_key(p) for p, _, n, _ in observed if n > 0}
+        failures = Counter(_key(p) for p, _, n, scored in observed if n > 0 and not scored)
+        done = {_key(p) for p, _, n, scored in observed if n > 0 and scored}
+        done |= {key for key, times in failures.items() if times >= _TRIES_OF_A_FAILING_CONFIG}
         fresh = [i for i, key in enumerate(self.keys) if key not in done]
         if not fresh:
             return None

@@ -46,9 +46,18 @@ def test_it_never_proposes_a_config_already_scored_and_stops_when_all_are() -> N
         params = planner.propose(observed, seed=step)
         assert params is not None and params in points
         assert all(params != p for p, *_ in observed)
-        # pruned ones (fewer examples) and failed ones count as tried too
-        observed.append((params, 0.5, 10 if step % 3 else 4, step % 7 != 0))
+        # pruned ones (fewer examples) count as tried too
+        observed.append((params, 0.5, 10 if step % 3 else 4, True))
     assert planner.propose(observed, seed=99) is None
+
+
+def test_a_config_whose_calls_all_failed_is_tried_once_more_then_counts_as_tried() -> None:
+    points = _space()[:3]
+    planner = Planner(points)
+    observed = [(points[0], 0.5, 10, True), (points[1], 0.7, 10, True), (points[2], 0.0, 10, False)]
+    assert planner.propose(observed, seed=0) == points[2]  # an outage may have passed
+    observed.append((points[2], 0.0, 10, False))
+    assert planner.propose(observed, seed=0) is None
 
 
 def test_a_failed_trial_is_not_taken_for_a_score() -> None:
@@ -57,7 +66,7 @@ def test_a_failed_trial_is_not_taken_for_a_score() -> None:
     points = _space()
     planner = Planner(points)
     good = next(p for p in points if p["model"] == "a" and p["demos"] == 4)
-    failed = [(p, 0.0, 30, False) for p in points if p["model"] == "a" and p is not good][:12]
+    failed = [(p, 0.0, 30, False) for p in points if p["model"] == "a" and p is not good][:12] * 2  # and retried
     observed = [(good, 0.6, 30, True), *failed, *[(p, 0.5, 30, True) for p in points if p["model"] == "b"][:6]]
     picks = [planner.propose(observed, seed=s) for s in range(40)]
     assert sum(p is not None and p["model"] == "a" for p in picks) >= 30  # 1 of 40 if the zeros counted

@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PROMPTFOO = os.environ.get("MIGRATOR_PROMPTFOO") or shutil.which("promptfoo") or str(ROOT / ".ci/node/node_modules/.bin/promptfoo")
 KEY = "sk-test-promptfoo-0123456789abcdef"
 # reviews that look like templates: promptfoo must send them as text, not render them
-TEMPLATED = ("{{ env.HOME }}", "{% if true %}yes{% endif %}")
+TEMPLATED = ("{{ env.HOME }}", "{% if true %}yes{% endif %}", "{{ _expected }}")
 
 
 def _promptfoo() -> str:
@@ -41,25 +42,33 @@ def _promptfoo() -> str:
     pytest.skip("promptfoo is not installed (npm install promptfoo; or set MIGRATOR_PROMPTFOO)")
 
 
-def _rows(templated: bool) -> list[dict[str, str]]:
-    return make_sentiment_rows(70, rng_words=lambda i: TEMPLATED[i % 2] if templated and i % 5 == 0 else f"visit {i}")
+def _rows(awkward: bool) -> list[dict[str, str]]:
+    """Sentiment rows; awkward ones also hold template syntax, a trailing newline or a file URL."""
+    rows = make_sentiment_rows(70, rng_words=lambda i: TEMPLATED[i % 3] if awkward and i % 5 == 0 else f"visit {i}")
+    for i, row in enumerate(rows):
+        if awkward and i % 5 == 1:
+            row["review"] += "\n"
+        if awkward and i % 5 == 2:
+            row["review"] = "file:///etc/hostname " + row["review"]
+    return rows
 
 
 @pytest.mark.parametrize(
-    ("mode", "strategy", "templated", "shared"),
+    ("mode", "strategy", "awkward", "shared"),
     [
-        ("chat", "stratified", True, True),  # one template, fixed demos baked in
-        ("chat", "knn", True, False),  # demos picked per input: each test carries its messages
+        ("chat", "stratified", False, True),  # one template, fixed demos baked in
+        ("chat", "stratified", True, False),  # inputs promptfoo would change: each test carries its messages
+        ("chat", "knn", False, False),  # demos picked per input
         ("completion", "stratified", False, True),  # one text template
-        ("completion", "stratified", True, False),  # promptfoo would render inputs in a text template
+        ("completion", "knn", True, False),
     ],
 )
 def test_promptfoo_passes_exactly_the_examples_migrator_scored_right(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str, strategy: str, templated: bool, shared: bool
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str, strategy: str, awkward: bool, shared: bool
 ) -> None:
     promptfoo = _promptfoo()
     data = tmp_path / "reviews.jsonl"
-    data.write_text("".join(json.dumps(r) + "\n" for r in _rows(templated)))
+    data.write_text("".join(json.dumps(r) + "\n" for r in _rows(awkward)))
     monkeypatch.setenv(KEY_ENV, KEY)
     with FaultServer(FaultPlan()) as server:
         target = {"model": "openai/fault-shaky", "api_base": server.api_base, "api_key_env": KEY_ENV, "mode": mode}
@@ -69,6 +78,7 @@ def test_promptfoo_passes_exactly_the_examples_migrator_scored_right(
             targets=[target],
             search_space={"temperature": None, "demos": {"k": [3], "strategies": [strategy]}, "pruner": "none"},
         )
+        spec["app"]["params"] = {"temperature": 0.0, "max_tokens": 5}
         (tmp_path / "migration.yaml").write_text(yaml.safe_dump(spec))
         out = tmp_path / "out"
         assert cli.main(["run", str(tmp_path / "migration.yaml"), "--out", str(out), "--quiet", "--no-tracking"]) == 0
@@ -93,8 +103,8 @@ def test_promptfoo_passes_exactly_the_examples_migrator_scored_right(
         }
         env.pop("OPENAI_API_KEY", None)  # the config names KEY_ENV; promptfoo must read that
         # as the config's first lines ask when test inputs contain {{ env.HOME }}
-        assert ("run with PROMPTFOO_DISABLE_TEMPLATE_ENV_VARS=true" in text.split("\nprompts:")[0]) == templated
-        if templated:
+        assert ("run with PROMPTFOO_DISABLE_TEMPLATE_ENV_VARS=true" in text.split("\nprompts:")[0]) == awkward
+        if awkward:
             env["PROMPTFOO_DISABLE_TEMPLATE_ENV_VARS"] = "true"
         result = tmp_path / "promptfoo.json"
         proc = subprocess.run(
@@ -113,22 +123,43 @@ def test_promptfoo_passes_exactly_the_examples_migrator_scored_right(
     promptfoo_says = {r["testCase"]["description"]: bool(r["success"]) for r in rows}
     assert promptfoo_says == migrator_says
     assert 0 < sum(migrator_says.values()) < len(migrator_says)  # passes and failures both
-    # byte for byte the requests migrator sends, with the key from the variable it names
-    assert _sent(promptfoo_requests) == _sent(migrator_requests)
+    # the request bodies migrator sends, with the key from the variable it names
+    assert _sent(promptfoo_requests, mode) == _sent(migrator_requests, mode)
     assert {a.authorization for a in promptfoo_requests} == {f"Bearer {KEY}"}
-    if templated:  # template-like reviews went out as text, never rendered
-        assert all(t in json.dumps(_sent(promptfoo_requests), ensure_ascii=False) for t in TEMPLATED)
+    if awkward:  # template-like reviews went out as text, never rendered
+        shown = [t for t in TEMPLATED if any(t in str(ex.inputs["review"]) for ex in lock.splits.test)]
+        assert shown and all(t in "".join(_sent(promptfoo_requests, mode)) for t in shown)
 
 
-def _sent(attempts: list[Any]) -> list[tuple[str, str]]:
-    """What each request asked, whichever endpoint it went to, in a stable order."""
-    return sorted((json.dumps(a.body.get("messages"), ensure_ascii=False), str(a.body.get("prompt"))) for a in attempts)
+# promptfoo's completion provider always sends these; left out, they mean the same
+NEUTRAL_COMPLETION_DEFAULTS = {"best_of": 1, "top_p": 1, "presence_penalty": 0, "frequency_penalty": 0, "stop": []}
 
 
-# (metric spec, [(model output, expected value), ...]): replies as models write them
+def _sent(attempts: list[Any], mode: str) -> list[str]:
+    """Each request body as the server received it (the key travels in a header), in a stable order."""
+    bodies = [dict(a.body) for a in attempts]
+    for body in bodies:
+        for key, neutral in NEUTRAL_COMPLETION_DEFAULTS.items():
+            if mode == "completion" and body.get(key) == neutral:
+                del body[key]
+    # JSON numbers compare as numbers: JavaScript writes the temperature 0.0 as 0
+    return sorted(json.dumps(b, sort_keys=True, ensure_ascii=False, default=str) for b in map(_floats, bodies))
+
+
+def _floats(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _floats(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_floats(v) for v in value]
+    return float(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+# (metric spec, [(model output, expected value), ...]): replies as models write them, and
+# the corners where JavaScript and Python differ (case folding, Unicode digits and
+# whitespace, str() of non-strings, what float() accepts)
 CASES: list[tuple[dict[str, Any], list[tuple[str, Any]]]] = [
     (
-        {"name": "label", "labels": ["positive", "negative", "not sure"]},
+        {"name": "label", "labels": ["positive", "negative", "not sure", "Straße"]},
         [
             ("positive", "positive"),
             ("Negative.", "negative"),
@@ -143,6 +174,9 @@ CASES: list[tuple[dict[str, Any], list[tuple[str, Any]]]] = [
             ("", "positive"),
             ("Positiv", "positive"),
             ("ＰＯＳＩＴＩＶＥ", "positive"),
+            ("STRASSE", "Straße"),
+            ("positive\x85", "positive"),
+            ("\ufeffpositive", "positive"),
         ],
     ),
     (
@@ -157,15 +191,42 @@ CASES: list[tuple[dict[str, Any], list[tuple[str, Any]]]] = [
             ("```\n12\n```", 12),
             (".5", 0.5),
             ("10 then 20", 20),
+            ("４２", 42),
+            ("The total is ٤٢ yen", 42),
+            ("0", ""),
+            ("0", None),
+            ("16", "0x10"),
+            ("1000", "1_000"),
+            ("12", "12"),
         ],
     ),
     (
         {"name": "exact"},
-        [("Paris", "paris"), ("  Paris. ", "Paris"), ("Paris, France", "Paris"), ("```\nParis\n```", "Paris")],
+        [
+            ("Paris", "paris"),
+            ("  Paris. ", "Paris"),
+            ("Paris, France", "Paris"),
+            ("```\nParis\n```", "Paris"),
+            ("GROSS", "groß"),
+            ("3.0", 3.0),
+            ("None", None),
+            ("True", True),
+            ("12345678901234567890", 12345678901234567890),
+            ("Paris\x85", "Paris"),
+            ("Paris\ufeff", "Paris"),
+        ],
     ),
     (
         {"name": "f1"},
-        [("the cat sat", "the cat sat"), ("a cat", "the cat sat"), ("", ""), ("dog", "the cat"), ("cat cat", "cat")],
+        [
+            ("the cat sat", "the cat sat"),
+            ("a cat", "the cat sat"),
+            ("", ""),
+            ("dog", "the cat"),
+            ("cat cat", "cat"),
+            ("3.0", 3.0),
+            ("die STRASSE", "die Straße"),
+        ],
     ),
     (
         {"name": "json_fields", "fields": ["total", "vendor", "date"], "tolerance": 0.001},
@@ -176,65 +237,76 @@ CASES: list[tuple[dict[str, Any], list[tuple[str, Any]]]] = [
             ('{"total": 3, "note": "a } brace", "vendor": "y"}', {"total": 3, "vendor": "y", "date": None}),
             ("not json", {"total": 1, "vendor": "a", "date": None}),
             ('{"total": true, "vendor": "a", "date": ""}', {"total": 1, "vendor": "a", "date": None}),
+            ('{"total": "４２", "vendor": "GROSS", "date": "none"}', {"total": 42, "vendor": "groß", "date": None}),
         ],
     ),
 ]
 
 
+def _echo_eval(tmp_path: Path, assertion: dict[str, Any], cases: list[tuple[str, Any]]) -> dict[str, float]:
+    """promptfoo's score for each (reply, expected), the reply played back by its `echo` provider."""
+    from migrator.exporters import _expected, _QuotedDumper
+
+    config = {
+        "prompts": ["{{ _prompt.text }}"],
+        "providers": ["echo"],
+        "defaultTest": {"assert": [assertion]},
+        "tests": [
+            {"description": f"c{i}", "vars": {"_prompt": {"text": o}, "_expected": _expected(e)}}
+            for i, (o, e) in enumerate(cases)
+        ],
+    }
+    # written as the export writes its config (every string quoted)
+    (tmp_path / "promptfooconfig.yaml").write_text(yaml.dump(config, Dumper=_QuotedDumper, allow_unicode=True))
+    env = {
+        **os.environ,
+        "PROMPTFOO_PYTHON": sys.executable,
+        "PROMPTFOO_DISABLE_TELEMETRY": "1",
+        "PROMPTFOO_DISABLE_UPDATE": "1",
+        "PROMPTFOO_CONFIG_DIR": str(tmp_path / "promptfoo-home"),
+    }
+    proc = subprocess.run(
+        [_promptfoo(), "eval", "-c", "promptfooconfig.yaml", "--no-cache", "--no-progress-bar", "-o", "out.json"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert (tmp_path / "out.json").exists(), proc.stdout[-2000:] + proc.stderr[-2000:]
+    rows = json.loads((tmp_path / "out.json").read_text())["results"]["results"]
+    assert all(r["response"]["output"] == cases[int(r["testCase"]["description"][1:])][0] for r in rows)
+    return {r["testCase"]["description"]: float(r["score"]) for r in rows}
+
+
 @pytest.mark.parametrize(("spec", "cases"), CASES, ids=[c[0]["name"] for c in CASES])
-def test_the_exported_assertion_scores_as_migrator_does(spec: dict[str, Any], cases: list[tuple[str, Any]]) -> None:
+def test_the_exported_assertion_scores_as_migrator_does(
+    tmp_path: Path, spec: dict[str, Any], cases: list[tuple[str, Any]]
+) -> None:
     from migrator.exporters import _assertion
     from migrator.metrics import build_metric
     from migrator.spec import MetricSpec
 
-    node = shutil.which("node")
-    if node is None:
-        if os.environ.get("CI"):
-            pytest.fail("node is not installed; .ci/run needs it for promptfoo")
-        pytest.skip("node is not installed")
-    assertion = _assertion(spec)
-    assert assertion["type"] == "javascript" and not any(o in assertion["value"] for o in ("{{", "{%", "{#"))
-    # promptfoo runs a multi-line value as the body of function(output, context)
-    script = (
-        "const body = " + json.dumps(assertion["value"]) + ";\n"
-        "const f = new Function('output', 'context', body);\n"
-        "const cases = JSON.parse(require('fs').readFileSync(0, 'utf8'));\n"
-        "console.log(JSON.stringify(cases.map(([o, e]) => Number(f(o, {vars: {_expected: e}})))));\n"
-    )
-    proc = subprocess.run([node, "-e", script], input=json.dumps(cases), capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0, proc.stderr
     metric = build_metric(MetricSpec(**spec))
-    assert json.loads(proc.stdout) == pytest.approx([metric.score(o, e) for o, e in cases])
-    # and the cases are not all the same verdict
-    assert len({metric.score(o, e) for o, e in cases}) > 1
+    want = {f"c{i}": metric.score(o, e) for i, (o, e) in enumerate(cases)}
+    assert len(set(want.values())) > 1  # the cases are not all one verdict
+    assert _echo_eval(tmp_path, _assertion(spec), cases) == pytest.approx(want)
 
 
-def test_a_python_metric_runs_in_promptfoo_as_in_migrator(tmp_path: Path) -> None:
-    import sys
-
+def test_a_python_metric_runs_in_promptfoo_as_in_migrator(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from migrator.exporters import _assertion
+    from migrator.metrics import build_metric
+    from migrator.spec import MetricSpec
 
-    promptfoo = _promptfoo()
     # the metric module lives in the project directory, where migrator ran and promptfoo runs
     (tmp_path / "house_metric.py").write_text(
-        "def score(output, expected):\n    return 0.5 if expected in output else 0.0\n"
+        "def score(output, expected):\n"
+        "    return 1.0 if output == str(expected) else 0.5 if str(expected) in output else 0.0\n"
     )
-    cases = [("a positive review", "positive"), ("a negative review", "negative"), ("a positive one", "negative")]
-    config = {
-        "prompts": ["{{ review }}"],
-        "providers": ["echo"],  # promptfoo's own provider: the reply is the prompt
-        "defaultTest": {"assert": [{**_assertion({"name": "python:house_metric:score"}), "threshold": 0.5}]},
-        "tests": [{"description": f"t{i}", "vars": {"review": o, "_expected": e}} for i, (o, e) in enumerate(cases)],
-    }
-    (tmp_path / "promptfooconfig.yaml").write_text(yaml.safe_dump(config))
-    env = {**os.environ, "PROMPTFOO_PYTHON": sys.executable, "PROMPTFOO_DISABLE_TELEMETRY": "1"}
-    env["PROMPTFOO_CONFIG_DIR"] = str(tmp_path / "promptfoo-home")
-    subprocess.run(
-        [promptfoo, "eval", "-c", "promptfooconfig.yaml", "--no-cache", "--no-progress-bar", "-o", "out.json"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        timeout=300,
-    )
-    rows = json.loads((tmp_path / "out.json").read_text())["results"]["results"]
-    assert {r["testCase"]["description"]: r["score"] for r in rows} == {"t0": 0.5, "t1": 0.5, "t2": 0.0}
+    monkeypatch.syspath_prepend(str(tmp_path))
+    spec = {"name": "python:house_metric:score"}
+    metric = build_metric(MetricSpec(**spec))
+    cases = [("positive", "positive"), ("a positive review", "positive"), ("negative", "positive"), ("3.0", 3.0)]
+    want = {f"c{i}": metric.score(o, e) for i, (o, e) in enumerate(cases)}
+    assert set(want.values()) == {0.0, 0.5, 1.0}
+    assert _echo_eval(tmp_path, _assertion(spec), cases) == want
