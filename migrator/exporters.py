@@ -377,12 +377,25 @@ def _shared_prompt(winner: Mapping[str, Any], tests: Sequence[Mapping[str, Any]]
 
 
 class _QuotedDumper(yaml.SafeDumper):
-    """Every string quoted (or a literal block): promptfoo's YAML 1.2 parser would read an
-    unquoted `1e3` or `0o17` as a number."""
+    """Quotes the strings that promptfoo's YAML 1.2 parser would read as something else
+    (PyYAML, a YAML 1.1 writer, leaves `1e3` and `0o17` bare); multi-line ones as blocks."""
+
+
+# what a YAML 1.2 core-schema reader takes for a number, a boolean or null
+_YAML12_NOT_A_STRING = re.compile(
+    r"[-+]?(\d[\d_]*)?(\.\d*)?([eE][-+]?\d+)?|[-+]?0[oxb][0-9a-fA-F_]+|[-+]?\.(inf|Inf|INF)|\.(nan|NaN|NAN)"
+    r"|true|True|TRUE|false|False|FALSE|null|Null|NULL|~"
+)
 
 
 def _quoted_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
-    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|" if "\n" in value else '"')
+    if "\n" in value and value.replace("\n", "").isprintable():
+        style: str | None = "|"
+    elif not value.isprintable() or _YAML12_NOT_A_STRING.fullmatch(value):
+        style = '"'  # escapes, so a NEL or a BOM is not read as a line break or dropped
+    else:
+        style = None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
 
 
 _QuotedDumper.add_representer(str, _quoted_str)

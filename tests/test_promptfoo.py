@@ -43,9 +43,12 @@ def _promptfoo() -> str:
 
 
 def _rows(awkward: bool) -> list[dict[str, str]]:
-    """Sentiment rows; awkward ones also hold template syntax, a trailing newline or a file URL."""
+    """Sentiment rows, some of them bare YAML numbers; awkward ones also hold template
+    syntax, a trailing newline or a file URL."""
     rows = make_sentiment_rows(70, rng_words=lambda i: TEMPLATED[i % 3] if awkward and i % 5 == 0 else f"visit {i}")
     for i, row in enumerate(rows):
+        if i % 10 == 3:
+            row["review"] = ("1e3", "0o17", "true")[i % 3]  # YAML 1.2 would read these as a number or a bool
         if awkward and i % 5 == 1:
             row["review"] += "\n"
         if awkward and i % 5 == 2:
