@@ -18,13 +18,17 @@ __all__ = ["FORMATS", "promptfoo_config", "python_snippet", "render"]
 FORMATS = ("yaml", "json", "python", "promptfoo", "mlflow")
 
 
+# where an exported local model is looked for: `python -m llama_cpp.server ... --port 8077`
+LOCAL_API_BASE = "http://127.0.0.1:8077/v1"
+
+
 def _litellm_model(winner: Mapping[str, Any]) -> tuple[str, str | None]:
     model = str(winner["model"])
     endpoint = winner.get("endpoint") or {}
     mode = endpoint.get("mode", "chat")
     if model.startswith("local/"):
         name = model.removeprefix("local/")
-        return (f"text-completion-openai/{name}" if mode == "completion" else f"openai/{name}"), "http://127.0.0.1:8077/v1"
+        return (f"text-completion-openai/{name}" if mode == "completion" else f"openai/{name}"), LOCAL_API_BASE
     return model, endpoint.get("api_base")
 
 
@@ -147,13 +151,13 @@ def _promptfoo_provider(winner: Mapping[str, Any]) -> dict[str, Any]:
         config["passthrough"] = extra
     if endpoint.get("api_key_env"):
         config["apiKeyEnvar"] = endpoint["api_key_env"]  # the variable's name, never the key
-    openai_like = provider in ("local", "openai") or bool(endpoint.get("api_base"))
-    if openai_like and endpoint.get("mode") != "completion":
+    self_hosted = provider == "local" or bool(endpoint.get("api_base"))  # an OpenAI-compatible server
+    if (self_hosted or provider == "openai") and endpoint.get("mode") != "completion":
         config["omitDefaults"] = True  # no temperature or max_tokens the winner does not set
     if endpoint.get("mode") == "completion" and "stop" not in params:
         config["stop"] = []  # promptfoo's completion provider would stop at ChatML tokens
-    if provider == "local" or endpoint.get("api_base"):
-        config["apiBaseUrl"] = endpoint.get("api_base") or "http://127.0.0.1:8077/v1"
+    if self_hosted:
+        config["apiBaseUrl"] = endpoint.get("api_base") or LOCAL_API_BASE
         if not endpoint.get("api_key_env"):
             config["apiKeyRequired"] = False  # a self-hosted server without a key
         kind = "completion" if endpoint.get("mode") == "completion" else "chat"

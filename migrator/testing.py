@@ -45,6 +45,7 @@ __all__ = [
     "POSITIVE_WORDS",
     "PROFILES",
     "FakeProfile",
+    "last_input",
     "make_sentiment_rows",
     "register_fake_provider",
     "true_label",
@@ -96,7 +97,7 @@ PROFILES: dict[str, FakeProfile] = {
 }
 
 
-def _last_input(messages: Sequence[dict[str, Any]]) -> tuple[str, int]:
+def last_input(messages: Sequence[dict[str, Any]]) -> tuple[str, int]:
     """The text of the final question and how many demos came before it."""
     users = [m for m in messages if m.get("role") == "user"]
     assistants = [m for m in messages if m.get("role") == "assistant"]
@@ -140,7 +141,7 @@ def _reply(profile_name: str, messages: Sequence[dict[str, Any]], params: dict[s
         users = [m for m in messages if m.get("role") == "user"]
         return str(users[-1]["content"]) if users else ""
     profile = PROFILES[profile_name]
-    text, n_demos = _last_input(messages)
+    text, n_demos = last_input(messages)
     label = true_label(text)
     everything = "\n".join(str(m.get("content", "")) for m in messages)
     if profile.needs_format_line and not any(cue in everything.lower() for cue in _FORMAT_CUES):

@@ -1,7 +1,7 @@
 """A fault-injecting OpenAI-compatible server on loopback, for tests.
 
 ``POST /v1/chat/completions`` answers a sentiment task deterministically: it reads the
-review in the last user message (``/v1/completions`` reads its prompt back as chat turns) and labels it with ``migrator.testing.true_label``, right
+review in the last user message (a ``/v1/completions`` prompt is read as the fake provider reads one) and labels it with ``migrator.testing.true_label``, right
 or wrong with the probability of the ``migrator.testing.PROFILES`` entry the model id
 ends with (``fault-fewshot`` behaves like ``fake/fewshot``; anything else like
 ``fake/oracle``; ``...-echo`` replies with the last user message). So a migration run
@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from migrator.testing import PROFILES, true_label
+from migrator.testing import PROFILES, last_input, true_label
 
 __all__ = [
     "FAULTS",
@@ -59,7 +59,6 @@ __all__ = [
     "FaultPlan",
     "FaultServer",
     "answer",
-    "completion_as_chat",
     "server_spec",
 ]
 
@@ -125,30 +124,22 @@ def _words(text: str) -> int:
     return max(1, len(text.split()))
 
 
-def completion_as_chat(prompt: str) -> list[dict[str, str]]:
-    """A completion prompt (as ``PromptTemplate.render_text`` writes it) read back as chat turns."""
-    messages: list[dict[str, str]] = []
-    for chunk in prompt.split("\n\n"):
-        question, cue, reply = chunk.rpartition("\nAnswer:")
-        if not cue:
-            messages.append({"role": "system", "content": chunk})
-            continue
-        messages.append({"role": "user", "content": question})
-        if reply.strip():
-            messages.append({"role": "assistant", "content": reply.strip()})
-    return messages
+def _messages(body: Mapping[str, Any]) -> list[Any]:
+    """A chat request's messages; a completion request's prompt as one user message."""
+    if "prompt" in body:
+        return [{"role": "user", "content": str(body["prompt"])}]
+    return list(body.get("messages") or [])
 
 
 def answer(body: Mapping[str, Any]) -> str:
-    """The reply a fault-free server gives to a chat request."""
+    """The reply a fault-free server gives to a chat or completion request."""
     model = str(body.get("model", ""))
-    messages = list(body.get("messages") or [])
-    users = [str(m.get("content", "")) for m in messages if m.get("role") == "user"]
-    last = users[-1] if users else ""
+    messages = _messages(body)
+    # read as the fake provider reads it: a completion prompt's demos are its "Answer:" blocks
+    last, n_demos = last_input(messages)
     if model.endswith("-echo"):
         return last
     profile = PROFILES.get(model.rsplit("-", 1)[-1], PROFILES["oracle"])
-    n_demos = sum(m.get("role") == "assistant" for m in messages)
     temperature = float(body.get("temperature") or 0.0)
     label = true_label(last)
     everything = "\n".join(str(m.get("content", "")) for m in messages)
@@ -295,12 +286,8 @@ class FaultServer:
                 if not self.path.rstrip("/").endswith("/completions"):
                     self._send(404, b'{"error": {"message": "only /v1/chat/completions and /v1/completions are served"}}')
                     return
-                if not self.path.rstrip("/").endswith("/chat/completions"):
-                    body = {**body, "messages": completion_as_chat(str(body.get("prompt", ""))), "text_completion": True}
                 server._hold(self.headers.get("Authorization"))
-                fault = server._decide(
-                    raw, str(body.get("model")), json.dumps(body.get("messages"), ensure_ascii=False)
-                )
+                fault = server._decide(raw, str(body.get("model")), json.dumps(_messages(body), ensure_ascii=False))
                 server._record(Attempt(self.path, self.headers.get("Authorization"), body, fault))
                 self._respond(body, fault)
 
@@ -334,14 +321,14 @@ class FaultServer:
                 text, finish = answer(body), "stop"
                 if fault == "truncated":
                     text, finish = f"{text}\nThe reviewer seems to feel that the", "length"
-                completion = bool(body.get("text_completion"))
+                completion = "prompt" in body
                 reply_text = {"text": text} if completion else {"message": {"role": "assistant", "content": text}}
                 choices = (
                     []
                     if fault == "empty"
                     else [{"index": 0, **reply_text, "finish_reason": finish, "logprobs": None}]
                 )
-                prompt_tokens = sum(_words(str(m.get("content", ""))) for m in body.get("messages") or [])
+                prompt_tokens = sum(_words(str(m.get("content", ""))) for m in _messages(body))
                 reply = {
                     "id": f"chatcmpl-{len(server.attempts)}",
                     "object": "text_completion" if completion else "chat.completion",
