@@ -11,7 +11,16 @@ draw from the posterior (Thompson sampling) among configs not scored yet.
 
 Compared with TPE this shares what one trial teaches across every config with the same
 choices, never re-proposes a config already scored, and needs no random start-up
-trials. Deterministic for a given history and seed.
+trials.
+
+Deterministic for a given history and seed, on any machine. The posterior's covariance
+has repeated eigenvalues (one-hot features of a symmetric space), so an SVD-based draw
+(numpy's ``multivariate_normal(method="svd")``) picks an arbitrary basis of each repeated
+eigenspace, and BLAS kernels differ in which: the same seed drew different configs on
+a Haswell and a SkylakeX kernel from the third trial on. The draw here uses the
+Cholesky factor, which is unique, and the scores are compared after rounding the draw
+to a fixed grid and summing integers, so last-bit differences between kernels cannot
+reorder two configs.
 """
 
 from __future__ import annotations
@@ -35,6 +44,8 @@ _FLOAT_POINTS = 11
 _MAX_SCORED = 20_000
 # a config whose every call failed is tried this many times before it counts as tried
 _TRIES_OF_A_FAILING_CONFIG = 2
+# the draw is compared on this grid: far coarser than floating-point noise, far finer than scores
+_DRAW_RESOLUTION = 1e-7
 
 
 def _points(low: float, high: float, step: float | None) -> list[float]:
@@ -151,6 +162,29 @@ class Planner:
         model = BayesianRidge(fit_intercept=True)
         x = np.array([self._row(p) for p, _, _ in rows])
         model.fit(x, np.array([y for _, y, _ in rows]), sample_weight=np.array([n for _, _, n in rows], dtype=float))
-        draw = rng.multivariate_normal(model.coef_, model.sigma_, method="svd")
-        scores = self.features[fresh] @ draw
+        draw = _posterior_draw(model.coef_, model.sigma_, rng)
+        # one-hot rows: each score is a sum of the draw's entries, exact in integers
+        steps = np.rint(draw / _DRAW_RESOLUTION).astype(np.int64)
+        scores = self.features[fresh].astype(np.int64) @ steps
         return dict(self.candidates[fresh[int(np.argmax(scores))]])
+
+
+def _posterior_draw(mean: np.ndarray, cov: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One draw from N(mean, cov) through the (unique) Cholesky factor of ``cov``.
+
+    The covariance is positive definite in exact arithmetic; a jitter scaled to its
+    diagonal makes it so in floating point too.
+    """
+    z = rng.standard_normal(len(mean))
+    cov = (cov + cov.T) / 2
+    jitter = 1e-12 * max(float(np.mean(np.diag(cov))), 1e-300)
+    for _ in range(6):
+        try:
+            factor = np.linalg.cholesky(cov + jitter * np.eye(len(mean)))
+            break
+        except np.linalg.LinAlgError:
+            jitter *= 100
+    else:
+        factor = np.diag(np.sqrt(np.clip(np.diag(cov), 0.0, None)))
+    result: np.ndarray = mean + factor @ z
+    return result

@@ -103,3 +103,49 @@ def test_it_finds_the_best_config_in_far_fewer_tries_than_random_order() -> None
         tries.append(len(observed))
     # one best config among 75: a random order needs 38 tries on average
     assert statistics.median(tries) <= 15, tries
+
+
+# Runs a search of 15 picks on _SPACE with _truth's scores, printing each pick.
+_SEARCH_SCRIPT = """
+import json, sys
+sys.path.insert(0, {tests!r})
+from test_planner import _SPACE, _truth
+from migrator.planner import Planner
+points = _SPACE.points()
+planner, observed = Planner(points), []
+for i in range(15):
+    pick = planner.propose(observed, seed=7 + i)
+    observed.append((pick, round(_truth(pick), 3), 20, True))
+    print(json.dumps(pick, sort_keys=True))
+"""
+
+
+def _blas_kernels() -> list[str]:
+    """OpenBLAS kernels every machine of this architecture runs (OPENBLAS_CORETYPE names)."""
+    import platform
+
+    if platform.machine() in ("x86_64", "AMD64"):
+        return ["Prescott", "Sandybridge", "Haswell"]
+    return ["ARMV8", "NEOVERSEN1"]
+
+
+def test_the_same_history_and_seed_give_the_same_picks_whatever_the_blas_kernel() -> None:
+    # Each kernel sums in its own order, and the posterior's repeated eigenvalues let an
+    # SVD pick any basis: numpy's svd-based draw chose other configs from the third pick on.
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = _SEARCH_SCRIPT.format(tests=str(Path(__file__).parent))
+    runs, cores = {}, set()
+    for kernel in _blas_kernels():
+        env = {**os.environ, "OPENBLAS_CORETYPE": kernel, "OPENBLAS_VERBOSE": "2"}
+        done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        runs[kernel] = done.stdout.splitlines()
+        cores |= {line for line in done.stderr.splitlines() if line.startswith("Core:")}
+    assert len(cores) > 1, f"the kernels did not differ: {cores}"  # OpenBLAS says which core it runs
+    first = next(iter(runs.values()))
+    assert len(first) == 15 and len(set(first)) == 15
+    assert all(picks == first for picks in runs.values()), {k: v[:5] for k, v in runs.items()}
