@@ -20,7 +20,7 @@ import io
 import re
 import sys
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -66,6 +66,7 @@ pre{white-space:pre-wrap;word-break:break-word;background:#f7f7f8;padding:8px 10
 .diff{font:13px/1.45 ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;border:1px solid #e3e3e3;border-radius:6px;overflow:hidden;margin:.6em 0 1em}
 .diff div{white-space:pre-wrap;word-break:break-word;padding:0 .7em}
 .diff .add{background:#e6ffec}.diff .del{background:#ffebe9}.diff .ctx{background:#fff}
+.diff .msg{padding:0}.diff .msg+.msg{border-top:1px solid #e3e3e3}.diff .role{font-weight:600;color:#555}
 .diff .add::before{content:"+ ";color:#0a7a2f}.diff .del::before{content:"- ";color:#b00020}.diff .ctx::before{content:"  "}
 figure{margin:.6em 0 1.2em}figure img{width:100%;max-width:1080px;height:auto;display:block}
 figcaption{color:#555;font-size:.88em;margin-top:.3em}
@@ -488,16 +489,89 @@ def _origin(origin: Mapping[str, Any]) -> str:
     return f"{name} ({rest})" if rest else name
 
 
-def _diff_lines(old: str, new: str) -> str:
-    a, b = old.splitlines(), new.splitlines()
-    out = []
-    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
+_Message = tuple[str, str]
+# How legacy and winner messages are matched up, strictest first: the same message, the
+# same text under another role (a change of role), the same role with other text.
+_PAIRING: tuple[Callable[[_Message], Hashable], ...] = (lambda m: m, lambda m: m[1], lambda m: m[0])
+
+
+def _pair_messages(
+    old: Sequence[_Message], new: Sequence[_Message], keys: Sequence[Callable[[_Message], Hashable]] = _PAIRING
+) -> list[tuple[_Message | None, _Message | None]]:
+    """Legacy and winner messages side by side, in order; ``None`` where one side has no counterpart."""
+    if not keys:
+        return [(m, None) for m in old] + [(None, m) for m in new]
+    key, rest = keys[0], keys[1:]
+    pairs: list[tuple[_Message | None, _Message | None]] = []
+    matcher = difflib.SequenceMatcher(None, [key(m) for m in old], [key(m) for m in new], autojunk=False)
+    for op, i1, i2, j1, j2 in matcher.get_opcodes():
         if op == "equal":
-            out += [f"<div class='ctx'>{_e(line)}</div>" for line in a[i1:i2]]
-            continue
-        out += [f"<div class='del'>{_e(line)}</div>" for line in a[i1:i2]]
-        out += [f"<div class='add'>{_e(line)}</div>" for line in b[j1:j2]]
-    return f"<div class='diff'>{''.join(out)}</div>"
+            pairs += zip(old[i1:i2], new[j1:j2], strict=True)
+        else:
+            pairs += _pair_messages(old[i1:i2], new[j1:j2], rest)
+    return pairs
+
+
+def _rows(kind: str, lines: Sequence[str]) -> list[str]:
+    return [f"<div class='{kind}'>{_e(line)}</div>" for line in lines]
+
+
+def _lines(text: str) -> list[str]:
+    # split, not splitlines: a trailing newline is sent to the model, so it is shown too
+    return text.split("\n")
+
+
+def _role_row(kind: str, role: str) -> str:
+    return f"<div class='role {kind}'>{_e(f'[{role}]')}</div>"
+
+
+def _message_diff(old: _Message | None, new: _Message | None) -> str:
+    """One message as a reviewer reads it: its role, then its text, with what changed marked."""
+    if new is None:
+        assert old is not None
+        rows = [_role_row("del", old[0]), *_rows("del", _lines(old[1]))]
+    elif old is None:
+        rows = [_role_row("add", new[0]), *_rows("add", _lines(new[1]))]
+    else:
+        rows = [_role_row("ctx", new[0])] if old[0] == new[0] else [_role_row("del", old[0]), _role_row("add", new[0])]
+        a, b = _lines(old[1]), _lines(new[1])
+        for op, i1, i2, j1, j2 in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
+            if op == "equal":
+                rows += _rows("ctx", a[i1:i2])
+            else:
+                rows += _rows("del", a[i1:i2]) + _rows("add", b[j1:j2])
+    return f"<div class='msg'>{''.join(rows)}</div>"
+
+
+def _changes(pairs: Sequence[tuple[_Message | None, _Message | None]]) -> list[str]:
+    """What changed, message by message, numbered as in the prompt that has the message."""
+    notes: list[str] = []
+    n_old = n_new = 0
+    for old, new in pairs:
+        n_old += old is not None
+        n_new += new is not None
+        if old is None:
+            assert new is not None
+            notes.append(f"message {n_new} ({new[0]}) is added")
+        elif new is None:
+            notes.append(f"legacy message {n_old} ({old[0]}) is removed")
+        elif old[0] != new[0]:
+            text = "" if old[1] == new[1] else " and its text changes"
+            notes.append(f"message {n_new} changes role from {old[0]} to {new[0]}{text}")
+        elif old[1] != new[1]:
+            notes.append(f"the text of message {n_new} ({new[0]}) changes")
+    return notes
+
+
+def _prompt_diff(old: Sequence[_Message], new: Sequence[_Message]) -> str:
+    """The winner's chat messages against the legacy ones: a summary sentence, then the diff."""
+    pairs = _pair_messages(old, new)
+    notes = _changes(pairs)
+    if notes:
+        summary = f"<p id='prompt-changes'>The winner changes the legacy prompt: {_e('; '.join(notes))}.</p>"
+    else:
+        summary = "<p id='prompt-changes'>The winner keeps the legacy prompt unchanged.</p>"
+    return summary + f"<div class='diff'>{''.join(_message_diff(a, b) for a, b in pairs)}</div>"
 
 
 def _diff(result: MigrationResult) -> str:
@@ -506,15 +580,12 @@ def _diff(result: MigrationResult) -> str:
     if winner is None:
         return parts[0] + "<p class='note'>No winner.</p>"
     config = winner.config
-    legacy_text = result.prepared.template.text()
     candidate = result.prompts[config.prompt_id]
     parts.append(
         f"<p>Model <b>{_e(result.spec.app.model)}</b> → <b>{_e(config.model)}</b> ({_e(config.mode)} mode); "
         f"prompt <b>{_e(config.prompt_id)}</b> ({_e(_origin(candidate.origin))}).</p>"
     )
-    if candidate.template.text() == legacy_text:
-        parts.append("<p>The winner keeps the legacy prompt unchanged.</p>")
-    parts.append(_diff_lines(legacy_text, candidate.template.text()))
+    parts.append(_prompt_diff(result.prepared.template.messages, candidate.template.messages))
     legacy_params = dict(result.spec.app.params)
     params = dict(config.params)
     rows = []

@@ -1,14 +1,14 @@
 """The HTML report as a reviewer opens it: verdict first, charts inlined, text escaped.
 
 One small migration with the fake provider is run once per module; variants (no
-winner, a missing study, a winner that regresses) are the same result with fields
-swapped, so every report is built from real search and test-split data.
+winner, a missing study, a winner that regresses, another prompt in the winner's
+config) are the same result with fields swapped, so every report is built from real
+search and test-split data.
 """
 
 from __future__ import annotations
 
 import base64
-import html
 import json
 import os
 import re
@@ -28,8 +28,10 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 from conftest import base_spec
 
 from migrator import export
+from migrator.candidates import PromptCandidate
 from migrator.llm import LiteLLMClient
 from migrator.pipeline import MigrationResult, prepare, run_migration
+from migrator.prompts import PromptTemplate
 from migrator.report import render_report, write_report
 from migrator.spec import load_spec
 from migrator.stats import paired_test
@@ -160,7 +162,9 @@ def test_verdict_shows_the_summary_numbers(migration: tuple[MigrationResult, dic
         f"{paired['mean_diff']:+.3f} (95% CI [{paired['ci'][0]:+.3f}, {paired['ci'][1]:+.3f}], p = {paired['p_value']:.3g}); "
         f"{paired['improved']} examples improved, {paired['regressed']} regressed."
     ) in sentence
-    assert paired["ci"][0] > 0  # the fake search finds demos that fix fake/fewshot
+    # Every config that ties for best on dev (fake/fewshot with 2+ demos, fake/hot at
+    # T <= 0.3, any prompt) is right on every test example, so whichever wins beats the baseline.
+    assert paired["ci"][0] > 0
     assert "class='callout good'" in page
     for model, row in summary["baselines_by_target"].items():
         assert rows[model][2] == f"{row['test_score']:.3f}"
@@ -182,11 +186,13 @@ def test_all_images_are_inlined_pngs_and_nothing_is_fetched(page: str) -> None:
 
 
 def test_dataset_markup_is_shown_as_text(migration: tuple[MigrationResult, dict[str, Any]], page: str) -> None:
+    result, summary = migration
     assert XSS not in page and "<b>co</b>" not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp; &lt;b&gt;co&lt;/b&gt;" in page
-    parsed = sections(page)
-    assert XSS in parsed.sections["diff"].text  # the winner's demos
-    assert XSS in parsed.sections["examples"].text
+    assert XSS in sections(page).sections["examples"].text
+    # The demos table, whether or not this run's winner happens to send demos.
+    with_demos = render_report(_crowned(result, "original", demos=2), summary)
+    assert XSS not in with_demos and XSS in sections(with_demos).sections["diff"].text
 
 
 def _changed_ids(winner: Any, baseline: Any) -> tuple[list[str], list[str]]:
@@ -240,38 +246,177 @@ def test_examples_list_regressions_first_consistent_with_the_paired_counts(
     if pair == "weak-vs-baseline":
         assert worse and better  # two coin-flipping models disagree both ways
     if pair == "hot-vs-winner":
-        assert len(worse) > 20 and not better  # fake/hot at temperature 0.7 gets every test example wrong
+        # fake/hot at temperature 0.7 gets every test example wrong; every config that ties for best on dev gets them all right
+        assert len(worse) > 20 and not better
 
 
 def test_the_biggest_regressions_come_first(migration: tuple[MigrationResult, dict[str, Any]]) -> None:
     result, _ = migration
     assert result.winner is not None
-    # Partial credit, as a graded metric gives: drops of 1, 0.75, 0.5 and 0.25 against the winner.
-    graded = tuple(replace(r, score=r.score * (i % 5) / 4) for i, r in enumerate(result.winner.results))
-    pitted = _pitted(result, replace(result.winner, results=graded), result.winner)
+    # Partial credit, as a graded metric gives: drops of 1, 0.75, 0.5 and 0.25 against a perfect reference.
+    perfect = replace(result.winner, results=tuple(replace(r, score=1.0) for r in result.winner.results))
+    graded = tuple(replace(r, score=(i % 5) / 4) for i, r in enumerate(perfect.results))
+    pitted = _pitted(result, replace(perfect, results=graded), perfect)
     rows = sections(render_report(pitted, export.summary_dict(pitted, {}, {}))).sections["examples"].rows
     drops = [1 - float(row[4].rsplit("score ", 1)[1]) for row in rows]
-    assert len(rows) == 20 and len(set(drops)) == 4
+    assert len(rows) == min(20, sum(r.score < 1 for r in graded)) and len(set(drops)) == 4
     assert drops == sorted(drops, reverse=True)
+
+
+class _Diff(HTMLParser):
+    """The prompt diff's messages, each a list of rows (is a role row, add/del/ctx, text)."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.messages: list[list[tuple[bool, str, str]]] = []
+        self.row: tuple[bool, str] | None = None
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag != "div":
+            return
+        classes = (dict(attrs).get("class") or "").split()
+        if "msg" in classes:
+            self.messages.append([])
+        elif kind := next((c for c in classes if c in ("add", "del", "ctx")), None):
+            self.row, self.text = ("role" in classes, kind), []
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "div" and self.row is not None:
+            if not self.messages:  # rows outside any message box
+                self.messages.append([])
+            self.messages[-1].append((*self.row, "".join(self.text)))
+            self.row = None
+
+    def handle_data(self, data: str) -> None:
+        if self.row is not None:
+            self.text.append(data)
+
+
+Message = tuple[str, str]
+
+
+def _diff_of(page: str) -> list[list[tuple[bool, str, str]]]:
+    body = page[page.index("<h2 id='diff'>"):page.index("<h2 id='examples'>")]
+    parser = _Diff()
+    parser.feed(body[body.index("<div class='diff'>"):])
+    return parser.messages
+
+
+def _side(diff: list[list[tuple[bool, str, str]]], side: str) -> list[Message]:
+    """The prompt one side of the diff reads as: its own rows and the shared (ctx) ones."""
+    messages: list[tuple[str, list[str]]] = []
+    for rows in diff:
+        for is_role, kind, text in rows:
+            if kind not in (side, "ctx"):
+                continue
+            if is_role:
+                assert text.startswith("[") and text.endswith("]"), text
+                messages.append((text[1:-1], []))
+            else:
+                assert messages, f"line {text!r} comes before any role"
+                messages[-1][1].append(text)
+    return [(role, "\n".join(lines)) for role, lines in messages]
+
+
+def _assert_shows_exactly(page: str, legacy: PromptTemplate, winner: PromptTemplate) -> None:
+    """The diff section reads as the legacy prompt on one side and the winner's on the other,
+    marks something changed exactly when they differ, and shows a message both share unchanged."""
+    changed = legacy.messages != winner.messages
+    text = _flat(sections(page).sections["diff"].text)
+    assert ("The winner keeps the legacy prompt unchanged." in text) == (not changed)
+    assert ("The winner changes the legacy prompt:" in text) == changed
+    diff = _diff_of(page)
+    assert _side(diff, "del") == list(legacy.messages)
+    assert _side(diff, "add") == list(winner.messages)
+    assert any(kind != "ctx" for rows in diff for _, kind, _ in rows) == changed
+    untouched = [_side([rows], "ctx") for rows in diff if all(kind == "ctx" for _, kind, _ in rows)]
+    for message in set(legacy.messages) & set(winner.messages):
+        assert [message] in untouched, message
+
+
+def _crowned(result: MigrationResult, prompt: str | PromptCandidate, demos: int | None = None) -> MigrationResult:
+    """The same migration with another prompt (and demo count) in the winner's config."""
+    assert result.winner is not None
+    prompts = dict(result.prompts)
+    if isinstance(prompt, PromptCandidate):
+        prompts[prompt.id] = prompt
+    prompt_id = prompt.id if isinstance(prompt, PromptCandidate) else prompt
+    config = replace(result.winner.config, prompt_id=prompt_id)
+    if demos is not None:
+        config = replace(config, demos=demos, demo_strategy="random" if demos else "none")
+    return replace(result, prompts=prompts, winner=replace(result.winner, config=config))
 
 
 def test_winner_prompt_is_diffed_against_the_legacy_prompt(migration: tuple[MigrationResult, dict[str, Any]], page: str) -> None:
     result, summary = migration
     assert result.winner is not None
+    config = result.winner.config
+    _assert_shows_exactly(page, result.prepared.template, result.prompts[config.prompt_id].template)
     diff = sections(page).sections["diff"]
-    winner_text = result.prepared.prompts[summary["winner"]["prompt_id"]].template.text()
-    legacy_text = result.prepared.template.text()
-    added = [line for line in winner_text.splitlines() if line not in legacy_text.splitlines()]
-    removed = [line for line in legacy_text.splitlines() if line not in winner_text.splitlines()]
-    assert added or removed
-    for line in added:
-        assert f"<div class='add'>{html.escape(line)}</div>" in page
-    for line in removed:
-        assert f"<div class='del'>{html.escape(line)}</div>" in page
     params = {row[0]: row[1:] for row in diff.rows if len(row) == 3}
     for name, value in summary["winner"]["params"].items():
         assert params[name][1] == (f"{value:.6g}" if isinstance(value, float) else str(value))
-    assert f"{summary['winner']['demos']} per request" in _flat(diff.text)
+    demos = summary["winner"]["demos"]
+    assert (f"{demos} per request" if demos else "None: the winner sends no few-shot examples.") in _flat(diff.text)
+
+
+@pytest.mark.parametrize("prompt_id", ["original", "format_line", "user_turn"])
+@pytest.mark.parametrize("demos", [0, 2])
+def test_the_diff_is_exact_whichever_candidate_wins(
+    migration: tuple[MigrationResult, dict[str, Any]], prompt_id: str, demos: int
+) -> None:
+    result, summary = migration
+    page = render_report(_crowned(result, prompt_id, demos), summary)
+    _assert_shows_exactly(page, result.prepared.template, result.prompts[prompt_id].template)
+    text = _flat(sections(page).sections["diff"].text)
+    assert (f"{demos} per request" if demos else "None: the winner sends no few-shot examples.") in text
+
+
+def test_a_change_of_role_alone_is_shown(migration: tuple[MigrationResult, dict[str, Any]]) -> None:
+    result, summary = migration
+    # user_turn moves the system instruction into a user turn of its own, text unchanged.
+    legacy, moved = result.prepared.template, result.prompts["user_turn"].template
+    assert [c for _, c in legacy.messages] == [c for _, c in moved.messages] and legacy.messages != moved.messages
+    page = render_report(_crowned(result, "user_turn"), summary)
+    text = _flat(sections(page).sections["diff"].text)
+    assert "The winner changes the legacy prompt: message 1 changes role from system to user." in text
+    _assert_shows_exactly(page, legacy, moved)
+    instruction, review = _diff_of(page)
+    assert instruction == [
+        (True, "del", "[system]"), (True, "add", "[user]"), (False, "ctx", "Classify the sentiment of the review."),
+    ]
+    assert review == [(True, "ctx", "[user]"), (False, "ctx", "Review: {{ review }}")]
+
+
+def test_added_removed_and_merged_turns_are_shown(migration: tuple[MigrationResult, dict[str, Any]]) -> None:
+    result, summary = migration
+    legacy = result.prepared.template
+    # The legacy text() of these prompts is the same, so only a per-message diff tells them apart.
+    merged = PromptTemplate((("system", "Classify the sentiment of the review.\n\n[user]\nReview: {{ review }}"),))
+    assert merged.text() == legacy.text()
+    turns = PromptTemplate((*legacy.messages, ("assistant", "Label:"), ("user", "Only the label.")))
+    expected = {
+        merged: "the text of message 1 (system) changes; legacy message 2 (user) is removed.",
+        turns: "message 3 (assistant) is added; message 4 (user) is added.",
+    }
+    for template, sentence in expected.items():
+        page = render_report(_crowned(result, PromptCandidate("rewrite-0", template, {"kind": "rewrite"})), summary)
+        _assert_shows_exactly(page, legacy, template)
+        assert f"The winner changes the legacy prompt: {sentence}" in _flat(sections(page).sections["diff"].text)
+
+
+def test_prompt_text_in_the_diff_is_escaped(migration: tuple[MigrationResult, dict[str, Any]]) -> None:
+    result, summary = migration
+    legacy = PromptTemplate((("system", "Tags like <b>x</b> & {{ '{{' }}"), ("user", "Review: {{ review }}")))
+    winner = PromptTemplate((("user", "Tags like <b>x</b> & {{ '{{' }}"), ("user", "Review: {{ review }} </div><i>&amp;")))
+    crowned = _crowned(result, PromptCandidate("rewrite-0", winner, {"kind": "rewrite"}))
+    page = render_report(replace(crowned, prepared=replace(crowned.prepared, template=legacy)), summary)
+    _assert_shows_exactly(page, legacy, winner)  # the parser reads back the literal text
+    body = page[page.index("<h2 id='diff'>"):page.index("<h2 id='examples'>")]
+    assert "<b>x</b>" not in body and "<i>" not in body
+    assert "Tags like &lt;b&gt;x&lt;/b&gt; &amp; {{ &#x27;{{&#x27; }}" in body
+    assert "Review: {{ review }} &lt;/div&gt;&lt;i&gt;&amp;amp;" in body
 
 
 def test_trials_and_candidates_are_all_listed(migration: tuple[MigrationResult, dict[str, Any]], page: str) -> None:
