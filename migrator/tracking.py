@@ -8,6 +8,11 @@ in one process. ``NullTracker`` records nothing, for runs without tracking.
 the store (seconds on a new SQLite file) and a nested run per trial overlap the
 search instead of adding to it. A failure there raises ``TrackingError`` from
 ``finish``, after the caller has written the run's own outputs.
+
+A killed run loses the trials still queued for that thread, and a kill inside a trial's
+write leaves its nested run RUNNING. So ``finish`` reconciles the nested runs with every
+finished trial of the study: a resumed run writes the missing ones (tagged
+``migrator.backfilled``) and replaces the half-written ones, and never logs one twice.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import os
 import queue
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -26,6 +32,7 @@ from migrator.redaction import redact
 from migrator.search import TrialOutcome
 
 if TYPE_CHECKING:
+    from migrator.evaluate import Config
     from migrator.pipeline import MigrationResult, Prepared
 
 __all__ = ["MlflowTracker", "NullTracker", "Tracker", "TrackingError"]
@@ -35,6 +42,10 @@ __all__ = ["MlflowTracker", "NullTracker", "Tracker", "TrackingError"]
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 _STATUS = {"complete": "FINISHED", "pruned": "KILLED", "failed": "FAILED"}
+_BACKFILLED_NOTE = (
+    "Logged when the migration resumed: the run that finished this trial was killed before it had logged it whole, "
+    "and that run's per-example predictions (predictions.json) were not kept."
+)
 
 
 class Tracker(Protocol):
@@ -75,6 +86,7 @@ class MlflowTracker:
     returns at once: the worker imports mlflow, opens (creating and migrating, on a new
     SQLite file) the store and opens the parent run while the search already runs.
     ``log_candidates`` and ``log_trial`` only queue their record. ``finish`` queues the
+    trials a killed run left unlogged or half-written (see ``_reconcile_trials``) and the
     final results, waits until everything queued is written, stops the worker and
     returns the run ids.
 
@@ -139,11 +151,14 @@ class MlflowTracker:
         self._submit(f"logging trial #{outcome.number}", lambda: self._write_trial(outcome))
 
     def finish(self, result: MigrationResult, files: Mapping[str, Path]) -> dict[str, Any]:
-        """Log the final test results and output files, wait for every queued record, stop the worker.
+        """Log the trials no earlier run logged, the final test results and output files; wait, stop the worker.
 
         Raises:
             TrackingError: an MLflow call failed; what was queued after it was not recorded.
         """
+        # after every queued trial, so that what is still missing is what a killed run lost;
+        # before the final results, so that a FINISHED parent run has all its trials
+        self._submit("logging the trials a killed run left out", lambda: self._reconcile_trials(result))
         self._submit("logging the final results", lambda: self._write_result(result, files))
         self.close()
         if self._failure is not None:
@@ -253,7 +268,51 @@ class MlflowTracker:
             lines = [f"## {json.dumps(dict(r.origin))}\nreason: {r.reason}\n\n{r.text}\n" for r in rejected]
             client.log_text(run_id, "\n".join(lines), "prompts/rejected.txt")
 
-    def _write_trial(self, outcome: TrialOutcome) -> None:
+    def _trial_runs(self) -> list[Any]:
+        """Every live nested trial run of the parent run, in pages."""
+        found: list[Any] = []
+        token: str | None = None
+        while True:
+            page = self._client.search_runs(
+                [self._experiment_id],
+                filter_string=f"tags.mlflow.parentRunId = '{self._parent_run_id}' and tags.`migrator.role` = 'trial'",
+                max_results=1000,
+                page_token=token,
+            )
+            found += page
+            token = page.token
+            if not token:
+                return found
+
+    def _reconcile_trials(self, result: MigrationResult) -> None:
+        """Leave exactly one whole nested run per finished trial of the study.
+
+        ``log_trial`` only saw this run's trials: the ones a killed run had queued are
+        missing, and one it was writing is still RUNNING (``set_terminated`` is the last
+        call of ``_write_trial``). A run cut short, or a second run of one trial, is
+        deleted (MLflow keeps it, as deleted); a trial left with no whole run is written
+        from the study's record, its prompt rendered again, but without the per-example
+        predictions, which only the killed run had.
+        """
+        by_trial: dict[str, list[Any]] = {}
+        for run in self._trial_runs():
+            by_trial.setdefault(run.data.tags["migrator.trial"], []).append(run)
+        render: Callable[[Config], str] | None = None
+        for outcome in result.search.trials:
+            runs = by_trial.get(str(outcome.number), [])
+            # the one to keep has its predictions if any does, then is the first written
+            whole = sorted(
+                (r for r in runs if r.info.status != "RUNNING"),
+                key=lambda r: ("migrator.backfilled" in r.data.tags, r.info.start_time),
+            )
+            for run in runs:
+                if not whole or run is not whole[0]:
+                    self._client.delete_run(run.info.run_id)
+            if not whole:
+                render = render or _prompt_renderer(result)
+                self._write_trial(replace(outcome, prompt_text=render(outcome.config)), backfilled=True)
+
+    def _write_trial(self, outcome: TrialOutcome, *, backfilled: bool = False) -> None:
         from mlflow.entities import Metric, Param, RunTag
 
         assert self._prepared is not None and self._parent_run_id is not None, "the parent run is opened first"
@@ -270,6 +329,9 @@ class MlflowTracker:
         }
         if outcome.note:
             tags["note"] = redact(outcome.note)[:4000]
+        if backfilled:
+            tags["migrator.backfilled"] = "true"
+            tags["mlflow.note.content"] = _BACKFILLED_NOTE
         run = client.create_run(self._experiment_id, run_name=f"#{outcome.number} {config.label()}", tags=tags)
         run_id = run.info.run_id
         params = {
@@ -347,6 +409,16 @@ class MlflowTracker:
             if path.is_file():
                 client.log_artifact(run_id, str(path))
         client.set_terminated(run_id, status="FINISHED")
+
+
+def _prompt_renderer(result: MigrationResult) -> Callable[[Config], str]:
+    """What a config sent for the first dev example, as the search rendered it ("" for an unknown prompt)."""
+    from migrator.pipeline import build_setup
+    from migrator.search import rendered_prompt
+
+    api_bases = {model: e.api_base for model, e in result.endpoints.items() if e.api_base}
+    setup = replace(build_setup(result.prepared, api_bases), prompts=result.prompts)
+    return lambda config: rendered_prompt(setup, config) if config.prompt_id in setup.prompts else ""
 
 
 def _candidate_rows(result: MigrationResult) -> list[dict[str, Any]]:
