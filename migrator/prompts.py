@@ -63,6 +63,8 @@ class PromptTemplate:
                     file=self.source,
                     where=f"messages[{i}].content",
                 ) from None
+            except (ArithmeticError, ValueError, RecursionError) as exc:  # Jinja2 folds constants while parsing: {{ 2 ** 100000 }}
+                raise TemplateError(f"cannot compile: {type(exc).__name__}: {exc}", file=self.source, where=f"messages[{i}].content") from None
         return out
 
     @cached_property
@@ -102,7 +104,8 @@ class PromptTemplate:
             raise TemplateError(f"cannot render: {exc}", file=self.source, where=f"messages[{index}].content") from None
         except OverflowError as exc:  # the sandbox's cap on range()
             raise TemplateError(f"unsafe template rejected by the sandbox: {exc}", file=self.source, where=f"messages[{index}].content") from None
-        except (ArithmeticError, TypeError, ValueError, LookupError) as exc:  # {{ 1/0 }}, {{ review + 1 }}, ...
+        except (ArithmeticError, TypeError, ValueError, LookupError, AttributeError, AssertionError, RecursionError) as exc:
+            # {{ 1/0 }}, {{ review + 1 }}, {{ review|dictsort }}, {{ review|truncate(-1) }}, a recursive macro, ...
             raise TemplateError(f"cannot render: {type(exc).__name__}: {exc}", file=self.source, where=f"messages[{index}].content") from None
 
     def _last_user(self) -> int:

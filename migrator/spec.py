@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serializer, field_validator, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from migrator.errors import InputError, SpecError
 
@@ -60,7 +63,8 @@ class TargetSpec(_Strict):
     @field_validator("model")
     @classmethod
     def _provider_prefixed(cls, value: str) -> str:
-        if "/" not in value or value.startswith("/") or value.endswith("/") or " " in value:
+        spaced = " " in value or not value.isprintable()  # a space, tab, newline or control character
+        if "/" not in value or value.startswith("/") or value.endswith("/") or spaced:
             raise ValueError(
                 f"must be a provider-prefixed model id such as 'openai/gpt-4o-mini', got {value!r}"
             )
@@ -74,12 +78,78 @@ class TargetSpec(_Strict):
         return value
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_json_scalar(value: Any) -> bool:
+    return value is None or isinstance(value, (str, bool, int)) or (isinstance(value, float) and math.isfinite(value))
+
+
+# Arguments migrator sets on every call: a param of the same name would replace them,
+# sending every trial to one model, or with no prompt.
+_CALL_ARGUMENTS = {
+    "model": "app.model and targets",
+    "messages": "the prompt",
+    "prompt": "the prompt",
+    "api_base": "api_base",
+    "base_url": "api_base",
+    "api_key": "api_key_env",
+    "timeout": "search_space.timeout_s",
+    "num_retries": "search_space.max_retries",
+}
+
+# The params migrator reads (the search starts from them) or that change what it scores,
+# with the range every provider accepts. Others go to the provider as they are.
+_PARAM_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "temperature": (lambda v: _is_number(v) and 0 <= v <= 2, "must be a number between 0 and 2"),
+    "top_p": (lambda v: _is_number(v) and 0 < v <= 1, "must be a number greater than 0 and at most 1"),
+    "max_tokens": (lambda v: _is_int(v) and v >= 1, "must be an integer >= 1"),
+    "seed": (_is_int, "must be an integer"),
+    "presence_penalty": (lambda v: _is_number(v) and -2 <= v <= 2, "must be a number between -2 and 2"),
+    "frequency_penalty": (lambda v: _is_number(v) and -2 <= v <= 2, "must be a number between -2 and 2"),
+    "stop": (
+        lambda v: isinstance(v, str) or (isinstance(v, list) and all(isinstance(s, str) for s in v)),
+        "must be a string or a list of strings",
+    ),
+    "n": (lambda v: _is_int(v) and v == 1, "must be 1 (migrator scores one reply per request)"),
+    "stream": (lambda v: v is False, "must be false or left out (migrator scores whole replies)"),
+    **{
+        name: (lambda v: False, f"cannot be a param: migrator sets it on each call, from {source}")
+        for name, source in _CALL_ARGUMENTS.items()
+    },
+}
+_OTHER_PARAM = (
+    _is_json_scalar,
+    "must be a string, a finite number, true, false or null (it is sent to the provider as it is)",
+)
+
+
 class AppSpec(TargetSpec):
     """The app as it runs today: legacy model, prompt and params."""
 
     messages: tuple[Message, ...] | None = None
     prompt_file: str | None = None
     params: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("params")
+    @classmethod
+    def _known_params(cls, value: dict[str, Any]) -> dict[str, Any]:
+        problems: list[InitErrorDetails] = []
+        for name, param in value.items():
+            valid, message = _PARAM_RULES.get(name, _OTHER_PARAM)
+            if not valid(param):
+                error = PydanticCustomError("param_value", message)
+                problems.append(InitErrorDetails(type=error, loc=(name,), input=param))
+        if problems:
+            # raised inside a validator, pydantic nests these under app.params, so each
+            # error names its param: app.params.temperature
+            raise ValidationError.from_exception_data("params", problems)
+        return value
 
     @model_validator(mode="after")
     def _one_prompt(self) -> AppSpec:
@@ -132,9 +202,9 @@ class TrackingSpec(_Strict):
 
 
 class FloatRange(_Strict):
-    low: float
-    high: float
-    step: float | None = Field(default=0.1, gt=0)
+    low: float = Field(allow_inf_nan=False)
+    high: float = Field(allow_inf_nan=False)
+    step: float | None = Field(default=0.1, gt=0, allow_inf_nan=False)
 
     @model_validator(mode="after")
     def _ordered(self) -> FloatRange:
@@ -144,7 +214,7 @@ class FloatRange(_Strict):
 
 
 class IntChoice(_Strict):
-    choices: tuple[int, ...] = Field(min_length=1)
+    choices: tuple[Annotated[int, Field(ge=1)], ...] = Field(min_length=1)
 
 
 class ModelOverride(_Strict):
@@ -170,8 +240,22 @@ class DemoSpace(_Strict):
 
 class PromptSpace(_Strict):
     transforms: tuple[str, ...] = ()
-    proposer: str | None = None
+    proposer: TargetSpec | None = None
     rewrites: int = Field(default=0, ge=0)
+
+    @field_validator("proposer", mode="before")
+    @classmethod
+    def _proposer_string(cls, value: Any) -> Any:
+        return {"model": value} if isinstance(value, str) else value
+
+    @field_serializer("proposer")
+    def _proposer_compact(self, value: TargetSpec | None) -> str | dict[str, Any] | None:
+        # A proposer that is only a model id dumps as the bare id, as it did before the
+        # mapping form existed, so those specs keep their hash (and their Optuna study).
+        if value is None:
+            return None
+        bare = (value.api_base, value.api_key_env, value.mode) == (None, None, None)
+        return value.model if bare else value.model_dump()
 
 
 class SearchSpace(_Strict):
@@ -188,6 +272,24 @@ class SearchSpace(_Strict):
     timeout_s: float = Field(default=60.0, gt=0)
     max_retries: int = Field(default=4, ge=0)
 
+    @field_validator("temperature")
+    @classmethod
+    def _temperature_bounds(cls, value: FloatRange | None) -> FloatRange | None:
+        if value is not None and not 0 <= value.low <= value.high <= 2:
+            raise ValueError(
+                f"must lie between 0 and 2 (as app.params.temperature), got low={value.low:g} high={value.high:g}"
+            )
+        return value
+
+    @field_validator("top_p")
+    @classmethod
+    def _top_p_bounds(cls, value: FloatRange | None) -> FloatRange | None:
+        if value is not None and not 0 < value.low <= value.high <= 1:
+            raise ValueError(
+                f"must lie above 0 and at most 1 (as app.params.top_p), got low={value.low:g} high={value.high:g}"
+            )
+        return value
+
 
 class MigrationSpec(_Strict):
     """migration.yaml after validation; paths are resolved against ``base_dir``."""
@@ -203,7 +305,7 @@ class MigrationSpec(_Strict):
     objective: tuple[Literal["quality", "cost", "latency"], ...] = ("quality",)
     tracking: TrackingSpec = TrackingSpec()
     study: str | None = None
-    seed: int = 0
+    seed: int = Field(default=0, ge=0, lt=2**32)  # numpy and Optuna take 32-bit unsigned seeds
     base_dir: Path = Path(".")
     source_file: str = "migration.yaml"
 
@@ -257,8 +359,14 @@ class MigrationSpec(_Strict):
         return digest.hexdigest()[:16]
 
 
+def _printable(part: Any) -> str:
+    # a key is the user's text: a newline in it must not break the one-line error
+    text = str(part)
+    return text if text.isprintable() else repr(text)[1:-1]
+
+
 def _describe(err: dict[str, Any]) -> str:
-    loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-"))
+    loc = ".".join(_printable(p) for p in err["loc"] if not str(p).startswith("function-"))
     msg = str(err["msg"])
     if err["type"] == "extra_forbidden":
         msg = "unknown key (not one of the fields this section accepts)"

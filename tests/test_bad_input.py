@@ -169,6 +169,12 @@ def _template_file(lines: list[str]) -> str:
 CASES = [
     # migration.yaml: wrong types, unknown keys, missing files
     spec_case("unknown-top-level-key", _set("budgett", {"trials": 3}), "budgett"),
+    spec_case(
+        "target-key-variable-unset",
+        _set("targets", [{"model": "openai/my-model", "api_base": "http://127.0.0.1:9/v1", "api_key_env": "MIGRATOR_TEST_NEVER_SET"}]),
+        "targets.0.api_key_env",
+        "MIGRATOR_TEST_NEVER_SET",
+    ),
     spec_case("unknown-nested-key", _set("search_space", {"demoss": {"k": [0]}}), "search_space.demoss"),
     spec_case(
         "unknown-target-key", _set("targets", [{"model": "fake/oracle", "apibase": "http://x"}]), "targets.0.apibase"

@@ -162,3 +162,20 @@ def test_format_answer(value: object, written: str) -> None:
 
 def test_format_answer_keeps_non_ascii_in_json() -> None:
     assert format_answer({"city": "Zürich"}) == '{"city": "Zürich"}'
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        "{% macro m() %}{{ m() }}{% endmacro %}{{ m() }} {{ review }}",
+        "{% for x in review recursive %}{{ loop(x) }}{% endfor %}",
+        "{{ review|truncate(-1) }}",
+        "{{ review|dictsort }}",
+        "{{ review|xmlattr }}",
+        "{{ 2 ** 100000 }} {{ review }}",
+    ],
+)
+def test_a_template_that_cannot_be_compiled_or_rendered_is_a_template_error(content: str) -> None:
+    template = PromptTemplate((("user", content),), source="prompt.yaml")
+    with pytest.raises(TemplateError, match="messages\\[0\\]"):
+        template.check(["review"], {"review": "fine"})

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
+from migrator.cli import main
 from migrator.errors import InputError, SpecError
 from migrator.spec import SearchSpace, TargetSpec, load_search_space, load_spec
 
@@ -125,6 +126,12 @@ INVALID = [
     pytest.param(_set("targets", []), "targets", "at least 1", id="empty-targets"),
     pytest.param(_set("targets", ["gpt-4o"]), "targets.0.model", "provider-prefixed", id="target-without-provider"),
     pytest.param(_set("app.model", "gpt-4o-mini"), "app.model", "provider-prefixed", id="app-model-without-provider"),
+    pytest.param(_set("targets", ["openai/gpt\n4o"]), "targets.0.model", "provider-prefixed", id="model-with-newline"),
+    pytest.param(_set("app.model", "openai/gpt\t4o"), "app.model", "provider-prefixed", id="model-with-tab"),
+    pytest.param(_set("budget.tri\nals", 1), "budget.tri\\nals", "unknown key", id="newline-in-key-stays-one-line"),
+    pytest.param(
+        _set("app.params", {"a\nb": [1]}), "app.params.a\\nb", "sent to the provider", id="newline-in-param-name"
+    ),
     pytest.param(_set("targets", ["openai/a", "openai/a"]), "targets", "listed twice", id="duplicate-target"),
     pytest.param(
         _set("dataset.split", {"train": 0.5, "dev": 0.5, "test": 0.5}),
@@ -147,6 +154,114 @@ INVALID = [
         _set("app.messages", [{"role": "user", "content": "x"}]), "app", "exactly one of", id="both-prompt-sources"
     ),
     pytest.param(_set("base_dir", "/etc"), "base_dir", "unknown key", id="reserved-base-dir"),
+    pytest.param(_set("seed", -1), "seed", "greater than or equal to 0", id="negative-seed"),
+    pytest.param(_set("seed", 2**32), "seed", "less than", id="seed-over-32-bits"),
+    # app.params: what migrator interprets is checked for type and range
+    pytest.param(
+        _set("app.params", {"temperature": "hot"}),
+        "app.params.temperature",
+        "must be a number between 0 and 2, got 'hot'",
+        id="temperature-not-a-number",
+    ),
+    pytest.param(
+        _set("app.params", {"temperature": 2.5}),
+        "app.params.temperature",
+        "between 0 and 2, got 2.5",
+        id="temperature-high",
+    ),
+    pytest.param(
+        _set("app.params", {"temperature": float("nan")}), "app.params.temperature", "got nan", id="temperature-nan"
+    ),
+    pytest.param(_set("app.params", {"top_p": 7}), "app.params.top_p", "at most 1, got 7", id="top-p-high"),
+    pytest.param(_set("app.params", {"top_p": 0}), "app.params.top_p", "greater than 0", id="top-p-zero"),
+    pytest.param(_set("app.params", {"max_tokens": -5}), "app.params.max_tokens", ">= 1, got -5", id="max-tokens-neg"),
+    pytest.param(_set("app.params", {"max_tokens": True}), "app.params.max_tokens", "got True", id="max-tokens-bool"),
+    pytest.param(_set("app.params", {"max_tokens": 5.5}), "app.params.max_tokens", "integer", id="max-tokens-float"),
+    pytest.param(_set("app.params", {"seed": "7"}), "app.params.seed", "integer, got '7'", id="param-seed-string"),
+    pytest.param(
+        _set("app.params", {"presence_penalty": -3}),
+        "app.params.presence_penalty",
+        "between -2 and 2",
+        id="presence-low",
+    ),
+    pytest.param(
+        _set("app.params", {"frequency_penalty": 2.1}),
+        "app.params.frequency_penalty",
+        "between -2 and 2",
+        id="freq-high",
+    ),
+    pytest.param(_set("app.params", {"stop": ["\n", 3]}), "app.params.stop", "list of strings", id="stop-list-of-int"),
+    pytest.param(_set("app.params", {"stop": 3}), "app.params.stop", "a string or a list", id="stop-int"),
+    pytest.param(_set("app.params", {"n": 2}), "app.params.n", "must be 1", id="n-above-1"),
+    pytest.param(_set("app.params", {"stream": True}), "app.params.stream", "whole replies", id="stream"),
+    pytest.param(
+        _set("app.params", {"model": "openai/gpt-4o"}), "app.params.model", "sets it on each call", id="param-model"
+    ),
+    pytest.param(_set("app.params", {"messages": "hi"}), "app.params.messages", "sets it on each call", id="messages"),
+    pytest.param(
+        _set("app.params", {"timeout": 3}), "app.params.timeout", "search_space.timeout_s", id="param-timeout"
+    ),
+    pytest.param(
+        _set("app.params", {"logit_bias": {"50256": -100}}),
+        "app.params.logit_bias",
+        "sent to the provider",
+        id="mapping",
+    ),
+    pytest.param(_set("app.params", {"tags": ["a"]}), "app.params.tags", "finite number, true", id="other-list"),
+    pytest.param(_set("app.params", {"x": float("inf")}), "app.params.x", "got inf", id="other-inf"),
+    # search ranges stay where the same params are valid
+    pytest.param(
+        _set("search_space", {"temperature": {"low": 0, "high": 3}}),
+        "search_space.temperature",
+        "between 0 and 2",
+        id="temperature-range-high",
+    ),
+    pytest.param(
+        _set("search_space", {"temperature": {"low": -0.5, "high": 1}}),
+        "search_space.temperature",
+        "got low=-0.5 high=1",
+        id="temperature-range-negative",
+    ),
+    pytest.param(
+        _set("search_space", {"temperature": {"low": 0, "high": float("nan")}}),
+        "search_space.temperature.high",
+        "finite",
+        id="temperature-range-nan",
+    ),
+    pytest.param(
+        _set("search_space", {"top_p": {"low": 0, "high": 1}}), "search_space.top_p", "above 0", id="top-p-range-zero"
+    ),
+    pytest.param(
+        _set("search_space", {"top_p": {"low": 0.5, "high": 1.5}}),
+        "search_space.top_p",
+        "at most 1",
+        id="top-p-range-high",
+    ),
+    pytest.param(
+        _set("search_space", {"max_tokens": {"choices": [64, 0]}}),
+        "search_space.max_tokens.choices.1",
+        "greater than or equal to 1",
+        id="max-tokens-choice-zero",
+    ),
+    # the proposer, as a model id or an endpoint
+    pytest.param(
+        _set("search_space", {"prompt": {"proposer": "gpt-4o"}}),
+        "search_space.prompt.proposer.model",
+        "provider-prefixed",
+        id="proposer-without-provider",
+    ),
+    pytest.param(
+        _set("search_space", {"prompt": {"proposer": {"model": "openai/qwen", "apibase": "http://x"}}}),
+        "search_space.prompt.proposer.apibase",
+        "unknown key",
+        id="proposer-unknown-key",
+    ),
+    pytest.param(
+        _set("search_space", {"prompt": {"proposer": {"model": "openai/qwen", "mode": "batch"}}}),
+        "search_space.prompt.proposer.mode",
+        "'chat' or 'completion'",
+        id="proposer-bad-mode",
+    ),
 ]
 
 
@@ -186,6 +301,120 @@ def test_api_key_env_holding_a_key_is_rejected_without_echoing_the_key(tmp_path:
     assert "targets.0.api_key_env" in str(info.value)
     assert "NAME of an environment variable" in str(info.value)
     assert secret not in str(info.value)
+
+
+def test_valid_params_load_exactly_as_written(tmp_path: Path) -> None:
+    params = {
+        "temperature": 0,
+        "top_p": 1,
+        "max_tokens": 1,
+        "seed": -3,
+        "presence_penalty": -2,
+        "frequency_penalty": 2.0,
+        "stop": ["\n", "###"],
+        "n": 1,
+        "stream": False,
+        "user": "app-1",
+        "logprobs": True,
+        "reasoning_effort": None,
+    }
+    data = _spec_dict()
+    data["app"]["params"] = params
+
+    loaded = load_spec(_write(tmp_path, data)).app.params
+
+    assert loaded == params
+    assert type(loaded["temperature"]) is int  # not coerced: the spec hash of existing specs is unchanged
+
+
+def test_a_string_stop_and_the_temperature_bounds_are_accepted(tmp_path: Path) -> None:
+    data = _spec_dict()
+    data["app"]["params"] = {"temperature": 2, "stop": "END"}
+    data["search_space"] = {"temperature": {"low": 0, "high": 2}, "top_p": {"low": 0.1, "high": 1.0}}
+
+    spec = load_spec(_write(tmp_path, data))
+
+    assert spec.app.params == {"temperature": 2, "stop": "END"}
+    assert spec.search_space.top_p is not None and spec.search_space.top_p.low == 0.1
+
+
+def test_the_first_bad_param_is_named_on_one_line(tmp_path: Path) -> None:
+    data = _spec_dict()
+    data["app"]["params"] = {"temperature": 0.2, "top_p": 7, "max_tokens": -5}
+
+    with pytest.raises(SpecError) as info:
+        load_spec(_write(tmp_path, data))
+
+    assert (
+        str(info.value)
+        == f"{tmp_path / 'migration.yaml'}: app.params.top_p: must be a number greater than 0 and at most 1, got 7"
+    )
+
+
+def test_a_bad_param_exits_2_with_one_line_through_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = _spec_dict()
+    data["app"]["params"] = {"temperature": "hot"}
+    path = _write(tmp_path, data)
+
+    code = main(["run", str(path), "--out", str(tmp_path / "out"), "--quiet", "--no-tracking"])
+
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err == f"migrator: error: {path}: app.params.temperature: must be a number between 0 and 2, got 'hot'\n"
+    assert not (tmp_path / "out").exists()
+
+
+def test_proposer_is_a_target_given_as_an_id_or_an_endpoint(tmp_path: Path) -> None:
+    endpoint = {
+        "model": "openai/qwen",
+        "api_base": "http://localhost:8080/v1",
+        "api_key_env": "QWEN_KEY",
+        "mode": "chat",
+    }
+    as_id = _spec_dict() | {"search_space": {"prompt": {"proposer": "openai/gpt-4.1", "rewrites": 2}}}
+    as_endpoint = _spec_dict() | {"search_space": {"prompt": {"proposer": endpoint, "rewrites": 2}}}
+
+    assert load_spec(_write(tmp_path / "a", as_id)).search_space.prompt.proposer == TargetSpec(model="openai/gpt-4.1")
+    assert load_spec(_write(tmp_path / "b", as_endpoint)).search_space.prompt.proposer == TargetSpec(**endpoint)
+    assert load_spec(_write(tmp_path / "c", _spec_dict())).search_space.prompt.proposer is None
+
+
+def test_proposer_endpoint_in_a_search_space_file(tmp_path: Path) -> None:
+    (tmp_path / "space.yaml").write_text(
+        "prompt:\n  rewrites: 1\n  proposer: {model: openai/qwen, api_base: 'http://localhost:8080/v1', mode: completion}\n"
+    )
+    spec = load_spec(_write(tmp_path, _spec_dict() | {"search_space": "space.yaml"}))
+
+    assert spec.search_space.prompt.proposer == TargetSpec(
+        model="openai/qwen", api_base="http://localhost:8080/v1", mode="completion"
+    )
+
+
+def test_proposer_api_key_env_holding_a_key_is_rejected_without_echoing_it(tmp_path: Path) -> None:
+    secret = "sk-proj-abcdefghijklmnopqrstuvwx0123"
+    proposer = {"model": "openai/gpt-4.1", "api_key_env": secret}
+    path = _write(tmp_path, _spec_dict() | {"search_space": {"prompt": {"proposer": proposer}}})
+
+    with pytest.raises(SpecError) as info:
+        load_spec(path)
+
+    assert str(info.value).startswith(f"{path}: search_space.prompt.proposer.api_key_env: must be the NAME")
+    assert secret not in str(info.value)
+
+
+def test_spec_hash_of_a_proposer_id_is_as_before_and_an_endpoint_changes_it(tmp_path: Path) -> None:
+    def proposer(value: Any) -> dict[str, Any]:
+        return _spec_dict() | {"search_space": {"prompt": {"proposer": value, "rewrites": 2}}}
+
+    as_id = load_spec(_write(tmp_path / "a", proposer("openai/gpt-4.1")))
+    as_mapping = load_spec(_write(tmp_path / "b", proposer({"model": "openai/gpt-4.1"})))
+    self_hosted = load_spec(_write(tmp_path / "c", proposer({"model": "openai/gpt-4.1", "api_base": "http://h:1/v1"})))
+
+    # the hash is over this dump; a proposer id dumps as the bare id, as before the mapping form
+    assert as_id.model_dump(mode="json")["search_space"]["prompt"]["proposer"] == "openai/gpt-4.1"
+    assert as_id.spec_hash() == as_mapping.spec_hash()
+    assert self_hosted.spec_hash() != as_id.spec_hash()
+    assert self_hosted.model_dump(mode="json")["search_space"]["prompt"]["proposer"]["api_base"] == "http://h:1/v1"
 
 
 def test_api_key_env_with_a_variable_name_is_accepted(tmp_path: Path) -> None:
