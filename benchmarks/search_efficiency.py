@@ -31,6 +31,7 @@ from grid import CACHE, TABLE, grid_configs, load, seal_cache
 
 from migrator.cache import ResponseCache
 from migrator.evaluate import Config, evaluate, summarize
+from migrator.ledger import MemoryLedger
 from migrator.llm import CallStats, LLMRequest, LLMResponse
 from migrator.search import run_search
 
@@ -48,6 +49,7 @@ class ReplayClient:
     def __init__(self, cache: ResponseCache) -> None:
         self.cache = cache
         self.stats = CallStats()
+        self.ledger = MemoryLedger()
         self.seen: set[str] = set()
 
     async def complete(self, request: LLMRequest) -> LLMResponse:
@@ -59,6 +61,7 @@ class ReplayClient:
             self.stats.cached += 1
             return LLMResponse(**{**hit, "cached": True})
         self.seen.add(key)
+        self.ledger.reserve_call(None, None)
         self.stats.made += 1
         return LLMResponse(**{**hit, "cached": False})
 

@@ -197,7 +197,7 @@ def _runner(kind: str, base: str) -> Measure:
             """The client, stamping each completion (evaluate takes any LLMClient)."""
 
             def __init__(self, inner: LiteLLMClient, marks: Marks) -> None:
-                self.inner, self.marks, self.stats = inner, marks, inner.stats
+                self.inner, self.marks, self.stats, self.ledger = inner, marks, inner.stats, inner.ledger
 
             async def complete(self, request: LLMRequest) -> LLMResponse:
                 response = await self.inner.complete(request)

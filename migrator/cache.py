@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ResponseCache", "request_key", "use_wal"]
+__all__ = ["ResponseCache", "request_key", "use_wal", "wal_on_connect"]
 
 
 def use_wal(conn: Any, timeout_s: float = 60.0) -> None:
@@ -34,6 +34,18 @@ def use_wal(conn: Any, timeout_s: float = 60.0) -> None:
                 raise
             time.sleep(0.05)
     conn.execute("PRAGMA synchronous=NORMAL")
+
+
+def wal_on_connect(engine: Any) -> None:
+    """Have every new connection of a SQLAlchemy engine on SQLite use WAL (see ``use_wal``)."""
+    from sqlalchemy import event
+
+    def _pragmas(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        use_wal(cursor)
+        cursor.close()
+
+    event.listen(engine, "connect", _pragmas)
 
 
 def request_key(payload: dict[str, Any]) -> str:

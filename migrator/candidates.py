@@ -11,10 +11,12 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 from migrator.dataset import Example
 from migrator.errors import SpecError
+from migrator.llm import Endpoint, LLMRequest, LLMResponse
 from migrator.metrics import Metric
 from migrator.prompts import Demo, PromptTemplate, format_answer
 
@@ -317,29 +319,33 @@ def propose_rewrites(
     family: str,
     train: Sequence[Example],
     failures: Sequence[Failure],
-    proposer: Any,
+    proposer: Endpoint,
+    complete: Callable[[LLMRequest], LLMResponse],
     n: int,
     seed: int,
     cache: Any = None,
 ) -> Rewrites:
     """N rewritten instructions for one target family, written by a DSPy program.
 
-    The proposer is reached through DSPy's LM client over litellm (same provider
-    path as every other call). Results are cached by (legacy prompt, target family,
-    proposer, seed, n), so a rerun makes no proposer calls.
+    DSPy calls the proposer through migrator's own client (``complete``), so its calls
+    are cached, retried, budgeted and counted like every other call. The proposals are
+    cached too, by (legacy prompt, target family, proposer, seed, n): a rerun makes no
+    proposer calls.
 
     Args:
-        proposer: an ``llm.Endpoint`` (model id, mode, api_base, api_key_env).
+        proposer: how to reach the proposer model (any target endpoint will do).
+        complete: sends one request through the client and returns its reply.
     """
     from migrator.cache import request_key
 
-    key = request_key(
-        {"kind": "dspy-rewrites", "prompt": [list(m) for m in original.messages], "family": family, "proposer": proposer.model, "seed": seed, "n": n}
-    )
+    payload = {"kind": "dspy-rewrites", "prompt": [list(m) for m in original.messages], "family": family, "proposer": proposer.model, "seed": seed, "n": n}
+    if proposer.served_by is not None:
+        payload["served_by"] = proposer.served_by
+    key = request_key(payload)
     cached = cache.get(key) if cache is not None else None
     calls, cost = 0, 0.0
     if cached is None:
-        proposals, calls, cost = _run_proposer(original, metric, family, train, failures, proposer, n, seed)
+        proposals, calls, cost = _run_proposer(original, metric, family, train, failures, proposer, complete, n, seed)
         if cache is not None and any(not p.get("error") for p in proposals):
             cache.put(key, f"proposer:{proposer.model}", {"proposals": proposals, "calls": calls, "cost_usd": cost})
     else:
@@ -367,28 +373,68 @@ def propose_rewrites(
     return Rewrites(tuple(accepted), tuple(rejected), calls, cost, cached is not None)
 
 
+def _client_lm(endpoint: Endpoint, complete: Callable[[LLMRequest], LLMResponse], seed: int) -> Any:
+    """A DSPy LM whose every call is one request through migrator's client.
+
+    DSPy's own LM would call litellm with its own retries: no Retry-After, no error
+    mapping, no budget, no cache. This one sends what DSPy asks for as an
+    ``LLMRequest``; the params the model takes pass (DSPy's ``rollout_id`` becomes the
+    request seed), and what the client raises (a spent budget included) reaches the caller.
+    """
+    import os
+
+    os.environ.setdefault("DSPY_CACHEDIR", os.path.join(os.path.expanduser("~"), ".cache", "migrator", "dspy"))
+    import dspy
+
+    from migrator.evaluate import request_seed
+    from migrator.models import model_info
+
+    accepts = model_info(endpoint.model, api_base=endpoint.api_base).accepts
+
+    class ClientLM(dspy.BaseLM):  # type: ignore[misc]
+        def __init__(self) -> None:
+            super().__init__(model=endpoint.model, temperature=1.0, max_tokens=600, cache=False, num_retries=0)
+            self.calls = 0
+            self.cost_usd = 0.0
+
+        def forward(self, prompt: str | None = None, messages: list[dict[str, Any]] | None = None, **kwargs: Any) -> Any:
+            wanted = {**self.kwargs, **kwargs}
+            rollout = wanted.get("rollout_id")
+            params: dict[str, Any] = {k: wanted[k] for k in ("temperature", "max_tokens") if k in accepts and wanted.get(k) is not None}
+            if "seed" in accepts:
+                params["seed"] = request_seed(seed, int(rollout or 0))
+            turns = tuple((str(m["role"]), str(m["content"])) for m in messages or [{"role": "user", "content": prompt or ""}])
+            if endpoint.mode == "completion":
+                request = LLMRequest(endpoint, prompt="\n\n".join(c for _, c in turns), params=tuple(sorted(params.items())))
+            else:
+                request = LLMRequest(endpoint, messages=turns, params=tuple(sorted(params.items())))
+            response = complete(request)
+            if not response.cached:
+                self.calls += 1
+                self.cost_usd += response.cost_usd
+            usage = {"prompt_tokens": response.prompt_tokens, "completion_tokens": response.completion_tokens}
+            choice = {"message": {"role": "assistant", "content": response.text}, "finish_reason": response.finish_reason}
+            return SimpleNamespace(choices=[choice], usage=usage, model=endpoint.model, cache_hit=response.cached)
+
+    return ClientLM()
+
+
 def _run_proposer(
     original: PromptTemplate,
     metric: Metric,
     family: str,
     train: Sequence[Example],
     failures: Sequence[Failure],
-    proposer: Any,
+    proposer: Endpoint,
+    complete: Callable[[LLMRequest], LLMResponse],
     n: int,
     seed: int,
 ) -> tuple[list[dict[str, str]], int, float]:
-    import os
-
-    os.environ.setdefault("DSPY_CACHEDIR", os.path.join(os.path.expanduser("~"), ".cache", "migrator", "dspy"))
     import dspy
 
-    kwargs: dict[str, Any] = {}
-    if proposer.api_base:
-        kwargs["api_base"] = proposer.api_base
-        kwargs["api_key"] = "none"
-    if proposer.api_key_env:
-        kwargs["api_key"] = os.environ.get(proposer.api_key_env, "")
-    lm = dspy.LM(proposer.call_model(), engine="litellm", temperature=1.0, max_tokens=600, cache=False, num_retries=3, **kwargs)
+    from migrator.errors import BudgetExhausted
+
+    lm = _client_lm(proposer, complete, seed)
     program = dspy.Predict(_signature())
     instruction = "\n\n".join(c for r, c in original.messages if r == "system") or original.text()
     inputs = {
@@ -403,9 +449,11 @@ def _run_proposer(
         for i in range(n):
             variant = f"rewrite {i + 1} of {n} (seed {seed}); make it different from the others"
             try:
-                prediction = program(**inputs, variant=variant, config={"rollout_id": seed * 1000 + i})
+                prediction = program(**inputs, variant=variant, config={"rollout_id": i})
                 out.append({"text": str(prediction.new_instruction)})
             except Exception as exc:  # a proposer that cannot follow DSPy's format yields no rewrite
+                spent = exc if isinstance(exc, BudgetExhausted) else exc.__cause__ or exc.__context__
+                if isinstance(spent, BudgetExhausted):
+                    raise spent from None
                 out.append({"text": "", "error": f"{type(exc).__name__}: {str(exc)[:200]}"})
-    cost = sum(float(h.get("cost") or 0.0) for h in lm.history)
-    return out, len(lm.history), cost
+    return out, lm.calls, lm.cost_usd

@@ -57,13 +57,16 @@ def _model_servers(models: Sequence[str], log_dir: Path) -> Iterator[dict[str, s
         yield {f"local/{name}": server.api_base(name) for name in local}
 
 
-def _client(cache_path: Path | None, *, calls: int | None, usd: float | None, space: Any, seed: int) -> Any:
+def _client(
+    cache_path: Path | None, *, calls: int | None, usd: float | None, space: Any, seed: int, ledger: Any = None
+) -> Any:
     from migrator.cache import ResponseCache
     from migrator.llm import Limits, LiteLLMClient
 
     return LiteLLMClient(
         cache=ResponseCache(cache_path) if cache_path else None,
         limits=Limits(calls=calls, usd=usd),
+        ledger=ledger,
         concurrency=space.concurrency,
         timeout_s=space.timeout_s,
         max_retries=space.max_retries,
@@ -157,8 +160,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = default_out_paths(out_dir)
     storage = spec.study if spec.study and "://" in spec.study else paths["storage"]
+    study_name = spec.study if spec.study and "://" not in spec.study else f"{spec.name}-{spec.spec_hash()}"
     cache_path = None if args.no_cache else (args.cache or Path(paths["cache"]))
-    client = _client(cache_path, calls=spec.budget.calls, usd=spec.budget.usd, space=spec.search_space, seed=spec.seed)
+    from migrator.ledger import open_ledger
+
+    # what was spent is kept with the study, so a resumed run continues the count
+    ledger = open_ledger(storage, study_name)
+    client = _client(
+        cache_path, calls=spec.budget.calls, usd=spec.budget.usd, space=spec.search_space, seed=spec.seed, ledger=ledger
+    )
     from migrator.tracking import MlflowTracker, NullTracker, TrackingError
 
     tracker: Any
@@ -169,10 +179,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             spec.tracking.uri or paths["tracking"], spec.tracking.experiment, out_dir / "mlartifacts", on_failure=_tracking_failed
         )
     models = [t.model for t in spec.targets] + [spec.app.model]
-    if spec.search_space.prompt.proposer:
-        models.append(spec.search_space.prompt.proposer)
+    if spec.search_space.prompt.proposer is not None:
+        models.append(spec.search_space.prompt.proposer.model)
     progress = _Progress(spec.budget.trials, client, enabled=not args.quiet)
-    study_name = spec.study if spec.study and "://" not in spec.study else f"{spec.name}-{spec.spec_hash()}"
     # MLflow opens its store in the background while local servers start and the search runs.
     tracker.start(prepared, study_name, {})
     try:
@@ -216,6 +225,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     finally:
         # an interrupted or failed run still records the trials that finished
         tracker.close()
+        ledger.close()
     if result.winner is None:
         if result.stopped_by:
             print(f"migrator: the {result.stopped_by} budget ran out before any winner was scored", file=sys.stderr)

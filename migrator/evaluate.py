@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import statistics
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -15,7 +16,25 @@ from migrator.metrics import Metric
 from migrator.prompts import Demo, PromptTemplate
 from migrator.redaction import redact
 
-__all__ = ["Config", "ExampleResult", "Summary", "build_request", "evaluate", "summarize"]
+__all__ = ["Config", "ExampleResult", "Summary", "build_request", "evaluate", "request_seed", "seeded", "summarize"]
+
+
+def request_seed(seed: int, sample: int = 0) -> int:
+    """The ``seed`` sent with a request: from the spec's seed and which sample of a reply it is.
+
+    The same for every run of a spec, so a rerun, a resume and a run under provider
+    faults get the same replies at a temperature above 0 from a provider that honours it.
+    """
+    digest = hashlib.sha256(f"migrator-request-seed:{seed}:{sample}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") >> 1  # 31 bits: every provider takes that
+
+
+def seeded(params: Mapping[str, Any], accepts: Collection[str], seed: int) -> dict[str, Any]:
+    """``params`` with the request seed, where the model takes one and the app set none."""
+    out = dict(params)
+    if "seed" in accepts and "seed" not in out:
+        out["seed"] = request_seed(seed)
+    return out
 
 
 @dataclass(frozen=True)

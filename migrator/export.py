@@ -97,6 +97,13 @@ def _paired(paired: PairedTest | None) -> dict[str, Any] | None:
     }
 
 
+def _sampled_without_seed(result: MigrationResult) -> list[str]:
+    """Models scored at a temperature above 0 with no request seed (their provider takes none)."""
+    params = [dict(o.config.params) for o in result.search.trials]
+    models = [o.config.model for o in result.search.trials]
+    return sorted({m for m, p in zip(models, params, strict=True) if float(p.get("temperature") or 0) > 0 and "seed" not in p})
+
+
 def summary_dict(result: MigrationResult, mlflow: Mapping[str, Any], files: Mapping[str, Path]) -> dict[str, Any]:
     """Everything a reviewer or a tool reads about the run (fields in DESIGN.md)."""
     stats = result.stats
@@ -132,10 +139,15 @@ def summary_dict(result: MigrationResult, mlflow: Mapping[str, Any], files: Mapp
         "trials": dict(result.search.counts),
         "stopped_by": result.stopped_by,
         "space_exhausted": result.search.exhausted,
-        "llm_calls": {k: stats[k] for k in ("made", "cached", "failed", "retried")},
+        "llm_calls": {k: stats[k] for k in ("made", "cached", "failed", "retried", "sent")},
+        "sampled_without_seed": _sampled_without_seed(result),
         "tokens": {"prompt": stats["prompt_tokens"], "completion": stats["completion_tokens"]},
         "cost_usd": stats["cost_usd"],
-        "budget": result.spec.budget.model_dump(mode="json"),
+        "budget": {
+            **result.spec.budget.model_dump(mode="json"),
+            # what the study has spent, over every run that resumed it
+            "spent": {"calls": result.spent.calls, "usd": result.spent.usd, "minutes": round(result.spent.seconds / 60, 3)},
+        },
         "wall_s": round(result.wall_s, 3),
         "splits": {k: len(result.prepared.splits.get(k)) for k in ("train", "dev", "test")},
         "study": {"storage": result.search.storage, "name": result.search.study_name},

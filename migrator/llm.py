@@ -26,8 +26,11 @@ and ``_status_error`` (HTTP statuses of the direct road)::
     └── LLMBadRequestError    4xx, missing key; not retried
     BudgetExhausted           a call or USD budget is spent; raised before the call
 
-The client enforces the call and USD budgets before each paid attempt, so a run never
-spends more than its budget plus the calls already in flight.
+Budgets are enforced before each attempt that leaves for a provider (a first try, a
+retry, an attempt that then fails: every request sent counts), against a ``Ledger``
+kept with the study (:mod:`migrator.ledger`), so a resumed run continues the count of
+the run it resumes. A run never sends more requests than ``Limits.calls`` and never
+spends more than ``Limits.usd`` plus the cost of the calls already in flight.
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ from migrator.errors import (
     LLMRateLimitError,
     LLMTimeoutError,
 )
+from migrator.ledger import Ledger, MemoryLedger
 from migrator.models import model_info
 from migrator.redaction import redact
 
@@ -86,13 +90,20 @@ def import_litellm() -> Any:
 
 @dataclass(frozen=True)
 class Endpoint:
-    """How to reach a model: its id, endpoint mode and, for self-hosted servers, where."""
+    """How to reach a model: its id, endpoint mode and, for self-hosted servers, where.
+
+    ``served_by`` says which server or weights answer, where the model id alone does
+    not: the address of a self-hosted endpoint, or the sha256 of a managed local
+    model's weights (its port changes every run). Replies are cached under it, so
+    pointing ``openai/my-model`` at another server never returns the old one's replies.
+    """
 
     model: str
     mode: Mode = "chat"
     api_base: str | None = None
     api_key_env: str | None = None
     litellm_model: str | None = None
+    served_by: str | None = None
 
     def call_model(self) -> str:
         return self.litellm_model or self.model
@@ -113,17 +124,18 @@ class LLMRequest:
     params: tuple[tuple[str, Any], ...] = ()
 
     def cache_key(self) -> str:
-        # The endpoint address is left out on purpose: a local server gets a new port
-        # each run, and the model id already says which model answers.
-        return request_key(
-            {
-                "model": self.endpoint.model,
-                "mode": self.endpoint.mode,
-                "messages": [list(m) for m in self.messages],
-                "prompt": self.prompt,
-                "params": dict(self.params),
-            }
-        )
+        # Who serves the model, not its address: a managed local server gets a new port
+        # each run, and a hosted model id already names its provider.
+        payload: dict[str, Any] = {
+            "model": self.endpoint.model,
+            "mode": self.endpoint.mode,
+            "messages": [list(m) for m in self.messages],
+            "prompt": self.prompt,
+            "params": dict(self.params),
+        }
+        if self.endpoint.served_by is not None:
+            payload["served_by"] = self.endpoint.served_by
+        return request_key(payload)
 
 
 @dataclass(frozen=True)
@@ -139,21 +151,23 @@ class LLMResponse:
 
 @dataclass
 class CallStats:
-    """Counters of one client: what this invocation made, reused, lost and spent."""
+    """Counters of one client: what this invocation made, reused, lost and spent.
+
+    ``made`` counts calls answered, ``sent`` every request sent to a provider (retries
+    and failed attempts too: what a budget counts).
+    """
 
     made: int = 0
     cached: int = 0
     failed: int = 0
     retried: int = 0
+    sent: int = 0
     cost_usd: float = 0.0
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    in_flight: int = 0
 
     def as_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out.pop("in_flight")
-        return out
+        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -164,6 +178,7 @@ class Limits:
 
 class LLMClient(Protocol):
     stats: CallStats
+    ledger: Ledger
 
     async def complete(self, request: LLMRequest) -> LLMResponse: ...
 
@@ -300,7 +315,9 @@ class LiteLLMClient:
 
     Args:
         cache: where replies are kept; ``None`` disables caching.
-        limits: call and USD budgets, checked before every paid attempt.
+        limits: call and USD budgets, checked before every attempt sent to a provider.
+        ledger: where what was spent is counted (default: in memory); a ledger kept
+            with the study makes the budgets hold across resumed runs.
         concurrency: calls in flight at once.
         timeout_s: per-attempt timeout.
         max_retries: retries of a retryable fault (429, 5xx, timeouts, bad replies).
@@ -316,6 +333,7 @@ class LiteLLMClient:
         *,
         cache: ResponseCache | None = None,
         limits: Limits = Limits(),
+        ledger: Ledger | None = None,
         concurrency: int = 8,
         timeout_s: float = 60.0,
         max_retries: int = 4,
@@ -326,6 +344,7 @@ class LiteLLMClient:
     ) -> None:
         self.cache = cache
         self.limits = limits
+        self.ledger: Ledger = ledger if ledger is not None else MemoryLedger()
         self.concurrency = concurrency
         self.timeout_s = timeout_s
         self.max_retries = max_retries
@@ -356,11 +375,14 @@ class LiteLLMClient:
             self._state = _LoopState(loop, self.concurrency)
         return self._state
 
-    def _check_budget(self) -> None:
-        if self.limits.calls is not None and self.stats.made + self.stats.in_flight >= self.limits.calls:
+    def _reserve_call(self) -> None:
+        """Count the attempt about to be sent, or raise if a budget is spent."""
+        over = self.ledger.reserve_call(self.limits.calls, self.limits.usd)
+        if over == "calls":
             raise BudgetExhausted("calls", f"the call budget ({self.limits.calls}) is spent")
-        if self.limits.usd is not None and self.stats.cost_usd >= self.limits.usd:
+        if over is not None:
             raise BudgetExhausted("usd", f"the USD budget ({self.limits.usd:g}) is spent")
+        self.stats.sent += 1
 
     async def complete(self, request: LLMRequest) -> LLMResponse:
         """One reply, from the cache when this exact request was answered before."""
@@ -371,13 +393,17 @@ class LiteLLMClient:
                 self.stats.cached += 1
                 return LLMResponse(**{**hit, "cached": True})
         state = self._loop_state()
+        try:
+            api_key = self._api_key(request.endpoint)
+        except LLMError:
+            self.stats.failed += 1
+            raise
         async with state.semaphore:
             attempt = 0
             while True:
-                self._check_budget()
-                self.stats.in_flight += 1
+                self._reserve_call()
                 try:
-                    response = await self._call_once(request, state)
+                    response = await self._call_once(request, state, api_key)
                 except LLMError as exc:
                     if not exc.retryable or attempt >= self.max_retries:
                         self.stats.failed += 1
@@ -386,9 +412,8 @@ class LiteLLMClient:
                     self.stats.retried += 1
                     await self._sleep(self._backoff(attempt, exc))
                     continue
-                finally:
-                    self.stats.in_flight -= 1
                 break
+        self.ledger.add_cost(response.cost_usd)
         self.stats.made += 1
         self.stats.cost_usd += response.cost_usd
         self.stats.prompt_tokens += response.prompt_tokens
@@ -412,9 +437,8 @@ class LiteLLMClient:
             raise LLMBadRequestError(f"environment variable {endpoint.api_key_env} is not set", model=endpoint.model)
         return key
 
-    async def _call_once(self, request: LLMRequest, state: _LoopState) -> LLMResponse:
+    async def _call_once(self, request: LLMRequest, state: _LoopState, key: str | None) -> LLMResponse:
         endpoint = request.endpoint
-        key = self._api_key(endpoint)
         path = endpoint.direct_path() if self.direct else None
         if path is not None:
             return await self._call_direct(request, state, path, key)

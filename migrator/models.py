@@ -1,7 +1,18 @@
 """What each model accepts and costs, from litellm's model map plus our overrides.
 
-The search offers a model only the parameters it accepts (reasoning models reject
-temperature), and cost accounting uses the same price table.
+The search offers a model only the parameters it accepts, requests carry a ``seed``
+only where the provider takes one, and cost accounting uses the same price table.
+The rules, in one place:
+
+- the parameters are those litellm lists for the model (``get_supported_openai_params``)
+  among temperature, top_p, max_tokens and seed; max_tokens always;
+- OpenAI's reasoning models (the o-series, gpt-5, gpt-5-mini, ...) take no temperature
+  and no top_p other than the default. litellm lists temperature for them (it drops a
+  default one), but not top_p, and it marks them ``supports_reasoning``: both together
+  are the rule. Other reasoning models (claude-sonnet-4-5, gemini-2.5-flash) keep
+  their temperature;
+- self-hosted OpenAI-compatible servers (llama.cpp, vLLM) and the local models take
+  all four and cost nothing per token.
 """
 
 from __future__ import annotations
@@ -14,7 +25,7 @@ from typing import Any
 
 __all__ = ["ModelInfo", "family", "model_info"]
 
-_SAMPLING = ("temperature", "top_p", "max_tokens")
+_SAMPLING = ("temperature", "top_p", "max_tokens", "seed")
 # Self-hosted OpenAI-compatible servers (llama.cpp, vLLM) take the usual sampling params
 # and cost nothing per token; the fake provider has a price so cost accounting is tested.
 _OVERRIDES: dict[str, dict[str, Any]] = {
@@ -60,7 +71,7 @@ def _litellm_info(model: str) -> ModelInfo:
     except Exception:  # litellm raises assorted errors for providers it cannot map
         supported = []
     accepts = {p for p in _SAMPLING if p in supported or p == "max_tokens"}
-    if entry.get("supports_reasoning"):
+    if entry.get("supports_reasoning") and "top_p" not in supported:
         accepts -= {"temperature", "top_p"}
     deprecation = entry.get("deprecation_date")
     try:
@@ -69,7 +80,7 @@ def _litellm_info(model: str) -> ModelInfo:
         deprecation_date = None
     return ModelInfo(
         model=model,
-        accepts=frozenset(accepts or {"temperature", "max_tokens"}),
+        accepts=frozenset(accepts),
         input_cost_per_token=float(entry.get("input_cost_per_token") or 0.0),
         output_cost_per_token=float(entry.get("output_cost_per_token") or 0.0),
         deprecation_date=deprecation_date,

@@ -15,7 +15,8 @@ from typing import Any, Literal
 from migrator.candidates import DemoPool, Failure, PromptCandidate, Rejection, apply_transforms, propose_rewrites
 from migrator.dataset import Example, Splits, load_examples, split_examples
 from migrator.errors import BudgetExhausted, LLMError, SpecError, TemplateError
-from migrator.evaluate import Config, ExampleResult, Summary, build_request, evaluate, summarize
+from migrator.evaluate import Config, ExampleResult, Summary, build_request, evaluate, seeded, summarize
+from migrator.ledger import Spent
 from migrator.llm import Endpoint, LLMClient
 from migrator.metrics import Metric, build_metric
 from migrator.models import family, model_info
@@ -64,16 +65,22 @@ def load_template(spec: MigrationSpec) -> PromptTemplate:
 
 
 def endpoint_for(target: TargetSpec, api_bases: Mapping[str, str], space_mode: Mode | None = None) -> Endpoint:
-    """How to call a target: its mode (target, then search space, then model default) and address."""
+    """How to call a target: its mode (target, then search space, then model default), address
+    and who serves it (a managed local model: its weights' sha256; a self-hosted one: its address).
+    """
     mode: Mode = target.mode or space_mode or LOCAL_DEFAULT_MODES.get(target.model, "chat")
     api_base = target.api_base or api_bases.get(target.model)
     litellm_model = None
+    served_by = api_base.rstrip("/") if api_base else None
     if target.model.startswith("local/"):
+        from migrator.local import LOCAL_MODELS
+
         name = target.model.removeprefix("local/")
         litellm_model = f"text-completion-openai/{name}" if mode == "completion" else f"openai/{name}"
+        served_by = f"sha256:{LOCAL_MODELS[name].sha256}" if name in LOCAL_MODELS else None
     elif api_base and mode == "completion" and not target.model.startswith("text-completion-openai/"):
         litellm_model = "text-completion-openai/" + target.model.partition("/")[2]
-    return Endpoint(target.model, mode, api_base, target.api_key_env, litellm_model)
+    return Endpoint(target.model, mode, api_base, target.api_key_env, litellm_model, served_by)
 
 
 @dataclass(frozen=True)
@@ -101,18 +108,35 @@ def prepare(spec: MigrationSpec) -> Prepared:
     candidates = apply_transforms(template, metric, spec.search_space.prompt.transforms, file=spec.source_file)
     for cand in candidates:
         cand.template.check(input_fields, examples[0].inputs)
+    _check_keys(spec)
     _check_providers(spec)
     if 0 not in spec.search_space.demos.k and not splits.train:
         raise SpecError("demos need a train split (dataset.split.train > 0)", file=spec.source_file, where="search_space.demos.k")
     return Prepared(spec, template, metric, examples, splits, {c.id: c for c in candidates})
 
 
+def _check_keys(spec: MigrationSpec) -> None:
+    """Every target's (and the proposer's) key variable is set: without it no call can be made.
+
+    The legacy model is left out: it may be unreachable, and the run says so and goes on.
+    """
+    import os
+
+    fields = [(f"targets.{i}.api_key_env", t.api_key_env) for i, t in enumerate(spec.targets)]
+    if spec.search_space.prompt.proposer is not None:
+        fields.append(("search_space.prompt.proposer.api_key_env", spec.search_space.prompt.proposer.api_key_env))
+    for where, name in fields:
+        if name and not os.environ.get(name):
+            raise SpecError(f"the environment variable {name} that should hold the key is not set", file=spec.source_file, where=where)
+
+
 def _check_providers(spec: MigrationSpec) -> None:
     """Every hosted model id names a provider litellm knows (checked last: it imports litellm)."""
     fields = [(f"targets.{i}.model", t.model, t.api_base) for i, t in enumerate(spec.targets)]
     fields.append(("app.model", spec.app.model, spec.app.api_base))
-    if spec.search_space.prompt.proposer:
-        fields.append(("search_space.prompt.proposer", spec.search_space.prompt.proposer, None))
+    proposer = spec.search_space.prompt.proposer
+    if proposer is not None:
+        fields.append(("search_space.prompt.proposer", proposer.model, proposer.api_base))
     hosted = [(f, m) for f, m, base in fields if not base and not m.startswith(("local/", "fake/"))]
     if not hosted:
         return
@@ -163,6 +187,8 @@ class MigrationResult:
     stats: Mapping[str, Any]
     wall_s: float
     endpoints: Mapping[str, Endpoint] = field(default_factory=dict)
+    # what the study has spent over every run of it (this one and those it resumed)
+    spent: Spent = field(default_factory=Spent)
 
 
 def _evaluate_test(
@@ -285,6 +311,7 @@ def run_migration(
         stats=client.stats.as_dict(),
         wall_s=time.monotonic() - started,
         endpoints=endpoints,
+        spent=client.ledger.spent(),
     )
 
 
@@ -303,7 +330,7 @@ def _rewrites(
     space = setup.spec.search_space.prompt
     if not space.proposer or space.rewrites <= 0:
         return [], []
-    proposer = endpoint_for(TargetSpec(model=space.proposer), api_bases)
+    proposer = endpoint_for(space.proposer, api_bases)
     sample = prepared.splits.train[:_FAILURE_SAMPLE] or prepared.splits.dev[:_FAILURE_SAMPLE]
     by_family: dict[str, str] = {}
     for model in setup.endpoints:
@@ -328,12 +355,11 @@ def _rewrites(
             train=prepared.splits.train,
             failures=failures,
             proposer=proposer,
+            complete=lambda request: runner.run(client.complete(request)),
             n=space.rewrites,
             seed=setup.spec.seed,
             cache=getattr(client, "cache", None),
         )
-        client.stats.made += out.calls
-        client.stats.cost_usd += out.cost_usd
         accepted += out.candidates
         rejected += out.rejected
     return accepted, rejected
@@ -348,7 +374,7 @@ def _evaluate_legacy(
     if app.model in setup.endpoints:
         return None, "the legacy model is also a target; see its baseline"
     endpoint = endpoint_for(app, {})
-    params = tuple(sorted(app.params.items()))
+    params = tuple(sorted(seeded(app.params, model_info(app.model, api_base=endpoint.api_base).accepts, spec.seed).items()))
     config = Config(app.model, "original", 0, "none", params, endpoint.mode)
     template = setup.prompts["original"].template
     try:
@@ -388,6 +414,8 @@ class Lockfile:
     config: Config
     demo_pool: DemoPool
     fixed_demos: tuple[Any, ...]
+    # the spec's seed: it drew the split, and the run bootstrapped the test CI with it
+    seed: int = 0
 
     def demos_for(self, example: Example) -> Sequence[Any]:
         """The demos the winner shows for this input: its kNN picks, or its fixed set."""
@@ -449,7 +477,7 @@ def load_lockfile(path: Path, dataset: Path | None = None) -> Lockfile:
         params,
         target.mode or "chat",
     )
-    return Lockfile(path, raw, target, template, metric, splits, config, DemoPool(pool_examples, seed=seed), fixed)
+    return Lockfile(path, raw, target, template, metric, splits, config, DemoPool(pool_examples, seed=seed), fixed, seed)
 
 
 def evaluate_lockfile(
@@ -461,7 +489,7 @@ def evaluate_lockfile(
     config = lock.config
     with asyncio.Runner() as runner:
         results = runner.run(evaluate(client, config, endpoint, lock.template, examples, lock.metric, lock.demos_for))
-    return _scored(split, config, None, results, 0, None)
+    return _scored(split, config, None, results, lock.seed, None)
 
 
 __all__ += ["Lockfile", "evaluate_lockfile", "load_lockfile"]

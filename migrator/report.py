@@ -415,6 +415,12 @@ def _verdict(summary: Mapping[str, Any]) -> str:
     )
     if summary.get("legacy_note"):
         parts.append(f"<p class='note'>{_e(summary['legacy_note'])}</p>")
+    unseeded = summary.get("sampled_without_seed") or []
+    if unseeded:
+        parts.append(
+            f"<p class='note'>{_e(', '.join(unseeded))} take no request seed: their scores at a temperature above 0 are "
+            "one sample each, and a rerun without the cache may score differently.</p>"
+        )
     by_target = summary.get("baselines_by_target") or {}
     if by_target:
         parts.append("<h3 id='baselines'>The legacy prompt on each target (test split)</h3>")

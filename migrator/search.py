@@ -10,17 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import statistics
-import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from migrator.cache import use_wal
+from migrator.cache import wal_on_connect
 from migrator.candidates import DemoPool, PromptCandidate
 from migrator.dataset import Example
 from migrator.errors import BudgetExhausted
-from migrator.evaluate import Config, ExampleResult, Summary, build_request, evaluate, summarize
+from migrator.evaluate import Config, ExampleResult, Summary, build_request, evaluate, seeded, summarize
 from migrator.llm import Endpoint, LLMClient
 from migrator.metrics import Metric
 from migrator.planner import Planner, Space
@@ -61,8 +60,10 @@ class SearchSetup:
         return self.spec.search_space
 
     def legacy_params(self, model: str) -> dict[str, Any]:
-        """The app's params that this model accepts (the rest cannot be sent to it)."""
-        return {k: v for k, v in self.spec.app.params.items() if k in self.accepts[model] or k not in ("temperature", "top_p")}
+        """The app's params that this model accepts (the rest cannot be sent to it), and the request seed."""
+        accepts = self.accepts[model]
+        params = {k: v for k, v in self.spec.app.params.items() if k in accepts or k not in ("temperature", "top_p", "seed")}
+        return seeded(params, accepts, self.spec.seed)
 
     def demos_for(self, config: Config) -> Callable[[Example], Sequence[Any]]:
         return lambda ex: self.demo_pool.demos(config.demo_strategy, config.demos, ex)
@@ -113,16 +114,8 @@ def open_storage(url: str) -> Any:
         return optuna.storages.InMemoryStorage()
     if not url.startswith("sqlite:"):
         return optuna.storages.RDBStorage(url, heartbeat_interval=None)
-    from sqlalchemy import event
-
     storage = optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
-
-    def _pragmas(dbapi_connection: Any, _record: Any) -> None:
-        cursor = dbapi_connection.cursor()
-        use_wal(cursor)
-        cursor.close()
-
-    event.listen(storage.engine, "connect", _pragmas)
+    wal_on_connect(storage.engine)
     storage.engine.dispose()
     return storage
 
@@ -231,11 +224,12 @@ def _make_pruner(optuna: Any, space: SearchSpace, multi_objective: bool) -> Any:
 
 
 def _make_sampler(optuna: Any, setup: SearchSetup, n_done: int, planned: bool) -> Any:
+    seed = (setup.spec.seed * 100_003 + n_done) % 2**32  # numpy's seeds are 32-bit
     if setup.space.sampler == "random" or planned:
         # a planned trial fixes every parameter; Optuna's sampler has nothing left to choose
-        return optuna.samplers.RandomSampler(seed=setup.spec.seed * 100_003 + n_done)
+        return optuna.samplers.RandomSampler(seed=seed)
     return optuna.samplers.TPESampler(
-        seed=setup.spec.seed * 100_003 + n_done,
+        seed=seed,
         multivariate=True,
         group=True,
         n_startup_trials=max(5, len(setup.endpoints) + 2),
@@ -337,13 +331,17 @@ def study_trials(storage: str, study_name: str, setup: SearchSetup) -> list[Tria
 
 
 class _Budget:
-    """Soft limits of the search; the client enforces the hard ones."""
+    """Soft limits of the search; the client enforces the hard ones.
 
-    def __init__(self, setup: SearchSetup, client: LLMClient, reserve_calls: int, started: float) -> None:
+    What was spent is read from the client's ledger, which a resumed run shares with
+    the run it resumes: calls, USD and the seconds the search has run, all runs together.
+    """
+
+    def __init__(self, setup: SearchSetup, client: LLMClient, reserve_calls: int) -> None:
         self.budget = setup.spec.budget
-        self.client = client
+        self.ledger = client.ledger
+        self.ledger.start_clock()
         self.reserve_calls = reserve_calls
-        self.started = started
         # one llama.cpp server answers one request at a time, whatever we send
         local = all(m.startswith("local/") for m in setup.endpoints)
         self.concurrency = 1 if local else setup.space.concurrency
@@ -362,19 +360,19 @@ class _Budget:
             upcoming: calls about to be sent (the next chunk); a budget that cannot pay
                 for them all is spent, so a chunk never eats into the verdict's reserve.
         """
-        budget, stats = self.budget, self.client.stats
+        budget, spent = self.budget, self.ledger.spent()
         reserve = (self.reserve_calls if keep_reserve else 0) + max(upcoming - 1, 0)
         if budget.minutes is not None:
             # the median, because a model's first calls include loading it
             per_call = statistics.median(self.latencies) if self.latencies else 0.0
             reserve_s = reserve * per_call / max(1, self.concurrency)
-            if time.monotonic() - self.started + reserve_s >= budget.minutes * 60:
+            if spent.seconds + reserve_s >= budget.minutes * 60:
                 return "minutes"
-        if budget.calls is not None and stats.made + reserve >= budget.calls:
+        if budget.calls is not None and spent.calls + reserve >= budget.calls:
             return "calls"
-        if budget.usd is not None and stats.made:
-            per_call = stats.cost_usd / stats.made
-            if stats.cost_usd + per_call * reserve >= budget.usd:
+        if budget.usd is not None and spent.calls:
+            per_call = spent.usd / spent.calls
+            if spent.usd + per_call * reserve >= budget.usd:
                 return "usd"
         return None
 
@@ -423,7 +421,7 @@ def run_search(
     dev = setup.dev
     # a chunk smaller than the concurrency would cap the calls in flight at its size
     chunk = max(setup.space.chunk_size, setup.space.concurrency)
-    budget = _Budget(setup, client, reserve_calls, time.monotonic())
+    budget = _Budget(setup, client, reserve_calls)
     stopped_by: str | None = None
     exhausted = False
     planner = _planner(setup)

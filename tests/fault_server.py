@@ -1,11 +1,13 @@
 """A fault-injecting OpenAI-compatible server on loopback, for tests.
 
-``POST /v1/chat/completions`` answers a sentiment task deterministically: it reads the
+``POST /v1/chat/completions`` answers a sentiment task: it reads the
 review in the last user message (a ``/v1/completions`` prompt is read as the fake provider reads one) and labels it with ``migrator.testing.true_label``, right
 or wrong with the probability of the ``migrator.testing.PROFILES`` entry the model id
 ends with (``fault-fewshot`` behaves like ``fake/fewshot``; anything else like
 ``fake/oracle``; ``...-echo`` replies with the last user message). So a migration run
-against it has something to find, and a fault-free run is reproducible.
+against it has something to find. At temperature 0 the reply is a function of the
+request; above it, of the request and its ``seed``, and a request without a seed gets
+a fresh sample each time, as from a real server.
 
 Faults are decided per request *attempt* by a seeded RNG, so a retry can succeed:
 
@@ -143,7 +145,10 @@ def answer(body: Mapping[str, Any]) -> str:
     temperature = float(body.get("temperature") or 0.0)
     label = true_label(last)
     everything = "\n".join(str(m.get("content", "")) for m in messages)
-    if _unit(model, everything, f"{temperature:.3f}") < profile.p_correct(n_demos, temperature):
+    # Above temperature 0 a reply is a sample: the same one again only for the same seed,
+    # as from a real server (llama.cpp, OpenAI); greedy decoding needs no seed.
+    sample = "" if temperature <= 0 else str(body["seed"]) if "seed" in body else str(random.random())
+    if _unit(model, everything, f"{temperature:.3f}", sample) < profile.p_correct(n_demos, temperature):
         return label
     return "negative" if label == "positive" else "positive"
 

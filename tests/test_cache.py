@@ -7,6 +7,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from migrator.cache import ResponseCache, request_key
 
 
@@ -122,3 +124,29 @@ def test_request_key_changes_with_anything_that_changes_the_reply() -> None:
         request_key({**base, "messages": [{"role": "system", "content": "hi"}]}),
     }
     assert len(keys) == 5
+
+
+def test_a_model_moved_to_another_server_is_asked_again_not_answered_from_the_old_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    import yaml
+    from fault_server import KEY_ENV, FaultPlan, FaultServer, server_spec
+
+    from migrator import cli
+    from migrator.testing import make_sentiment_rows
+
+    data = tmp_path / "reviews.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in make_sentiment_rows(20)))
+    spec, out = tmp_path / "migration.yaml", tmp_path / "out"
+    made = []
+    monkeypatch.setenv(KEY_ENV, "sk-test-cache-0123456789")
+    for _ in ("old server", "new server"):  # same model ids, same output dir and cache
+        with FaultServer(FaultPlan()) as server:
+            spec.write_text(yaml.safe_dump(server_spec(server.api_base, str(data), budget={"trials": 2})))
+            assert cli.main(["run", str(spec), "--out", str(out), "--quiet", "--no-tracking"]) == 0
+            made.append((len(server.attempts), json.loads((out / "summary.json").read_text())["llm_calls"]["made"]))
+    (old_seen, old_made), (new_seen, new_made) = made
+    assert old_seen == old_made > 0
+    assert new_seen == new_made > 0  # the new server answered; nothing came from the old one's replies

@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from migrator import cli
+
 ENV = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
 
 
@@ -89,7 +91,7 @@ def test_run_writes_the_contract_files_and_eval_reproduces_the_winner(write_spec
         for field in ("model", "prompt_id", "params", "dev_score", "test_score", "test_ci", "cost_usd_per_example", "latency_p50_s"):
             assert field in summary[role]
     assert set(summary["trials"]) >= {"total", "complete", "pruned", "failed"}
-    assert set(summary["llm_calls"]) == {"made", "cached", "failed", "retried"}
+    assert set(summary["llm_calls"]) == {"made", "cached", "failed", "retried", "sent"}
     assert summary["mlflow"]["parent_run_id"] and summary["mlflow"]["tracking_uri"].startswith("sqlite:///")
     assert (out / "report.html").is_file() and (out / "study.db").is_file() and (out / "mlflow.db").is_file()
     winner = yaml.safe_load((out / "winner.yaml").read_text())
@@ -114,3 +116,25 @@ def test_budget_spent_before_any_winner_exits_3(write_spec: Callable[..., Path],
     proc = migrator("run", str(spec), "--out", str(tmp_path / "out"), "--quiet", "--no-tracking")
     assert proc.returncode == 3
     assert "budget" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_eval_reproduces_the_runs_test_score_and_interval_exactly_whatever_the_seed(
+    write_spec: Callable[..., Path], tmp_path: Path
+) -> None:
+    from migrator.cache import ResponseCache
+    from migrator.llm import LiteLLMClient
+    from migrator.pipeline import evaluate_lockfile, load_lockfile
+    from migrator.stats import bootstrap_ci
+
+    out = tmp_path / "out"
+    # the bootstrap of the interval is seeded by the spec's seed; fake/weak is often wrong, so it is wide
+    spec = write_spec(rows=150, targets=["fake/weak"], budget={"trials": 4}, seed=7)
+    assert cli.main(["run", str(spec), "--out", str(out), "--quiet", "--no-tracking"]) == 0
+    winner = json.loads((out / "summary.json").read_text())["winner"]
+    evaluated = evaluate_lockfile(load_lockfile(out / "winner.yaml"), LiteLLMClient(cache=ResponseCache(out / "cache.db")), "test")
+    assert evaluated.test.score == winner["test_score"]
+    assert list(evaluated.test_ci) == winner["test_ci"]
+    # on these scores another seed gives another interval, so this checks the seed is the run's
+    assert list(bootstrap_ci([r.score for r in evaluated.results], seed=0)) != winner["test_ci"]
+    printed = migrator("eval", str(out / "winner.yaml"))
+    assert f"95% CI [{winner['test_ci'][0]:.3f}, {winner['test_ci'][1]:.3f}]" in printed.stdout

@@ -197,3 +197,33 @@ def test_two_migrations_sharing_one_cache_and_one_study_store_both_complete(
     made = [s["llm_calls"]["made"] for s in summaries]
     # every answered call is in the cache once; calls both made at the same moment are kept once
     assert max(made) <= rows <= sum(made)
+
+
+def test_a_call_budget_holds_across_a_kill_and_a_resume_as_counted_at_the_provider(tmp_path: Path) -> None:
+    # What the provider saw, not what migrator counted: every attempt the loopback server
+    # received, from the killed run and the resumed one (retries of its 429s and 500s too).
+    budget = 90
+    plan = FaultPlan(rates={"rate_limit": 0.1, "server_error": 0.05}, seed=3, hold_after=55, hold_key=KEY)
+    with FaultServer(plan) as server:
+        space = {"timeout_s": 60.0, "demos": {"k": [0, 2, 4], "strategies": ["random", "stratified"]}, "max_retries": 4}
+        spec = _project(tmp_path, server.api_base, search_space=space, budget={"trials": 40, "calls": budget})
+        out = tmp_path / "out"
+        proc = subprocess.Popen(_command(spec, out), env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            _wait_for(lambda: sum(server.held().values()) > 0, proc)
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            proc.communicate()
+        before_kill = len(server.attempts)
+        server.release()
+        assert before_kill >= 55
+        rerun = subprocess.run(_command(spec, out), env=_env(), capture_output=True, text=True, timeout=300)
+        assert rerun.returncode in (0, 3), rerun.stderr
+        sent_in_all = len(server.attempts)
+    summary = json.loads((out / "summary.json").read_text())
+    assert server.faults(), "the provider faulted, so retries were sent"
+    assert sent_in_all > before_kill, "the resumed run sent requests of its own"
+    assert sent_in_all <= budget
+    # the study's count is the provider's: the resumed run continued the killed run's count
+    assert sent_in_all <= summary["budget"]["spent"]["calls"] <= budget
+    assert summary["stopped_by"] == "calls"

@@ -163,9 +163,20 @@ def _verdict(summary: dict[str, Any]) -> dict[str, Any]:
     return {role: {k: summary[role][k] for k in keys} for role in ("winner", "baseline")}
 
 
-def test_with_30_percent_faults_the_migration_finds_the_fault_free_winner(tmp_path: Path) -> None:
-    clean, clean_server, clean_out = _run(tmp_path, "clean", FaultPlan())
-    flaky, flaky_server, flaky_out = _run(tmp_path, "flaky", FaultPlan(rates=THIRTY_PERCENT, seed=60, hang_s=2.5))
+@pytest.mark.parametrize(
+    "sampling",
+    [
+        pytest.param({}, id="greedy"),
+        # replies above temperature 0 are samples: only the request seed makes them the same
+        pytest.param(
+            {"app": {"params": {"temperature": 0.3}}, "search_space": {"temperature": {"low": 0.0, "high": 0.6, "step": 0.3}}},
+            id="sampled",
+        ),
+    ],
+)
+def test_with_30_percent_faults_the_migration_finds_the_fault_free_winner(tmp_path: Path, sampling: dict[str, Any]) -> None:
+    clean, clean_server, clean_out = _run(tmp_path, "clean", FaultPlan(), **sampling)
+    flaky, flaky_server, flaky_out = _run(tmp_path, "flaky", FaultPlan(rates=THIRTY_PERCENT, seed=60, hang_s=2.5), **sampling)
 
     faults = flaky_server.faults()
     assert sum(faults.values()) >= 0.2 * len(flaky_server.attempts)
@@ -173,7 +184,7 @@ def test_with_30_percent_faults_the_migration_finds_the_fault_free_winner(tmp_pa
     calls = flaky["llm_calls"]
     # every attempt the server saw is accounted for: answered, retried, or failed (on a busy
     # machine the client may also give up on an attempt before the server has read it)
-    assert len(flaky_server.attempts) <= calls["made"] + calls["retried"] + calls["failed"]
+    assert len(flaky_server.attempts) <= calls["sent"] == calls["made"] + calls["retried"] + calls["failed"]
     assert calls["retried"] >= sum(n for kind, n in faults.items() if kind in RETRYABLE_FAULTS) > 0
     assert calls["failed"] == 0 and calls["made"] == clean["llm_calls"]["made"]
     # every example scored, and the same search, winner and scores as without faults
@@ -253,3 +264,36 @@ def test_a_budget_spent_during_the_test_verdict_is_still_reported(
     summary = json.loads((out / "summary.json").read_text())
     assert code in (0, 3) and summary["stopped_by"] == "calls"
     assert summary["llm_calls"]["made"] <= 80
+
+
+def test_a_self_hosted_proposer_is_called_through_the_client_retried_counted_and_cached(tmp_path: Path) -> None:
+    # DSPy's proposer calls go through migrator's client: the 429s it gets are retried,
+    # every attempt counts in the run's calls, and a rerun asks the proposer nothing.
+    data = tmp_path / "reviews.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in make_sentiment_rows(30)))
+    spec, out = tmp_path / "migration.yaml", tmp_path / "out"
+    with FaultServer(FaultPlan(rates={"rate_limit": 0.3}, seed=5)) as server:
+        proposer = {"model": "openai/fault-echo", "api_base": server.api_base, "api_key_env": KEY_ENV}
+        space = {"prompt": {"proposer": proposer, "rewrites": 2}, "demos": {"k": [0]}}
+        spec.write_text(yaml.safe_dump(server_spec(server.api_base, str(data), search_space=space, budget={"trials": 2})))
+        seen = []
+        for _ in ("first", "rerun"):
+            before = len(server.attempts)
+            assert cli.main(["run", str(spec), "--out", str(out), "--quiet", "--no-tracking"]) == 0
+            seen.append(server.attempts[before:])
+    summary = json.loads((out / "summary.json").read_text())
+    asked = [a for a in seen[0] if a.body and a.body.get("model") == "fault-echo"]
+    assert asked and any(a.fault == "rate_limit" for a in asked), "the proposer was asked, and refused at times"
+    assert not [a for a in seen[1] if a.body and a.body.get("model") == "fault-echo"]  # its replies are cached
+    assert summary["llm_calls"]["sent"] == len(seen[1]) == 0
+    # two rewrites for each of the two target families: none lost, each accepted or rejected with a reason
+    rewrites = [c for c in summary["candidates"] if c["origin"].get("kind") == "rewrite"]
+    assert len(summary["rejected_candidates"]) + len(rewrites) == 2 * 2
+
+
+def test_every_attempt_sent_to_the_provider_is_counted(tmp_path: Path) -> None:
+    summary, server, _ = _run(tmp_path, "flaky", FaultPlan(rates={"rate_limit": 0.2, "server_error": 0.1}, seed=2))
+    calls = summary["llm_calls"]
+    assert calls["retried"] > 0
+    assert calls["sent"] == len(server.attempts) == calls["made"] + calls["retried"] + calls["failed"]
+    assert summary["budget"]["spent"]["calls"] == len(server.attempts)

@@ -159,7 +159,7 @@ class _Interrupting:
 
     def __init__(self, inner: LiteLLMClient, at: int) -> None:
         self.inner, self.at, self.seen = inner, at, 0
-        self.stats = inner.stats
+        self.stats, self.ledger = inner.stats, inner.ledger
 
     async def complete(self, request: LLMRequest) -> LLMResponse:
         self.seen += 1
@@ -261,9 +261,9 @@ def test_a_rewrite_that_names_none_of_the_labels_is_rejected(write_spec: Callabl
         ({}, True),
         ({"objective": ["quality", "cost"]}, False),  # the planner ranks by one score: TPE
         ({"search_space": {"sampler": "tpe"}}, False),
-        # 10,001 top_p points x 11 temperatures x 3 demo settings x 2 models: over 200k
+        # 10,000 top_p points x 11 temperatures x 3 demo settings x 2 models: over 200k
         # configs would make the listing itself too slow, and TPE takes over
-        ({"search_space": {"top_p": {"low": 0.0, "high": 1.0, "step": 0.0001}}}, False),
+        ({"search_space": {"top_p": {"low": 0.0001, "high": 1.0, "step": 0.0001}}}, False),
     ],
 )
 def test_the_planner_picks_trials_only_where_it_can(write_spec: Callable[..., Path], overrides: dict[str, Any], planned: bool) -> None:
