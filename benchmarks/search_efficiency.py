@@ -30,13 +30,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from grid import CACHE, TABLE, grid_configs, load, seal_cache
 
 from migrator.cache import ResponseCache
-from migrator.evaluate import Config, evaluate, summarize
+from migrator.evaluate import Config, evaluate, request_seed, summarize
 from migrator.ledger import MemoryLedger
 from migrator.llm import CallStats, LLMRequest, LLMResponse
 from migrator.search import run_search
 
 TARGET = 0.98
 BUDGETS = (250, 500, 1000, 2000)
+
+
+RECORDED_SEED = request_seed(0)
+
+
+def _as_recorded(params: tuple[tuple[str, Any], ...]) -> tuple[tuple[str, Any], ...]:
+    return tuple((k, RECORDED_SEED if k == "seed" else v) for k, v in params)
 
 
 class GridMiss(RuntimeError):
@@ -53,7 +60,9 @@ class ReplayClient:
         self.seen: set[str] = set()
 
     async def complete(self, request: LLMRequest) -> LLMResponse:
-        key = request.cache_key()
+        # A replay varies the spec's seed to vary the search; the replies are those recorded
+        # with seed 0's request seed, as a rerun of each search without its cache would not be.
+        key = replace(request, params=_as_recorded(request.params)).cache_key()
         hit = self.cache.get(key)
         if hit is None:
             raise GridMiss(f"not in the recorded grid: {request.endpoint.model} {dict(request.params)}")
@@ -178,7 +187,8 @@ def main() -> None:
             needed.append(n if n is not None else float("inf"))
             for b in BUDGETS:
                 config = pick_at_budget(trace, b)
-                at_budget[b].append(truth[config]["test"] if config is not None else 0.0)
+                recorded = replace(config, params=_as_recorded(config.params)) if config is not None else None
+                at_budget[b].append(truth[recorded]["test"] if recorded is not None else 0.0)
         warm_calls.setdefault(name, trace[len(setup.endpoints) - 1][0])
         finite = [n for n in needed if n != float("inf")]
         row = {

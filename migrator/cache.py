@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ResponseCache", "request_key", "use_wal", "wal_on_connect"]
+__all__ = ["SQLITE_ENGINE_KWARGS", "ResponseCache", "request_key", "use_wal", "wal_on_connect"]
 
 
 def use_wal(conn: Any, timeout_s: float = 60.0) -> None:
@@ -34,6 +34,10 @@ def use_wal(conn: Any, timeout_s: float = 60.0) -> None:
                 raise
             time.sleep(0.05)
     conn.execute("PRAGMA synchronous=NORMAL")
+
+
+# SQLAlchemy engines on a SQLite file shared by processes wait for a lock instead of failing
+SQLITE_ENGINE_KWARGS: dict[str, Any] = {"connect_args": {"timeout": 60}}
 
 
 def wal_on_connect(engine: Any) -> None:

@@ -15,7 +15,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from migrator.dataset import Example
-from migrator.errors import SpecError
+from migrator.errors import BudgetExhausted, SpecError
 from migrator.llm import Endpoint, LLMRequest, LLMResponse
 from migrator.metrics import Metric
 from migrator.prompts import Demo, PromptTemplate, format_answer
@@ -228,9 +228,6 @@ class Rewrites:
 
     candidates: tuple[PromptCandidate, ...]
     rejected: tuple[Rejection, ...]
-    calls: int
-    cost_usd: float
-    cached: bool
 
 
 def _signature() -> Any:
@@ -343,11 +340,10 @@ def propose_rewrites(
         payload["served_by"] = proposer.served_by
     key = request_key(payload)
     cached = cache.get(key) if cache is not None else None
-    calls, cost = 0, 0.0
     if cached is None:
-        proposals, calls, cost = _run_proposer(original, metric, family, train, failures, proposer, complete, n, seed)
+        proposals = _run_proposer(original, metric, family, train, failures, proposer, complete, n, seed)
         if cache is not None and any(not p.get("error") for p in proposals):
-            cache.put(key, f"proposer:{proposer.model}", {"proposals": proposals, "calls": calls, "cost_usd": cost})
+            cache.put(key, f"proposer:{proposer.model}", {"proposals": proposals})
     else:
         proposals = list(cached["proposals"])
     accepted: list[PromptCandidate] = []
@@ -370,7 +366,7 @@ def propose_rewrites(
         else:
             seen.add(result.text())
             accepted.append(PromptCandidate(rewrite_id, result, origin))
-    return Rewrites(tuple(accepted), tuple(rejected), calls, cost, cached is not None)
+    return Rewrites(tuple(accepted), tuple(rejected))
 
 
 def _client_lm(endpoint: Endpoint, complete: Callable[[LLMRequest], LLMResponse], seed: int) -> Any:
@@ -386,7 +382,7 @@ def _client_lm(endpoint: Endpoint, complete: Callable[[LLMRequest], LLMResponse]
     os.environ.setdefault("DSPY_CACHEDIR", os.path.join(os.path.expanduser("~"), ".cache", "migrator", "dspy"))
     import dspy
 
-    from migrator.evaluate import request_seed
+    from migrator.evaluate import seeded
     from migrator.models import model_info
 
     accepts = model_info(endpoint.model, api_base=endpoint.api_base).accepts
@@ -394,26 +390,21 @@ def _client_lm(endpoint: Endpoint, complete: Callable[[LLMRequest], LLMResponse]
     class ClientLM(dspy.BaseLM):  # type: ignore[misc]
         def __init__(self) -> None:
             super().__init__(model=endpoint.model, temperature=1.0, max_tokens=600, cache=False, num_retries=0)
-            self.calls = 0
-            self.cost_usd = 0.0
 
         def forward(self, prompt: str | None = None, messages: list[dict[str, Any]] | None = None, **kwargs: Any) -> Any:
             wanted = {**self.kwargs, **kwargs}
             rollout = wanted.get("rollout_id")
-            params: dict[str, Any] = {k: wanted[k] for k in ("temperature", "max_tokens") if k in accepts and wanted.get(k) is not None}
-            if "seed" in accepts:
-                params["seed"] = request_seed(seed, int(rollout or 0))
+            chosen: dict[str, Any] = {k: wanted[k] for k in ("temperature", "max_tokens") if k in accepts and wanted.get(k) is not None}
+            params = seeded(chosen, accepts, seed, sample=int(rollout or 0))
             turns = tuple((str(m["role"]), str(m["content"])) for m in messages or [{"role": "user", "content": prompt or ""}])
             if endpoint.mode == "completion":
                 request = LLMRequest(endpoint, prompt="\n\n".join(c for _, c in turns), params=tuple(sorted(params.items())))
             else:
                 request = LLMRequest(endpoint, messages=turns, params=tuple(sorted(params.items())))
             response = complete(request)
-            if not response.cached:
-                self.calls += 1
-                self.cost_usd += response.cost_usd
             usage = {"prompt_tokens": response.prompt_tokens, "completion_tokens": response.completion_tokens}
-            choice = {"message": {"role": "assistant", "content": response.text}, "finish_reason": response.finish_reason}
+            message = SimpleNamespace(role="assistant", content=response.text)
+            choice = SimpleNamespace(message=message, finish_reason=response.finish_reason)
             return SimpleNamespace(choices=[choice], usage=usage, model=endpoint.model, cache_hit=response.cached)
 
     return ClientLM()
@@ -429,10 +420,8 @@ def _run_proposer(
     complete: Callable[[LLMRequest], LLMResponse],
     n: int,
     seed: int,
-) -> tuple[list[dict[str, str]], int, float]:
+) -> list[dict[str, str]]:
     import dspy
-
-    from migrator.errors import BudgetExhausted
 
     lm = _client_lm(proposer, complete, seed)
     program = dspy.Predict(_signature())
@@ -452,8 +441,20 @@ def _run_proposer(
                 prediction = program(**inputs, variant=variant, config={"rollout_id": i})
                 out.append({"text": str(prediction.new_instruction)})
             except Exception as exc:  # a proposer that cannot follow DSPy's format yields no rewrite
-                spent = exc if isinstance(exc, BudgetExhausted) else exc.__cause__ or exc.__context__
-                if isinstance(spent, BudgetExhausted):
+                spent = _budget_in(exc)
+                if spent is not None:
                     raise spent from None
                 out.append({"text": "", "error": f"{type(exc).__name__}: {str(exc)[:200]}"})
-    return out, lm.calls, lm.cost_usd
+    return out
+
+
+def _budget_in(exc: BaseException) -> BudgetExhausted | None:
+    """The spent budget behind an exception, however deep DSPy wrapped it."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, BudgetExhausted):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None

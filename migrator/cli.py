@@ -57,16 +57,13 @@ def _model_servers(models: Sequence[str], log_dir: Path) -> Iterator[dict[str, s
         yield {f"local/{name}": server.api_base(name) for name in local}
 
 
-def _client(
-    cache_path: Path | None, *, calls: int | None, usd: float | None, space: Any, seed: int, ledger: Any = None
-) -> Any:
+def _client(cache_path: Path | None, *, calls: int | None, usd: float | None, space: Any, seed: int) -> Any:
     from migrator.cache import ResponseCache
     from migrator.llm import Limits, LiteLLMClient
 
     return LiteLLMClient(
         cache=ResponseCache(cache_path) if cache_path else None,
         limits=Limits(calls=calls, usd=usd),
-        ledger=ledger,
         concurrency=space.concurrency,
         timeout_s=space.timeout_s,
         max_retries=space.max_retries,
@@ -162,13 +159,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     storage = spec.study if spec.study and "://" in spec.study else paths["storage"]
     study_name = spec.study if spec.study and "://" not in spec.study else f"{spec.name}-{spec.spec_hash()}"
     cache_path = None if args.no_cache else (args.cache or Path(paths["cache"]))
-    from migrator.ledger import open_ledger
-
-    # what was spent is kept with the study, so a resumed run continues the count
-    ledger = open_ledger(storage, study_name)
-    client = _client(
-        cache_path, calls=spec.budget.calls, usd=spec.budget.usd, space=spec.search_space, seed=spec.seed, ledger=ledger
-    )
+    client = _client(cache_path, calls=spec.budget.calls, usd=spec.budget.usd, space=spec.search_space, seed=spec.seed)
     from migrator.tracking import MlflowTracker, NullTracker, TrackingError
 
     tracker: Any
@@ -225,7 +216,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     finally:
         # an interrupted or failed run still records the trials that finished
         tracker.close()
-        ledger.close()
     if result.winner is None:
         if result.stopped_by:
             print(f"migrator: the {result.stopped_by} budget ran out before any winner was scored", file=sys.stderr)

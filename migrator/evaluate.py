@@ -29,11 +29,11 @@ def request_seed(seed: int, sample: int = 0) -> int:
     return int.from_bytes(digest[:4], "big") >> 1  # 31 bits: every provider takes that
 
 
-def seeded(params: Mapping[str, Any], accepts: Collection[str], seed: int) -> dict[str, Any]:
+def seeded(params: Mapping[str, Any], accepts: Collection[str], seed: int, sample: int = 0) -> dict[str, Any]:
     """``params`` with the request seed, where the model takes one and the app set none."""
     out = dict(params)
     if "seed" in accepts and "seed" not in out:
-        out["seed"] = request_seed(seed)
+        out["seed"] = request_seed(seed, sample)
     return out
 
 

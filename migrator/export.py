@@ -101,7 +101,7 @@ def _sampled_without_seed(result: MigrationResult) -> list[str]:
     """Models scored at a temperature above 0 with no request seed (their provider takes none)."""
     params = [dict(o.config.params) for o in result.search.trials]
     models = [o.config.model for o in result.search.trials]
-    return sorted({m for m, p in zip(models, params, strict=True) if float(p.get("temperature") or 0) > 0 and "seed" not in p})
+    return sorted({m for m, p in zip(models, params, strict=True) if float(p.get("temperature", 1.0) or 0) > 0 and "seed" not in p})
 
 
 def summary_dict(result: MigrationResult, mlflow: Mapping[str, Any], files: Mapping[str, Path]) -> dict[str, Any]:

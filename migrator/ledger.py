@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-__all__ = ["Ledger", "MemoryLedger", "Spent", "StoredLedger", "open_ledger"]
+__all__ = ["Ledger", "MemoryLedger", "Spent", "StoredLedger"]
 
 _TABLE = "migrator_spend"
 
@@ -53,6 +53,10 @@ class Ledger(Protocol):
         """Count the seconds from now on (the search calls this when it starts)."""
         ...
 
+    def stop_clock(self) -> None:
+        """Stop counting seconds, keeping those counted (the search calls this when it ends)."""
+        ...
+
     def spent(self) -> Spent: ...
 
     def close(self) -> None: ...
@@ -79,6 +83,11 @@ class _Clock:
     def peek(self) -> float:
         return 0.0 if self._mark is None else time.monotonic() - self._mark
 
+    def stop(self) -> float:
+        """The seconds since the last take; the clock stops."""
+        elapsed, self._mark = self.take(), None
+        return elapsed
+
 
 class MemoryLedger:
     """A ledger that lives as long as the process (evaluations, tests, the in-memory study)."""
@@ -104,6 +113,11 @@ class MemoryLedger:
     def start_clock(self) -> None:
         self._clock.start()
 
+    def stop_clock(self) -> None:
+        with self._lock:
+            s = self._spent
+            self._spent = Spent(s.calls, s.usd, s.seconds + self._clock.stop())
+
     def spent(self) -> Spent:
         s = self._spent
         return Spent(s.calls, s.usd, s.seconds + self._clock.peek())
@@ -123,12 +137,13 @@ class StoredLedger:
     def __init__(self, url: str, study: str) -> None:
         import sqlalchemy as sa
 
-        from migrator.cache import wal_on_connect
+        from migrator.cache import SQLITE_ENGINE_KWARGS, wal_on_connect
 
         self.study = study
         self._clock = _Clock()
-        self._engine = sa.create_engine(url, **({"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}))
-        if url.startswith("sqlite"):
+        sqlite = url.startswith("sqlite")
+        self._engine = sa.create_engine(url, **(SQLITE_ENGINE_KWARGS if sqlite else {}))
+        if sqlite:
             wal_on_connect(self._engine)
         meta = sa.MetaData()
         self._table = sa.Table(
@@ -139,7 +154,12 @@ class StoredLedger:
             sa.Column("usd", sa.Float, nullable=False),
             sa.Column("seconds", sa.Float, nullable=False),
         )
-        meta.create_all(self._engine, checkfirst=True)
+        try:
+            meta.create_all(self._engine, checkfirst=True)
+        except sa.exc.DatabaseError:
+            # another process created it between the check and the create
+            if not sa.inspect(self._engine).has_table(_TABLE):
+                raise
         with self._engine.begin() as conn:
             found = conn.execute(sa.select(self._table.c.study).where(self._table.c.study == study)).first()
         if found is None:
@@ -182,6 +202,10 @@ class StoredLedger:
     def start_clock(self) -> None:
         self._clock.start()
 
+    def stop_clock(self) -> None:
+        with self._engine.begin() as conn:
+            self._update(conn, seconds=self._clock.stop())
+
     def spent(self) -> Spent:
         import sqlalchemy as sa
 
@@ -196,7 +220,3 @@ class StoredLedger:
             self._update(conn, seconds=self._clock.take())
         self._engine.dispose()
 
-
-def open_ledger(storage: str, study: str) -> MemoryLedger | StoredLedger:
-    """The ledger kept with a study's storage (``"memory"``: one in memory)."""
-    return MemoryLedger() if storage == "memory" else StoredLedger(storage, study)

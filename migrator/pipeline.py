@@ -7,16 +7,25 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from migrator.candidates import DemoPool, Failure, PromptCandidate, Rejection, apply_transforms, propose_rewrites
+from migrator.candidates import (
+    DemoPool,
+    Failure,
+    PromptCandidate,
+    Rejection,
+    Rewrites,
+    apply_transforms,
+    propose_rewrites,
+)
 from migrator.dataset import Example, Splits, load_examples, split_examples
 from migrator.errors import BudgetExhausted, LLMError, SpecError, TemplateError
 from migrator.evaluate import Config, ExampleResult, Summary, build_request, evaluate, seeded, summarize
-from migrator.ledger import Spent
+from migrator.ledger import MemoryLedger, Spent, StoredLedger
 from migrator.llm import Endpoint, LLMClient
 from migrator.metrics import Metric, build_metric
 from migrator.models import family, model_info
@@ -232,18 +241,51 @@ def run_migration(
     on_progress: Callable[[str, Mapping[str, Any]], None] = lambda *_: None,
     on_candidates: Callable[[list[PromptCandidate], list[Rejection]], None] = lambda *_: None,
 ) -> MigrationResult:
-    """Search on dev, then score baseline, legacy and the best configs on test."""
+    """Search on dev, then score baseline, legacy and the best configs on test.
+
+    What the run spends is counted in the study's ledger (see :mod:`migrator.ledger`), so a
+    resumed run continues the count of the runs before it, whoever calls this.
+    """
+    study_name = study_name or f"{prepared.spec.name}-{prepared.spec.spec_hash()}"
+    with _ledger_of_the_study(client, storage, study_name):
+        return _migrate(prepared, client, storage, study_name, api_bases or {}, callbacks, on_progress, on_candidates)
+
+
+@contextmanager
+def _ledger_of_the_study(client: LLMClient, storage: str, study_name: str) -> Iterator[None]:
+    """The client counts in the study's stored ledger while the migration runs (unless it has one)."""
+    if storage == "memory" or not isinstance(client.ledger, MemoryLedger):
+        yield
+        return
+    ledger = StoredLedger(storage, study_name)
+    previous, client.ledger = client.ledger, ledger
+    try:
+        yield
+    finally:
+        client.ledger = previous
+        ledger.close()
+
+
+def _migrate(
+    prepared: Prepared,
+    client: LLMClient,
+    storage: str,
+    study_name: str,
+    api_bases: Mapping[str, str],
+    callbacks: Sequence[Callable[[TrialOutcome], None]],
+    on_progress: Callable[[str, Mapping[str, Any]], None],
+    on_candidates: Callable[[list[PromptCandidate], list[Rejection]], None],
+) -> MigrationResult:
     started = time.monotonic()
     spec = prepared.spec
-    base_setup = build_setup(prepared, api_bases or {})
+    base_setup = build_setup(prepared, api_bases)
     endpoints = base_setup.endpoints
     test = prepared.splits.test
     finalists = spec.budget.finalists
     # baselines and finalists on the test split, plus one probe of the legacy model
     reserve = len(test) * (len(endpoints) + finalists) + 1
-    study_name = study_name or f"{spec.name}-{spec.spec_hash()}"
     with asyncio.Runner() as runner:
-        rewrites, rejected = _rewrites(runner, client, base_setup, prepared, api_bases or {}, on_progress)
+        rewrites, rejected = _rewrites(runner, client, base_setup, prepared, api_bases, on_progress)
         prompts = {**prepared.prompts, **{c.id: c for c in rewrites}}
         setup = replace(base_setup, prompts=prompts)
         on_candidates(list(prompts.values()), list(rejected))
@@ -337,32 +379,51 @@ def _rewrites(
         by_family.setdefault(family(model), model)
     accepted: list[PromptCandidate] = []
     rejected: list[Rejection] = []
-    original = prepared.template
     for fam, model in by_family.items():
         on_progress("final", {"what": f"proposing {space.rewrites} rewrites for {fam}"})
-        config = Config(model, "original", 0, "none", tuple(sorted(setup.legacy_params(model).items())), setup.endpoints[model].mode)
-        results = runner.run(evaluate(client, config, setup.endpoints[model], original, sample, setup.metric))
-        by_id = {ex.id: ex for ex in sample}
-        failures = [
-            Failure(by_id[r.example_id].inputs, format_answer(by_id[r.example_id].expected), r.output or f"(error: {r.error})")
-            for r in results
-            if r.score < 1.0
-        ]
-        out = propose_rewrites(
-            original=original,
-            metric=setup.metric,
-            family=fam,
-            train=prepared.splits.train,
-            failures=failures,
-            proposer=proposer,
-            complete=lambda request: runner.run(client.complete(request)),
-            n=space.rewrites,
-            seed=setup.spec.seed,
-            cache=getattr(client, "cache", None),
-        )
+        try:
+            out = _rewrites_for(runner, client, setup, prepared, fam, model, proposer, sample)
+        except BudgetExhausted as exc:
+            # the search that follows stops at once and says which budget; what was written stays
+            on_progress("final", {"what": f"the {exc.which} budget ran out while proposing rewrites"})
+            break
         accepted += out.candidates
         rejected += out.rejected
     return accepted, rejected
+
+
+def _rewrites_for(
+    runner: asyncio.Runner,
+    client: LLMClient,
+    setup: SearchSetup,
+    prepared: Prepared,
+    fam: str,
+    model: str,
+    proposer: Endpoint,
+    sample: Sequence[Example],
+) -> Rewrites:
+    """The rewrites for one target family, grounded on the legacy prompt's failures on ``model``."""
+    original = prepared.template
+    config = Config(model, "original", 0, "none", tuple(sorted(setup.legacy_params(model).items())), setup.endpoints[model].mode)
+    results = runner.run(evaluate(client, config, setup.endpoints[model], original, sample, setup.metric))
+    by_id = {ex.id: ex for ex in sample}
+    failures = [
+        Failure(by_id[r.example_id].inputs, format_answer(by_id[r.example_id].expected), r.output or f"(error: {r.error})")
+        for r in results
+        if r.score < 1.0
+    ]
+    return propose_rewrites(
+        original=original,
+        metric=setup.metric,
+        family=fam,
+        train=prepared.splits.train,
+        failures=failures,
+        proposer=proposer,
+        complete=lambda request: runner.run(client.complete(request)),
+        n=setup.spec.search_space.prompt.rewrites,
+        seed=setup.spec.seed,
+        cache=getattr(client, "cache", None),
+    )
 
 
 def _evaluate_legacy(

@@ -597,8 +597,11 @@ def _diff(result: MigrationResult) -> str:
     rows = []
     for name in sorted(set(legacy_params) | set(params)):
         old, new = legacy_params.get(name), params.get(name)
-        changed = " class='winner'" if old != new else ""
-        rows.append(f"<tr{changed}><td>{_e(name)}</td><td>{_e('–' if old is None else _value(old))}</td><td>{_e('–' if new is None else _value(new))}</td></tr>")
+        # the request seed migrator adds is how it reproduces replies, not a tuned change
+        added_seed = name == "seed" and old is None
+        changed = " class='winner'" if old != new and not added_seed else ""
+        shown = f"{_value(new)} (request seed, added by migrator)" if added_seed else ("–" if new is None else _value(new))
+        rows.append(f"<tr{changed}><td>{_e(name)}</td><td>{_e('–' if old is None else _value(old))}</td><td>{_e(shown)}</td></tr>")
     parts.append("<h3>Parameters</h3>" + _table(["parameter", "legacy", "winner"], rows))
     parts.append(_demos(result, winner))
     return "".join(parts)

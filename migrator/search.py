@@ -9,13 +9,14 @@ history, and a resumed study continues exactly as an uninterrupted one would.
 from __future__ import annotations
 
 import asyncio
+import math
 import statistics
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from migrator.cache import wal_on_connect
+from migrator.cache import SQLITE_ENGINE_KWARGS, wal_on_connect
 from migrator.candidates import DemoPool, PromptCandidate
 from migrator.dataset import Example
 from migrator.errors import BudgetExhausted
@@ -114,7 +115,7 @@ def open_storage(url: str) -> Any:
         return optuna.storages.InMemoryStorage()
     if not url.startswith("sqlite:"):
         return optuna.storages.RDBStorage(url, heartbeat_interval=None)
-    storage = optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
+    storage = optuna.storages.RDBStorage(url, engine_kwargs=SQLITE_ENGINE_KWARGS)
     wal_on_connect(storage.engine)
     storage.engine.dispose()
     return storage
@@ -341,6 +342,7 @@ class _Budget:
         self.budget = setup.spec.budget
         self.ledger = client.ledger
         self.ledger.start_clock()
+        self.stats = client.stats
         self.reserve_calls = reserve_calls
         # one llama.cpp server answers one request at a time, whatever we send
         local = all(m.startswith("local/") for m in setup.endpoints)
@@ -361,7 +363,10 @@ class _Budget:
                 for them all is spent, so a chunk never eats into the verdict's reserve.
         """
         budget, spent = self.budget, self.ledger.spent()
-        reserve = (self.reserve_calls if keep_reserve else 0) + max(upcoming - 1, 0)
+        # retries count too: the verdict will need its calls times the attempts per answer seen so far
+        attempts_per_answer = max(1.0, self.stats.sent / self.stats.made) if self.stats.made else 1.0
+        kept = math.ceil(self.reserve_calls * attempts_per_answer) if keep_reserve else 0
+        reserve = kept + max(upcoming - 1, 0)
         if budget.minutes is not None:
             # the median, because a model's first calls include loading it
             per_call = statistics.median(self.latencies) if self.latencies else 0.0
@@ -418,10 +423,36 @@ def run_search(
             study._storage.set_trial_state_values(stale._trial_id, state=optuna.trial.TrialState.FAIL)
             study.enqueue_trial(stale.params, user_attrs={**stale.user_attrs, "requeued": True}, skip_if_exists=False)
 
+    budget = _Budget(setup, client, reserve_calls)
+    try:
+        outcomes, stopped_by, exhausted = _search_loop(setup, client, runner, study, budget, callbacks, on_progress)
+    finally:
+        client.ledger.stop_clock()  # budget.minutes counts the search, not the verdict or the report
+    counts = {
+        "total": len(outcomes),
+        "complete": sum(o.state == "complete" for o in outcomes),
+        "pruned": sum(o.state == "pruned" for o in outcomes),
+        "failed": sum(o.state == "failed" for o in outcomes),
+    }
+    return SearchResult(tuple(outcomes), stopped_by, study_name, storage, counts, exhausted)
+
+
+def _search_loop(
+    setup: SearchSetup,
+    client: LLMClient,
+    runner: asyncio.Runner,
+    study: Any,
+    budget: _Budget,
+    callbacks: Sequence[Callable[[TrialOutcome], None]],
+    on_progress: Callable[[str, Mapping[str, Any]], None],
+) -> tuple[list[TrialOutcome], str | None, bool]:
+    """Trials until a budget is spent or the space is: (finished trials, the budget that stopped it, exhausted)."""
+    optuna = _optuna()
+    spec = setup.spec
+    multi = len(spec.objective) > 1
     dev = setup.dev
     # a chunk smaller than the concurrency would cap the calls in flight at its size
     chunk = max(setup.space.chunk_size, setup.space.concurrency)
-    budget = _Budget(setup, client, reserve_calls)
     stopped_by: str | None = None
     exhausted = False
     planner = _planner(setup)
@@ -521,13 +552,7 @@ def run_search(
         for t in study.get_trials(deepcopy=False)
         if t.state.is_finished() and not str(t.user_attrs.get("note", "")).startswith("interrupted")
     ]
-    counts = {
-        "total": len(outcomes),
-        "complete": sum(o.state == "complete" for o in outcomes),
-        "pruned": sum(o.state == "pruned" for o in outcomes),
-        "failed": sum(o.state == "failed" for o in outcomes),
-    }
-    return SearchResult(tuple(outcomes), stopped_by, study_name, storage, counts, exhausted)
+    return outcomes, stopped_by, exhausted
 
 
 def best_trials(result: SearchResult, n: int = 3) -> list[TrialOutcome]:

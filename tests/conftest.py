@@ -23,6 +23,13 @@ def _fake_provider() -> None:
     register_fake_provider()
 
 
+def _fail_a_skip_under_ci(report: pytest.TestReport | pytest.CollectReport) -> None:
+    if os.environ.get("CI") == "true" and report.skipped and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.outcome = "failed"
+        report.longrepr = f"skipped under CI=true, where every component must be there: {reason}"
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     """Under CI=true a skipped test fails: a missing chromium, promptfoo or llama.cpp is a red run.
@@ -30,11 +37,14 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     Elsewhere a test that needs a component the machine lacks skips with the reason.
     """
     outcome = yield
-    report = outcome.get_result()
-    if os.environ.get("CI") == "true" and report.skipped and not hasattr(report, "wasxfail"):
-        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
-        report.outcome = "failed"
-        report.longrepr = f"skipped under CI=true, where every component must be there: {reason}"
+    _fail_a_skip_under_ci(outcome.get_result())
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector) -> Any:
+    """The same for a module that skips as a whole (``importorskip``, ``allow_module_level``)."""
+    outcome = yield
+    _fail_a_skip_under_ci(outcome.get_result())
 
 
 def base_spec(**overrides: Any) -> dict[str, Any]:

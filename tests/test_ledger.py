@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from migrator.ledger import MemoryLedger, StoredLedger, open_ledger
+from migrator.ledger import MemoryLedger, StoredLedger
 
 
 def _url(tmp_path: Path) -> str:
@@ -32,7 +32,7 @@ def test_a_new_ledger_on_the_same_study_continues_the_count(tmp_path: Path) -> N
     first.add_cost(4.9)
     time.sleep(0.05)
     first.close()  # the run is killed or ends; the next one resumes it
-    resumed = open_ledger(_url(tmp_path), "s")
+    resumed = StoredLedger(_url(tmp_path), "s")
     spent = resumed.spent()
     assert (spent.calls, spent.usd) == (4, pytest.approx(4.9)) and spent.seconds >= 0.05
     assert [resumed.reserve_call(6, None) for _ in range(3)] == [None, None, "calls"]
@@ -46,11 +46,11 @@ def _reserve_all(url: str, limit: int, out: multiprocessing.Queue[int]) -> None:
 
 
 def test_processes_sharing_a_study_never_reserve_more_than_the_budget(tmp_path: Path) -> None:
+    # none creates the table first: they race to create it, as workers starting together do
     url, limit = _url(tmp_path), 60
-    StoredLedger(url, "shared")
     context = multiprocessing.get_context("spawn")
     results: multiprocessing.Queue[int] = context.Queue()
-    workers = [context.Process(target=_reserve_all, args=(url, limit, results)) for _ in range(3)]
+    workers = [context.Process(target=_reserve_all, args=(url, limit, results)) for _ in range(4)]
     for w in workers:
         w.start()
     granted = [results.get(timeout=120) for _ in workers]

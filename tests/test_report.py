@@ -356,7 +356,8 @@ def test_winner_prompt_is_diffed_against_the_legacy_prompt(migration: tuple[Migr
     diff = sections(page).sections["diff"]
     params = {row[0]: row[1:] for row in diff.rows if len(row) == 3}
     for name, value in summary["winner"]["params"].items():
-        assert params[name][1] == (f"{value:.6g}" if isinstance(value, float) else str(value))
+        assert params[name][1].startswith(f"{value:.6g}" if isinstance(value, float) else str(value))
+    assert params["seed"] == ["–", f"{summary['winner']['params']['seed']} (request seed, added by migrator)"]
     demos = summary["winner"]["demos"]
     assert (f"{demos} per request" if demos else "None: the winner sends no few-shot examples.") in _flat(diff.text)
 
@@ -514,3 +515,27 @@ def test_renders_in_headless_chromium(migration: tuple[MigrationResult, dict[str
     width, height = struct.unpack(">II", png[16:24])
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and (width, height) == (1280, 2400)
     assert len(png) > 100_000  # a blank page of that size compresses to a few kB
+
+
+def test_scores_sampled_without_a_request_seed_are_called_samples(migration: tuple[MigrationResult, dict[str, Any]]) -> None:
+    from dataclasses import replace
+
+    result, _ = migration
+    # every fake model takes a seed; say one did not, the way Anthropic's API does not
+    unseeded = "fake/hot"
+
+    def without_seed(outcome: Any) -> Any:
+        if outcome.config.model != unseeded:
+            return outcome
+        params = tuple((k, v) for k, v in outcome.config.params if k != "seed")
+        return replace(outcome, config=replace(outcome.config, params=params))
+
+    trials = tuple(without_seed(o) for o in result.search.trials)
+    assert any(o.config.model == unseeded and dict(o.config.params).get("temperature", 0) > 0 for o in trials)
+    seeded_summary = export.summary_dict(result, {}, {})
+    assert seeded_summary["sampled_without_seed"] == []
+    assert "take no request seed" not in render_report(result, seeded_summary)
+    changed = replace(result, search=replace(result.search, trials=trials))
+    summary = export.summary_dict(changed, {}, {})
+    assert summary["sampled_without_seed"] == [unseeded]
+    assert f"{unseeded} take no request seed: their scores at a temperature above 0 are one sample each" in render_report(changed, summary)
