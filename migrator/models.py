@@ -12,7 +12,9 @@ The rules, in one place:
   are the rule. Other reasoning models (claude-sonnet-4-5, gemini-2.5-flash) keep
   their temperature;
 - self-hosted OpenAI-compatible servers (llama.cpp, vLLM) and the local models take
-  all four and cost nothing per token.
+  all four and cost nothing per token;
+- a base model (the local gemma-3-270m) is called on the completion endpoint unless the
+  target or the search space says otherwise; every other model on chat.
 """
 
 from __future__ import annotations
@@ -21,9 +23,9 @@ import functools
 import os
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
+from typing import Any, Literal
 
-__all__ = ["ModelInfo", "family", "model_info"]
+__all__ = ["ModelInfo", "default_mode", "family", "model_info"]
 
 _SAMPLING = ("temperature", "top_p", "max_tokens", "seed")
 # Self-hosted OpenAI-compatible servers (llama.cpp, vLLM) take the usual sampling params
@@ -46,6 +48,15 @@ class ModelInfo:
 
     def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
         return prompt_tokens * self.input_cost_per_token + completion_tokens * self.output_cost_per_token
+
+
+# Base models answer on the completion endpoint; a chat template makes them ramble.
+_COMPLETION_BY_DEFAULT = frozenset({"local/gemma-3-270m"})
+
+
+def default_mode(model: str) -> Literal["chat", "completion"]:
+    """The endpoint a model is called on when neither the target nor the search space says."""
+    return "completion" if model in _COMPLETION_BY_DEFAULT else "chat"
 
 
 def family(model: str) -> str:

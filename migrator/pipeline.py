@@ -28,7 +28,7 @@ from migrator.evaluate import Config, ExampleResult, Summary, build_request, eva
 from migrator.ledger import MemoryLedger, Spent, StoredLedger
 from migrator.llm import Endpoint, LLMClient
 from migrator.metrics import Metric, build_metric
-from migrator.models import family, model_info
+from migrator.models import default_mode, family, model_info
 from migrator.prompts import PromptTemplate, format_answer
 from migrator.search import SearchResult, SearchSetup, TrialOutcome, best_trials, pareto_front, run_search
 from migrator.spec import Message, MigrationSpec, TargetSpec, read_yaml
@@ -46,7 +46,6 @@ __all__ = [
 ]
 
 Mode = Literal["chat", "completion"]
-LOCAL_DEFAULT_MODES: dict[str, Mode] = {"local/gemma-3-270m": "completion"}
 
 
 def load_template(spec: MigrationSpec) -> PromptTemplate:
@@ -77,7 +76,7 @@ def endpoint_for(target: TargetSpec, api_bases: Mapping[str, str], space_mode: M
     """How to call a target: its mode (target, then search space, then model default), address
     and who serves it (a managed local model: its weights' sha256; a self-hosted one: its address).
     """
-    mode: Mode = target.mode or space_mode or LOCAL_DEFAULT_MODES.get(target.model, "chat")
+    mode: Mode = target.mode or space_mode or default_mode(target.model)
     api_base = target.api_base or api_bases.get(target.model)
     litellm_model = None
     served_by = api_base.rstrip("/") if api_base else None

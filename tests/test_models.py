@@ -55,3 +55,15 @@ def test_prices_and_retirement_dates_come_from_litellms_map() -> None:
     info = model_info("openai/gpt-4o-mini-2024-07-18")
     assert info.input_cost_per_token > 0 and info.output_cost_per_token > info.input_cost_per_token
     assert info.deprecation_date is not None
+
+
+def test_a_base_model_is_called_on_the_completion_endpoint_unless_told_otherwise() -> None:
+    from migrator.models import default_mode
+    from migrator.pipeline import endpoint_for
+    from migrator.spec import TargetSpec
+
+    assert default_mode("local/gemma-3-270m") == "completion"
+    assert default_mode("local/qwen2.5-coder-0.5b-instruct") == default_mode("openai/gpt-4o-mini") == "chat"
+    assert endpoint_for(TargetSpec(model="local/gemma-3-270m"), {}).mode == "completion"
+    assert endpoint_for(TargetSpec(model="local/gemma-3-270m", mode="chat"), {}).mode == "chat"
+    assert endpoint_for(TargetSpec(model="local/gemma-3-270m"), {}, space_mode="chat").mode == "chat"
