@@ -196,6 +196,8 @@ class StoredLedger:
         return _over(self.spent(), calls, usd) or "calls"
 
     def add_cost(self, usd: float) -> None:
+        if not usd:  # a free reply (a self-hosted model): nothing to write; its seconds go with the next one
+            return
         with self._engine.begin() as conn:
             self._update(conn, usd=usd, seconds=self._clock.take())
 
