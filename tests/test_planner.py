@@ -123,9 +123,12 @@ for i in range(15):
 def _blas_kernels() -> list[str]:
     """OpenBLAS kernels every machine of this architecture runs (OPENBLAS_CORETYPE names)."""
     import platform
+    from pathlib import Path
 
     if platform.machine() in ("x86_64", "AMD64"):
-        return ["Prescott", "Sandybridge", "Haswell"]
+        flags = Path("/proc/cpuinfo").read_text().split() if Path("/proc/cpuinfo").exists() else []
+        # a kernel the CPU cannot run would crash numpy: AVX for Sandybridge, AVX2 for Haswell
+        return ["Prescott", *(["Sandybridge"] if "avx" in flags else []), *(["Haswell"] if "avx2" in flags else [])]
     return ["ARMV8", "NEOVERSEN1"]
 
 
