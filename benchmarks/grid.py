@@ -11,7 +11,7 @@ import sqlite3
 from pathlib import Path
 
 from migrator.evaluate import Config
-from migrator.pipeline import Prepared, build_setup, prepare
+from migrator.migration import Prepared, build_setup, prepare
 from migrator.search import SearchSetup, config_from_params, space_points
 from migrator.spec import load_spec
 

@@ -88,7 +88,7 @@ def run_cli(args: list[str], env: dict[str, str], python_flags: tuple[str, ...] 
     """Run ``migrator`` in a child; its wall time, CPU time, max RSS, exit code and stderr."""
     started = time.perf_counter()
     proc = subprocess.Popen(
-        [sys.executable, *python_flags, "-m", "migrator.cli", *args],
+        [sys.executable, *python_flags, "-m", "migrator", *args],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,

@@ -20,9 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from grid import CACHE, grid_configs, load, seal_cache
 from search_efficiency import grid_truth
 
-from migrator.cache import ResponseCache
 from migrator.evaluate import evaluate
-from migrator.llm import LiteLLMClient
+from migrator.llm import LiteLLMClient, ResponseCache
 from migrator.local import LocalServer
 
 

@@ -29,10 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from grid import CACHE, TABLE, grid_configs, load, seal_cache
 
-from migrator.cache import ResponseCache
 from migrator.evaluate import Config, evaluate, request_seed, summarize
-from migrator.ledger import MemoryLedger
-from migrator.llm import CallStats, LLMRequest, LLMResponse
+from migrator.llm import CallStats, LLMRequest, LLMResponse, MemoryLedger, ResponseCache
 from migrator.search import run_search
 
 TARGET = 0.98

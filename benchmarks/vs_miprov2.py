@@ -72,7 +72,7 @@ def run_dspy(work: Path, seed: int, threads: int) -> dict[str, Any]:
     from dspy.teleprompt import MIPROv2
 
     from migrator.local import LocalServer
-    from migrator.pipeline import prepare
+    from migrator.migration import prepare
     from migrator.spec import load_spec
 
     prepared = prepare(load_spec(write_spec(work, seed)))

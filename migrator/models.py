@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any, Literal
 
-__all__ = ["ModelInfo", "default_mode", "family", "model_info"]
+__all__ = ["ModelInfo", "default_mode", "family", "import_litellm", "is_local", "local_name", "model_info"]
 
 _SAMPLING = ("temperature", "top_p", "max_tokens", "seed")
 # Self-hosted OpenAI-compatible servers (llama.cpp, vLLM) take the usual sampling params
@@ -71,10 +71,33 @@ def family(model: str) -> str:
     return f"{provider}/{stem}"
 
 
-def _litellm_info(model: str) -> ModelInfo:
+def import_litellm() -> Any:
+    """litellm, configured to stay offline and quiet (no price-map download, no telemetry).
+
+    The one place migrator imports litellm: its price map is read here, its calls are made
+    by :mod:`migrator.llm`. litellm downloads the map at import unless told not to;
+    migrator runs offline on the map litellm ships (set the variable to "False" to opt in).
+    """
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     import litellm
 
+    litellm.telemetry = False
+    litellm.suppress_debug_info = True
+    return litellm
+
+
+def is_local(model: str) -> bool:
+    """Whether a model id names one of the packaged local models (``local/<name>``)."""
+    return model.startswith("local/")
+
+
+def local_name(model: str) -> str:
+    """The packaged model's name in a ``local/<name>`` id."""
+    return model.removeprefix("local/")
+
+
+def _litellm_info(model: str) -> ModelInfo:
+    litellm = import_litellm()
     provider, _, name = model.partition("/")
     entry = litellm.model_cost.get(name) or litellm.model_cost.get(model) or {}
     try:

@@ -13,7 +13,7 @@ import yaml
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-from migrator.testing import make_sentiment_rows, register_fake_provider
+from migrator.testing import base_spec, make_sentiment_rows, register_fake_provider
 
 pytest_plugins = ["pytester"]
 
@@ -45,38 +45,6 @@ def pytest_make_collect_report(collector: pytest.Collector) -> Any:
     """The same for a module that skips as a whole (``importorskip``, ``allow_module_level``)."""
     outcome = yield
     _fail_a_skip_under_ci(outcome.get_result())
-
-
-def base_spec(**overrides: Any) -> dict[str, Any]:
-    spec: dict[str, Any] = {
-        "name": "fake-sentiment",
-        "app": {
-            "model": "fake/down",
-            "messages": [
-                {"role": "system", "content": "Classify the sentiment of the review."},
-                {"role": "user", "content": "Review: {{ review }}"},
-            ],
-            "params": {"temperature": 0.0, "max_tokens": 5},
-        },
-        "dataset": {
-            "path": "reviews.jsonl",
-            "id_field": "id",
-            "expected_field": "label",
-            "input_fields": ["review"],
-            "split": {"train": 0.2, "dev": 0.5, "test": 0.3},
-        },
-        "metric": {"name": "label", "labels": ["positive", "negative"]},
-        "targets": ["fake/weak", "fake/fewshot"],
-        "search_space": {"demos": {"k": [0, 2, 4]}, "max_retries": 0, "chunk_size": 10},
-        "budget": {"trials": 10},
-        "seed": 0,
-    }
-    for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(spec.get(key), dict):
-            spec[key] = {**spec[key], **value}
-        else:
-            spec[key] = value
-    return spec
 
 
 SpecWriter = Callable[..., Path]

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
-from migrator.pipeline import load_lockfile, prepare
+from migrator.migration import load_lockfile, prepare
 from migrator.spec import load_spec
 from migrator.testing import make_sentiment_rows
 
@@ -329,11 +329,11 @@ CASES = [
 
 # The corpus runs in children forked (all at once) from one Python process that has
 # imported what `migrator run` imports before it reads a file, so each case costs a fork
-# instead of an interpreter start. The child runs the CLI's `main` as `python -m migrator.cli` does,
+# instead of an interpreter start. The child runs the CLI's `main` as `python -m migrator` does,
 # with its own stdout and stderr; a sample also runs that way, and must agree.
 _FORK_RUNNER = r"""
 import json, os, sys, traceback
-import migrator.cli, migrator.pipeline
+import migrator.cli, migrator.migration
 children = {}
 for line in sys.stdin:
     job = json.loads(line)
@@ -384,7 +384,7 @@ def _argv(case: Case, root: Path) -> list[str]:
 
 def _real_run(argv: list[str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "migrator.cli", *argv], capture_output=True, text=True, env=ENV, timeout=120
+        [sys.executable, "-m", "migrator", *argv], capture_output=True, text=True, env=ENV, timeout=120
     )
 
 
@@ -404,7 +404,7 @@ def _forked_runs(jobs: list[dict[str, Any]]) -> dict[str, int]:
 
 @pytest.fixture(scope="module")
 def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Outcome]:
-    """Every case run once; the sample also as `python -m migrator.cli`, alongside."""
+    """Every case run once; the sample also as `python -m migrator`, alongside."""
     base = tmp_path_factory.mktemp("bad-input")
     logs = tmp_path_factory.mktemp("bad-input-logs")
     jobs, before = [], {}
@@ -478,7 +478,7 @@ def test_bad_input_exits_2_with_one_line_naming_the_problem_and_writes_nothing(
         assert secret not in outcome.stderr + outcome.stdout
     assert not outcome.out.exists()
     assert frozenset(outcome.root.rglob("*")) == outcome.before  # nothing written anywhere
-    if outcome.real is not None:  # the same as a real `python -m migrator.cli`
+    if outcome.real is not None:  # the same as a real `python -m migrator`
         assert (outcome.real.returncode, outcome.real.stderr, outcome.real.stdout) == (
             outcome.code,
             outcome.stderr,
@@ -516,7 +516,7 @@ def test_a_one_gigabyte_dataset_fails_at_its_first_bad_lines_without_being_read(
             _PEAK_RSS,
             str(peak),
             "-m",
-            "migrator.cli",
+            "migrator",
             "run",
             str(tmp_path / "migration.yaml"),
             "--out",
@@ -548,7 +548,7 @@ def test_the_bad_input_path_does_not_import_the_heavy_libraries(tmp_path: Path) 
             "-X",
             "importtime",
             "-m",
-            "migrator.cli",
+            "migrator",
             "run",
             str(tmp_path / "migration.yaml"),
             "--out",

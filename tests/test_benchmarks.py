@@ -20,8 +20,8 @@ sys.path.insert(0, str(BENCH))
 from grid import CACHE, grid_configs, load  # noqa: E402
 from search_efficiency import ReplayClient, calls_to_target, replay  # noqa: E402
 
-from migrator.cache import ResponseCache  # noqa: E402
 from migrator.evaluate import evaluate, summarize  # noqa: E402
+from migrator.llm import ResponseCache  # noqa: E402
 
 
 @pytest.fixture(scope="module")

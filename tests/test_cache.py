@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from migrator.cache import ResponseCache, request_key
+from migrator.llm import ResponseCache, request_key
 
 
 def test_put_then_get_roundtrip(tmp_path: Path) -> None:
@@ -132,10 +132,9 @@ def test_a_model_moved_to_another_server_is_asked_again_not_answered_from_the_ol
     import json
 
     import yaml
-    from fault_server import KEY_ENV, FaultPlan, FaultServer, server_spec
 
     from migrator import cli
-    from migrator.testing import make_sentiment_rows
+    from migrator.testing import KEY_ENV, FaultPlan, FaultServer, make_sentiment_rows, server_spec
 
     data = tmp_path / "reviews.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in make_sentiment_rows(20)))

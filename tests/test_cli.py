@@ -19,7 +19,7 @@ ENV = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
 
 def migrator(*args: str, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "migrator.cli", *args], capture_output=True, text=True, cwd=cwd, env=ENV, timeout=timeout
+        [sys.executable, "-m", "migrator", *args], capture_output=True, text=True, cwd=cwd, env=ENV, timeout=timeout
     )
 
 
@@ -121,9 +121,8 @@ def test_budget_spent_before_any_winner_exits_3(write_spec: Callable[..., Path],
 def test_eval_reproduces_the_runs_test_score_and_interval_exactly_whatever_the_seed(
     write_spec: Callable[..., Path], tmp_path: Path
 ) -> None:
-    from migrator.cache import ResponseCache
-    from migrator.llm import LiteLLMClient
-    from migrator.pipeline import evaluate_lockfile, load_lockfile
+    from migrator.llm import LiteLLMClient, ResponseCache
+    from migrator.migration import evaluate_lockfile, load_lockfile
     from migrator.stats import bootstrap_ci
 
     out = tmp_path / "out"

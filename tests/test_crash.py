@@ -7,23 +7,26 @@ kill lands mid-search every time, not when the scheduler happens to allow it.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sqlite3
 import subprocess
-import sys
 import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
-from fault_server import KEY_ENV, FaultPlan, FaultServer, server_spec
 
 from migrator import cli
-from migrator.testing import make_sentiment_rows
+from migrator.testing import (
+    KEY_ENV,
+    FaultPlan,
+    FaultServer,
+    run_command,
+    run_env,
+    study_rows,
+    wait_for,
+    write_project,
+)
 
 KEY = "sk-test-crash-0123456789abcdef"
 
@@ -31,53 +34,6 @@ KEY = "sk-test-crash-0123456789abcdef"
 @pytest.fixture(autouse=True)
 def _key(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(KEY_ENV, KEY)
-
-
-def _command(spec: Path, out: Path, *extra: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "migrator.cli",
-        "run",
-        str(spec),
-        "--out",
-        str(out),
-        "--quiet",
-        "--no-tracking",
-        *extra,
-    ]
-
-
-def _env(key: str = KEY) -> dict[str, str]:
-    return {**os.environ, KEY_ENV: key, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
-
-
-def _study(out: Path) -> list[tuple[int, str, dict[str, Any], list[float] | None, str]]:
-    """(number, state, params, values, note) of every trial, read while another process may write."""
-    db = sqlite3.connect(f"file:{out / 'study.db'}?mode=ro", uri=True, timeout=30)
-    try:
-        trials = db.execute("SELECT trial_id, number, state FROM trials ORDER BY number").fetchall()
-        params: dict[int, dict[str, Any]] = {}
-        for trial_id, name, value in db.execute("SELECT trial_id, param_name, param_value FROM trial_params"):
-            params.setdefault(trial_id, {})[name] = value
-        values: dict[int, list[float]] = {}
-        for trial_id, value in db.execute("SELECT trial_id, value FROM trial_values ORDER BY objective"):
-            values.setdefault(trial_id, []).append(value)
-        notes = dict(db.execute("SELECT trial_id, value_json FROM trial_user_attributes WHERE key = 'note'").fetchall())
-    finally:
-        db.close()
-    return [
-        (n, state, params.get(tid, {}), values.get(tid), json.loads(notes.get(tid, '""'))) for tid, n, state in trials
-    ]
-
-
-def _wait_for(condition: Callable[[], bool], proc: subprocess.Popen[str] | None = None, timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if proc is not None and proc.poll() is not None:
-            raise AssertionError(f"the run ended before the kill: {proc.communicate()}")
-        assert time.monotonic() < deadline, "timed out waiting"
-        time.sleep(0.05)
 
 
 def _verdict(summary: dict[str, Any]) -> dict[str, Any]:
@@ -90,15 +46,6 @@ def _searched(trials: list[tuple[int, str, dict[str, Any], list[float] | None, s
     return [(state, params, values) for _, state, params, values, note in trials if not note.startswith("interrupted")]
 
 
-def _project(tmp_path: Path, api_base: str, rows: int = 30, **overrides: Any) -> Path:
-    data = tmp_path / "reviews.jsonl"
-    if not data.exists():
-        data.write_text("".join(json.dumps(r) + "\n" for r in make_sentiment_rows(rows)))
-    spec = tmp_path / f"migration-{len(list(tmp_path.glob('migration-*.yaml')))}.yaml"
-    spec.write_text(yaml.safe_dump(server_spec(api_base, str(data), **overrides)))
-    return spec
-
-
 def test_a_killed_run_resumes_keeping_its_trials_and_cache_and_ends_as_an_uninterrupted_one(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -108,20 +55,20 @@ def test_a_killed_run_resumes_keeping_its_trials_and_cache_and_ends_as_an_uninte
     with FaultServer(FaultPlan(hold_after=40, hold_key=KEY)) as server:
         # a long timeout: held requests must not time out and fail before the kill
         space = {"timeout_s": 60.0, "demos": {"k": [0, 2, 4], "strategies": ["random"]}}
-        spec = _project(tmp_path, server.api_base, search_space=space, budget={"trials": 7})
+        spec = write_project(tmp_path, server.api_base, search_space=space, budget={"trials": 7})
         out = tmp_path / "out"
         proc = subprocess.Popen(
-            _command(spec, out), env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            run_command(spec, out), env=run_env(KEY), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
         try:
             monkeypatch.setenv(KEY_ENV, "sk-test-crash-uninterrupted-0123456789")
             assert cli.main(["run", str(spec), "--out", str(tmp_path / "straight"), "--quiet", "--no-tracking"]) == 0
-            _wait_for(lambda: sum(server.held().values()) > 0 and (out / "study.db").exists(), proc)
-            _wait_for(lambda: sum(t[1] == "COMPLETE" for t in _study(out)) >= 2, proc)
+            wait_for(lambda: sum(server.held().values()) > 0 and (out / "study.db").exists(), proc)
+            wait_for(lambda: sum(t[1] == "COMPLETE" for t in study_rows(out)) >= 2, proc)
         finally:
             proc.send_signal(signal.SIGKILL)
             proc.communicate()
-        before = _study(out)
+        before = study_rows(out)
         with sqlite3.connect(out / "cache.db") as db:
             answered = db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
         server.release()
@@ -129,12 +76,12 @@ def test_a_killed_run_resumes_keeping_its_trials_and_cache_and_ends_as_an_uninte
         finished = [t for t in before if t[1] in ("COMPLETE", "PRUNED")]
         assert len(finished) >= 2 and answered > 0
 
-        rerun = subprocess.run(_command(spec, out), env=_env(), capture_output=True, text=True, timeout=300)
+        rerun = subprocess.run(run_command(spec, out), env=run_env(KEY), capture_output=True, text=True, timeout=300)
         assert rerun.returncode == 0, rerun.stderr
 
     resumed = json.loads((out / "summary.json").read_text())
     straight = json.loads((tmp_path / "straight" / "summary.json").read_text())
-    after = {t[0]: t for t in _study(out)}
+    after = {t[0]: t for t in study_rows(out)}
     # the trials finished before the kill are kept as they were
     for number, state, params, values, _ in finished:
         assert after[number][1:4] == (state, params, values)
@@ -142,7 +89,7 @@ def test_a_killed_run_resumes_keeping_its_trials_and_cache_and_ends_as_an_uninte
     assert resumed["llm_calls"]["cached"] > 0
     assert resumed["llm_calls"]["made"] <= straight["llm_calls"]["made"] - answered
     # and the migration ends exactly as one that was never killed
-    assert _searched(list(after.values())) == _searched(_study(tmp_path / "straight"))
+    assert _searched(list(after.values())) == _searched(study_rows(tmp_path / "straight"))
     assert _verdict(resumed) == _verdict(straight)
     assert resumed["trials"] == straight["trials"]
 
@@ -158,19 +105,19 @@ def test_two_migrations_sharing_one_cache_and_one_study_store_both_complete(
     with FaultServer(FaultPlan(hold_after=0)) as server:
         storage = f"sqlite:///{shared / 'study.db'}"
         patient = {"timeout_s": 60.0}  # held requests wait for the other process to start, not time out
-        spec_a = _project(tmp_path, server.api_base, study=storage, search_space=patient)
-        spec_b = _project(tmp_path, server.api_base, study=storage, search_space=patient, seed=1)
+        spec_a = write_project(tmp_path, server.api_base, study=storage, search_space=patient)
+        spec_b = write_project(tmp_path, server.api_base, study=storage, search_space=patient, seed=1)
 
         def release_when_both_call() -> None:
             wanted = {f"Bearer {k}" for k in keys.values()}
-            _wait_for(lambda: wanted <= set(server.held()), timeout=240)
+            wait_for(lambda: wanted <= set(server.held()), timeout=240)
             server.release()
 
         releaser = threading.Thread(target=release_when_both_call, daemon=True)
         releaser.start()
         child = subprocess.Popen(
-            _command(spec_b, tmp_path / "b", "--cache", str(cache)),
-            env=_env(keys["child"]),
+            run_command(spec_b, tmp_path / "b", "--cache", str(cache)),
+            env=run_env(keys["child"]),
             stderr=subprocess.PIPE,
             text=True,
         )
@@ -206,18 +153,18 @@ def test_a_call_budget_holds_across_a_kill_and_a_resume_as_counted_at_the_provid
     plan = FaultPlan(rates={"rate_limit": 0.1, "server_error": 0.05}, seed=3, hold_after=55, hold_key=KEY)
     with FaultServer(plan) as server:
         space = {"timeout_s": 60.0, "demos": {"k": [0, 2, 4], "strategies": ["random", "stratified"]}, "max_retries": 4}
-        spec = _project(tmp_path, server.api_base, search_space=space, budget={"trials": 40, "calls": budget})
+        spec = write_project(tmp_path, server.api_base, search_space=space, budget={"trials": 40, "calls": budget})
         out = tmp_path / "out"
-        proc = subprocess.Popen(_command(spec, out), env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(run_command(spec, out), env=run_env(KEY), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
-            _wait_for(lambda: sum(server.held().values()) > 0, proc)
+            wait_for(lambda: sum(server.held().values()) > 0, proc)
         finally:
             proc.send_signal(signal.SIGKILL)
             proc.communicate()
         before_kill = len(server.attempts)
         server.release()
         assert before_kill >= 55
-        rerun = subprocess.run(_command(spec, out), env=_env(), capture_output=True, text=True, timeout=300)
+        rerun = subprocess.run(run_command(spec, out), env=run_env(KEY), capture_output=True, text=True, timeout=300)
         assert rerun.returncode in (0, 3), rerun.stderr
         sent_in_all = len(server.attempts)
     summary = json.loads((out / "summary.json").read_text())

@@ -18,14 +18,13 @@ from typing import Any
 
 import pytest
 import yaml
-from fault_server import KEY_ENV, Attempt, FaultPlan, FaultServer, server_spec
-from test_promptfoo import _rows
 
 from migrator import cli
-from migrator.export import winner_dict, write_outputs
 from migrator.llm import LiteLLMClient
-from migrator.pipeline import evaluate_lockfile, load_lockfile, prepare, run_migration
+from migrator.migration import evaluate_lockfile, load_lockfile, prepare, run_migration
+from migrator.outputs import winner_dict, write_outputs
 from migrator.spec import load_spec
+from migrator.testing import KEY_ENV, Attempt, FaultPlan, FaultServer, awkward_rows, server_spec
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "sk-test-export-python-0123456789abcdef"
@@ -74,7 +73,7 @@ print(json.dumps(replies))
 
 def _rows_with_titles() -> list[dict[str, str]]:
     """The promptfoo test's awkward reviews (template syntax, trailing newlines), titled."""
-    return [{**row, "title": f"Order {i % 7}"} for i, row in enumerate(_rows(awkward=True))]
+    return [{**row, "title": f"Order {i % 7}"} for i, row in enumerate(awkward_rows(awkward=True))]
 
 
 def _migrate(tmp_path: Path, api_base: str, target: dict[str, Any], strategy: str, messages: Any) -> Path:

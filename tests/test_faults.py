@@ -1,6 +1,6 @@
 """Provider faults: retries, failed examples and exact budgets, against a flaky server.
 
-The server (``tests/fault_server.py``) speaks OpenAI's API on loopback and breaks on
+The server (``migrator.testing.FaultServer``) speaks OpenAI's API on loopback and breaks on
 purpose: 429s with Retry-After, 5xx, resets, hangs, malformed and empty replies.
 """
 
@@ -16,14 +16,13 @@ from typing import Any
 
 import pytest
 import yaml
-from fault_server import KEY_ENV, RETRYABLE_FAULTS, FaultPlan, FaultServer, server_spec
 
 from migrator import cli
 from migrator.dataset import Example, split_examples
 from migrator.errors import LLMBadRequestError, LLMError, LLMProviderError, LLMRateLimitError, LLMTimeoutError
 from migrator.llm import Endpoint, LiteLLMClient, LLMRequest
 from migrator.spec import SplitSpec
-from migrator.testing import make_sentiment_rows
+from migrator.testing import KEY_ENV, RETRYABLE_FAULTS, FaultPlan, FaultServer, make_sentiment_rows, server_spec
 
 KEY = "sk-test-fault-0123456789abcdef"
 REVIEW = "Review: The staff was great, honestly wonderful."

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from migrator.ledger import MemoryLedger, StoredLedger
+from migrator.llm import MemoryLedger, StoredLedger
 
 
 def _url(tmp_path: Path) -> str:

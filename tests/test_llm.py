@@ -22,9 +22,8 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from migrator.cache import ResponseCache
 from migrator.errors import BudgetExhausted, LLMBadRequestError, LLMProviderError, LLMRateLimitError, LLMTimeoutError
-from migrator.llm import Endpoint, Limits, LiteLLMClient, LLMRequest, LLMResponse
+from migrator.llm import Endpoint, Limits, LiteLLMClient, LLMRequest, LLMResponse, ResponseCache
 
 ROADS = ("direct", "litellm")
 
@@ -363,7 +362,7 @@ def test_a_client_leaves_no_unclosed_session_and_works_on_a_new_loop(server: Scr
 
 
 def test_the_cache_key_is_who_serves_the_model_not_where() -> None:
-    from migrator.pipeline import endpoint_for
+    from migrator.migration import endpoint_for
     from migrator.spec import TargetSpec
 
     def key(target: TargetSpec, api_bases: dict[str, str]) -> str:

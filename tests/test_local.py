@@ -23,15 +23,7 @@ from typing import Any
 import pytest
 
 from migrator.errors import LocalModelError
-from migrator.local import (
-    LOCAL_MODELS,
-    Chunk,
-    LocalModel,
-    LocalServer,
-    assemble,
-    default_cache_dir,
-    model_path,
-)
+from migrator.local import LOCAL_MODELS, Chunk, LocalModel, LocalServer, assemble, default_cache_dir, model_path
 
 REPO = Path(__file__).resolve().parents[1]
 GEMMA = "gemma-3-270m"

@@ -58,8 +58,8 @@ def test_prices_and_retirement_dates_come_from_litellms_map() -> None:
 
 
 def test_a_base_model_is_called_on_the_completion_endpoint_unless_told_otherwise() -> None:
+    from migrator.migration import endpoint_for
     from migrator.models import default_mode
-    from migrator.pipeline import endpoint_for
     from migrator.spec import TargetSpec
 
     assert default_mode("local/gemma-3-270m") == "completion"

@@ -6,7 +6,7 @@ import statistics
 
 import numpy as np
 
-from migrator.planner import Planner, Space
+from migrator.search import Planner, Space
 
 _FLOATS = {"a": {"temperature": (0.0, 1.0, 0.5)}, "b": {}}  # b takes no temperature
 _SPACE = Space(["a", "b"], ["original", "terse", "xml"], [0, 2, 4], ["knn", "stratified"], _FLOATS, {"a": [], "b": [64, 256]})
@@ -110,7 +110,7 @@ _SEARCH_SCRIPT = """
 import json, sys
 sys.path.insert(0, {tests!r})
 from test_planner import _SPACE, _truth
-from migrator.planner import Planner
+from migrator.search import Planner
 points = _SPACE.points()
 planner, observed = Planner(points), []
 for i in range(15):

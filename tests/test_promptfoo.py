@@ -19,19 +19,17 @@ from typing import Any
 
 import pytest
 import yaml
-from fault_server import KEY_ENV, FaultPlan, FaultServer, server_spec
 
 from migrator import cli
 from migrator.llm import LiteLLMClient
-from migrator.pipeline import evaluate_lockfile, load_lockfile
-from migrator.testing import make_sentiment_rows
+from migrator.migration import evaluate_lockfile, load_lockfile
+from migrator.testing import KEY_ENV, TEMPLATED, FaultPlan, FaultServer, awkward_rows, server_spec
 
 ROOT = Path(__file__).resolve().parent.parent
 # installed by .ci/run (npm install --prefix .ci/node promptfoo@<pinned>)
 PROMPTFOO = os.environ.get("MIGRATOR_PROMPTFOO") or shutil.which("promptfoo") or str(ROOT / ".ci/node/node_modules/.bin/promptfoo")
 KEY = "sk-test-promptfoo-0123456789abcdef"
 # reviews that look like templates: promptfoo must send them as text, not render them
-TEMPLATED = ("{{ env.HOME }}", "{% if true %}yes{% endif %}", "{{ _expected }}")
 
 
 def _promptfoo() -> str:
@@ -42,18 +40,6 @@ def _promptfoo() -> str:
     pytest.skip("promptfoo is not installed (npm install promptfoo; or set MIGRATOR_PROMPTFOO)")
 
 
-def _rows(awkward: bool) -> list[dict[str, str]]:
-    """Sentiment rows, some of them bare YAML numbers; awkward ones also hold template
-    syntax, a trailing newline or a file URL."""
-    rows = make_sentiment_rows(70, rng_words=lambda i: TEMPLATED[i % 3] if awkward and i % 5 == 0 else f"visit {i}")
-    for i, row in enumerate(rows):
-        if i % 10 == 3:
-            row["review"] = ("1e3", "0o17", "true")[i % 3]  # YAML 1.2 would read these as a number or a bool
-        if awkward and i % 5 == 1:
-            row["review"] += "\n"
-        if awkward and i % 5 == 2:
-            row["review"] = "file:///etc/hostname " + row["review"]
-    return rows
 
 
 @pytest.mark.parametrize(
@@ -71,7 +57,7 @@ def test_promptfoo_passes_exactly_the_examples_migrator_scored_right(
 ) -> None:
     promptfoo = _promptfoo()
     data = tmp_path / "reviews.jsonl"
-    data.write_text("".join(json.dumps(r) + "\n" for r in _rows(awkward)))
+    data.write_text("".join(json.dumps(r) + "\n" for r in awkward_rows(awkward)))
     monkeypatch.setenv(KEY_ENV, KEY)
     with FaultServer(FaultPlan()) as server:
         target = {"model": "openai/fault-shaky", "api_base": server.api_base, "api_key_env": KEY_ENV, "mode": mode}
@@ -248,7 +234,7 @@ CASES: list[tuple[dict[str, Any], list[tuple[str, Any]]]] = [
 
 def _echo_eval(tmp_path: Path, assertion: dict[str, Any], cases: list[tuple[str, Any]]) -> dict[str, float]:
     """promptfoo's score for each (reply, expected), the reply played back by its `echo` provider."""
-    from migrator.exporters import _expected, _QuotedDumper
+    from migrator.outputs.exporters._exporters import _expected, _QuotedDumper
 
     config = {
         "prompts": ["{{ _prompt.text }}"],
@@ -286,8 +272,8 @@ def _echo_eval(tmp_path: Path, assertion: dict[str, Any], cases: list[tuple[str,
 def test_the_exported_assertion_scores_as_migrator_does(
     tmp_path: Path, spec: dict[str, Any], cases: list[tuple[str, Any]]
 ) -> None:
-    from migrator.exporters import _assertion
     from migrator.metrics import build_metric
+    from migrator.outputs.exporters._exporters import _assertion
     from migrator.spec import MetricSpec
 
     metric = build_metric(MetricSpec(**spec))
@@ -297,8 +283,8 @@ def test_the_exported_assertion_scores_as_migrator_does(
 
 
 def test_a_python_metric_runs_in_promptfoo_as_in_migrator(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from migrator.exporters import _assertion
     from migrator.metrics import build_metric
+    from migrator.outputs.exporters._exporters import _assertion
     from migrator.spec import MetricSpec
 
     # the metric module lives in the project directory, where migrator ran and promptfoo runs

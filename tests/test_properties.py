@@ -25,14 +25,13 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import base_spec
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from migrator.cli import main
 from migrator.errors import SpecError
 from migrator.spec import load_spec
-from migrator.testing import make_sentiment_rows
+from migrator.testing import base_spec, make_sentiment_rows
 
 ROWS = make_sentiment_rows(12)
 SPEC = "migration.yaml"

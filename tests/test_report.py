@@ -25,17 +25,15 @@ import yaml
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-from conftest import base_spec
-
-from migrator import export
 from migrator.candidates import PromptCandidate
 from migrator.llm import LiteLLMClient
-from migrator.pipeline import MigrationResult, prepare, run_migration
+from migrator.migration import MigrationResult, prepare, run_migration
+from migrator.outputs import summary_dict
+from migrator.outputs.report import render_report, write_report
 from migrator.prompts import PromptTemplate
-from migrator.report import render_report, write_report
 from migrator.spec import load_spec
 from migrator.stats import paired_test
-from migrator.testing import make_sentiment_rows, register_fake_provider
+from migrator.testing import base_spec, make_sentiment_rows, register_fake_provider
 
 SECTION_IDS = ["verdict", "pareto", "history", "importance", "per-model", "diff", "examples", "trials", "candidates"]
 XSS = "<script>alert(1)</script>"
@@ -63,7 +61,7 @@ def _migrate(root: Path, spec: dict[str, Any], rows: int) -> tuple[MigrationResu
     (root / "migration.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
     client = LiteLLMClient(backoff_s=0.01, max_retries=1)
     result = run_migration(prepare(load_spec(root / "migration.yaml")), client, storage=f"sqlite:///{root}/study.db")
-    return result, export.summary_dict(result, {}, {})
+    return result, summary_dict(result, {}, {})
 
 
 @pytest.fixture(scope="module")
@@ -219,7 +217,7 @@ def test_examples_list_regressions_first_consistent_with_the_paired_counts(
         winner = by_target[f"fake/{challenger}"]
         baseline = result.winner if reference == "winner" else result.baseline
         result = _pitted(result, winner, baseline)
-        summary = export.summary_dict(result, {}, {})
+        summary = summary_dict(result, {}, {})
         page = render_report(result, summary)
     assert result.winner is not None and result.baseline is not None
     worse, better = _changed_ids(result.winner, result.baseline)
@@ -257,7 +255,7 @@ def test_the_biggest_regressions_come_first(migration: tuple[MigrationResult, di
     perfect = replace(result.winner, results=tuple(replace(r, score=1.0) for r in result.winner.results))
     graded = tuple(replace(r, score=(i % 5) / 4) for i, r in enumerate(perfect.results))
     pitted = _pitted(result, replace(perfect, results=graded), perfect)
-    rows = sections(render_report(pitted, export.summary_dict(pitted, {}, {}))).sections["examples"].rows
+    rows = sections(render_report(pitted, summary_dict(pitted, {}, {}))).sections["examples"].rows
     drops = [1 - float(row[4].rsplit("score ", 1)[1]) for row in rows]
     assert len(rows) == min(20, sum(r.score < 1 for r in graded)) and len(set(drops)) == 4
     assert drops == sorted(drops, reverse=True)
@@ -441,7 +439,7 @@ def test_trials_and_candidates_are_all_listed(migration: tuple[MigrationResult, 
 def test_no_winner_still_renders_and_says_why(migration: tuple[MigrationResult, dict[str, Any]]) -> None:
     result, _ = migration
     empty = replace(result, winner=None, finalists=(), paired=None, legacy=None, legacy_note="legacy model fake/oracle is unreachable")
-    summary = export.summary_dict(empty, {}, {})
+    summary = summary_dict(empty, {}, {})
     parsed = sections(render_report(empty, summary))
     assert parsed.order == SECTION_IDS
     verdict = _flat(parsed.sections["verdict"].text)
@@ -476,7 +474,7 @@ def test_rendering_leaves_matplotlib_settings_alone(migration: tuple[MigrationRe
 
 
 def test_importing_the_module_loads_no_plotting_library() -> None:
-    code = "import sys, migrator.report; print(sorted(m for m in ('matplotlib', 'optuna', 'numpy') if m in sys.modules))"
+    code = "import sys, migrator.outputs.report; print(sorted(m for m in ('matplotlib', 'optuna', 'numpy') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
@@ -532,10 +530,10 @@ def test_scores_sampled_without_a_request_seed_are_called_samples(migration: tup
 
     trials = tuple(without_seed(o) for o in result.search.trials)
     assert any(o.config.model == unseeded and dict(o.config.params).get("temperature", 0) > 0 for o in trials)
-    seeded_summary = export.summary_dict(result, {}, {})
+    seeded_summary = summary_dict(result, {}, {})
     assert seeded_summary["sampled_without_seed"] == []
     assert "take no request seed" not in render_report(result, seeded_summary)
     changed = replace(result, search=replace(result.search, trials=trials))
-    summary = export.summary_dict(changed, {}, {})
+    summary = summary_dict(changed, {}, {})
     assert summary["sampled_without_seed"] == [unseeded]
     assert f"{unseeded} take no request seed: their scores at a temperature above 0 are one sample each" in render_report(changed, summary)

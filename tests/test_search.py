@@ -7,14 +7,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import base_spec
 
-from migrator import export
-from migrator.cache import ResponseCache
-from migrator.llm import Limits, LiteLLMClient, LLMRequest, LLMResponse
-from migrator.pipeline import MigrationResult, prepare, run_migration
-from migrator.report import render_report
+from migrator.llm import Limits, LiteLLMClient, LLMRequest, LLMResponse, ResponseCache
+from migrator.migration import MigrationResult, prepare, run_migration
+from migrator.outputs import summary_dict
+from migrator.outputs.report import render_report
 from migrator.spec import load_spec
+from migrator.testing import base_spec
 
 
 def _client(tmp: Path | None = None, limits: Limits | None = None) -> LiteLLMClient:
@@ -66,7 +65,7 @@ def test_a_hopeless_naive_migration_stops_after_one_chunk(write_spec: Callable[.
     assert set(result.baselines_by_target) == {"fake/fewshot", "fake/hot"}
     assert result.baselines_by_target["fake/hot"].test.score == 0.0
     assert result.baseline is not None and result.baseline.config.model == "fake/fewshot"
-    page = render_report(result, export.summary_dict(result, {}, {}))
+    page = render_report(result, summary_dict(result, {}, {}))
     assert f"(pruned after 10 of {len(result.prepared.splits.dev)})" in page
 
 
@@ -267,8 +266,8 @@ def test_a_rewrite_that_names_none_of_the_labels_is_rejected(write_spec: Callabl
     ],
 )
 def test_the_planner_picks_trials_only_where_it_can(write_spec: Callable[..., Path], overrides: dict[str, Any], planned: bool) -> None:
-    from migrator.pipeline import build_setup
-    from migrator.search import _planner
+    from migrator.migration import build_setup
+    from migrator.search._study import _planner
 
     setup = build_setup(prepare(load_spec(write_spec(**overrides))), {})
     assert (_planner(setup) is not None) == planned
@@ -282,7 +281,7 @@ def test_the_search_ends_when_every_config_has_been_tried(write_spec: Callable[.
     configs = [o.config for o in result.search.trials]
     assert len(configs) == 4 and len(set(configs)) == 4
     assert result.search.exhausted
-    summary = export.summary_dict(result, {}, {})
+    summary = summary_dict(result, {}, {})
     assert summary["space_exhausted"] is True and summary["trials"]["total"] == 4
     assert "every config in the search space was tried" in render_report(result, summary)
     # a search cut short by its trial budget did not run out of configs

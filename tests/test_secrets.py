@@ -18,14 +18,13 @@ from typing import Any
 
 import pytest
 import yaml
-from fault_server import KEY_ENV, FaultPlan, FaultServer, server_spec
 
 from migrator import cli
 from migrator.dataset import Example, split_examples
 from migrator.errors import LLMError
 from migrator.llm import Endpoint, LiteLLMClient, LLMRequest
 from migrator.spec import SplitSpec
-from migrator.testing import make_sentiment_rows
+from migrator.testing import KEY_ENV, FaultPlan, FaultServer, make_sentiment_rows, server_spec
 
 SECRETS = {
     "OPENAI_API_KEY": "sk-test-SECRET-openai-abc123def456ghi789",

@@ -17,17 +17,17 @@ from typing import Any
 import pytest
 
 from migrator.llm import LiteLLMClient
-from migrator.pipeline import default_out_paths, prepare, run_migration
+from migrator.migration import default_out_paths, prepare, run_migration
+from migrator.outputs.tracking import MlflowTracker
+from migrator.outputs.tracking._tracker import TrackingError
 from migrator.spec import load_spec
-from migrator.tracking import MlflowTracker, TrackingError
 
 
 @pytest.fixture(scope="module")
 def tracked_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     import yaml
-    from conftest import base_spec
 
-    from migrator.testing import make_sentiment_rows, register_fake_provider
+    from migrator.testing import base_spec, make_sentiment_rows, register_fake_provider
 
     register_fake_provider()
     root = tmp_path_factory.mktemp("tracked")
@@ -66,7 +66,7 @@ def test_the_mlflow_ui_serves_the_parent_and_nested_trial_runs(tracked_run: dict
     port = _free_port()
     log = (tracked_run["root"] / "ui.log").open("w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "migrator.cli", "ui", "--out", str(tracked_run["root"]), "--port", str(port)],
+        [sys.executable, "-m", "migrator", "ui", "--out", str(tracked_run["root"]), "--port", str(port)],
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
@@ -223,7 +223,7 @@ def test_a_run_whose_tracking_fails_still_writes_its_outputs_and_exits_1(write_s
     spec = write_spec(budget={"trials": 4}, tracking={"uri": f"sqlite:///{tmp_path / 'not-a-dir' / 'mlflow.db'}"})
     out = tmp_path / "out"
     proc = subprocess.run(
-        [sys.executable, "-m", "migrator.cli", "run", str(spec), "--out", str(out), "--quiet"],
+        [sys.executable, "-m", "migrator", "run", str(spec), "--out", str(out), "--quiet"],
         capture_output=True, text=True, timeout=300, env={**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"},
     )
     assert proc.returncode == 1, proc.stderr
@@ -239,7 +239,7 @@ def test_mlflow_telemetry_is_off_unless_the_user_turns_it_on() -> None:
     import subprocess
     import sys
 
-    code = "import os, migrator.tracking; print(os.environ.get('MLFLOW_DISABLE_TELEMETRY'))"
+    code = "import os, migrator.outputs.tracking; print(os.environ.get('MLFLOW_DISABLE_TELEMETRY'))"
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_DISABLE_TELEMETRY"}
     off = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert off.stdout.strip() == "true"

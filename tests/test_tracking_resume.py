@@ -20,28 +20,29 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fault_server import FaultPlan, FaultServer
-from test_crash import KEY, _command, _env, _project, _study, _wait_for
 
 from migrator.llm import LiteLLMClient
-from migrator.pipeline import default_out_paths, prepare, run_migration
+from migrator.migration import default_out_paths, prepare, run_migration
+from migrator.outputs.tracking import MlflowTracker
 from migrator.search import TrialOutcome
 from migrator.spec import load_spec
-from migrator.tracking import MlflowTracker
+from migrator.testing import FaultPlan, FaultServer, run_command, run_env, study_rows, wait_for, write_project
+
+KEY = "sk-test-crash-0123456789abcdef"
 
 _STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
 
 
 def _tracked(spec: Path, out: Path) -> list[str]:
     """test_crash's `migrator run` command, with MLflow tracking on."""
-    return [arg for arg in _command(spec, out) if arg != "--no-tracking"]
+    return [arg for arg in run_command(spec, out) if arg != "--no-tracking"]
 
 
 def _finished(out: Path) -> dict[int, tuple[str, list[float] | None]]:
     """(state, values) of the study's finished trials, without the ones a kill cut short."""
     return {
         number: (state, values)
-        for number, state, _, values, note in _study(out)
+        for number, state, _, values, note in study_rows(out)
         if state in _STATUS and not note.startswith("interrupted")
     }
 
@@ -65,7 +66,7 @@ def _lock_inside_a_trial_write(path: Path, proc: subprocess.Popen[str]) -> sqlit
 
     Between attempts the lock is let go, so the worker gets on with its writes.
     """
-    _wait_for(path.exists, proc)
+    wait_for(path.exists, proc)
     db = sqlite3.connect(path, timeout=60, isolation_level=None)
     deadline = time.monotonic() + 180
     while True:
@@ -87,15 +88,15 @@ def test_a_resumed_run_logs_every_trial_the_kill_left_unlogged_or_half_written_e
     # killed run after 70 calls, inside trial 4, so trials 0-3 finish before the kill.
     with FaultServer(FaultPlan(hold_after=70, hold_key=KEY)) as server:
         space = {"timeout_s": 60.0, "demos": {"k": [0, 2, 4], "strategies": ["random"]}}
-        spec = _project(tmp_path, server.api_base, search_space=space, budget={"trials": 6})
+        spec = write_project(tmp_path, server.api_base, search_space=space, budget={"trials": 6})
         out = tmp_path / "out"
-        proc = subprocess.Popen(_tracked(spec, out), env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(_tracked(spec, out), env=run_env(KEY), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         locked: sqlite3.Connection | None = None
         try:
             locked = _lock_inside_a_trial_write(out / "mlflow.db", proc)
             # the worker now waits on the lock while the search goes on until the server holds it
-            _wait_for(lambda: sum(server.held().values()) > 0, proc)
-            _wait_for(lambda: len(_finished(out)) >= 4, proc)
+            wait_for(lambda: sum(server.held().values()) > 0, proc)
+            wait_for(lambda: len(_finished(out)) >= 4, proc)
             logged_before = _nested(locked)
             finished_before = _finished(out)
         finally:
@@ -110,7 +111,7 @@ def test_a_resumed_run_logs_every_trial_the_kill_left_unlogged_or_half_written_e
         assert queued, f"no finished trial was waiting for the tracker at the kill: {logged_before}, {finished_before}"
         server.release()
 
-        rerun = subprocess.run(_tracked(spec, out), env=_env(), capture_output=True, text=True, timeout=300)
+        rerun = subprocess.run(_tracked(spec, out), env=run_env(KEY), capture_output=True, text=True, timeout=300)
         assert rerun.returncode == 0, rerun.stderr
 
     from mlflow.tracking import MlflowClient
@@ -151,9 +152,8 @@ def test_a_resumed_run_logs_every_trial_the_kill_left_unlogged_or_half_written_e
 def _migrate(root: Path, trials: int, forward: Callable[[TrialOutcome], bool] = lambda _: True) -> tuple[Any, dict[str, Any]]:
     """A tracked migration of the fake provider; ``forward`` says which trials reach the tracker."""
     import yaml
-    from conftest import base_spec
 
-    from migrator.testing import make_sentiment_rows
+    from migrator.testing import base_spec, make_sentiment_rows
 
     (root / "reviews.jsonl").write_text("".join(json.dumps(r) + "\n" for r in make_sentiment_rows(40)))
     (root / "migration.yaml").write_text(yaml.safe_dump(base_spec(budget={"trials": trials})))

@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from migrator.export import write_atomic
+from migrator.outputs._files import write_atomic
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
     from migrator.dataset import Example
     from migrator.evaluate import ExampleResult
-    from migrator.pipeline import Evaluated, MigrationResult
+    from migrator.migration import Evaluated, MigrationResult
     from migrator.search import TrialOutcome
 
 __all__ = ["render_report", "write_report"]

@@ -19,6 +19,7 @@ from typing import Any
 
 from migrator import __version__
 from migrator.errors import BudgetExhausted, InputError, MigratorError
+from migrator.models import is_local, local_name
 
 __all__ = ["main"]
 
@@ -44,7 +45,7 @@ def _model_servers(models: Sequence[str], log_dir: Path) -> Iterator[dict[str, s
         from migrator.testing import register_fake_provider
 
         register_fake_provider()
-    local = sorted({m.removeprefix("local/") for m in models if m.startswith("local/")})
+    local = sorted({local_name(m) for m in models if is_local(m)})
     if not local:
         yield {}
         return
@@ -58,8 +59,7 @@ def _model_servers(models: Sequence[str], log_dir: Path) -> Iterator[dict[str, s
 
 
 def _client(cache_path: Path | None, *, calls: int | None, usd: float | None, space: Any, seed: int) -> Any:
-    from migrator.cache import ResponseCache
-    from migrator.llm import Limits, LiteLLMClient
+    from migrator.llm import Limits, LiteLLMClient, ResponseCache
 
     return LiteLLMClient(
         cache=ResponseCache(cache_path) if cache_path else None,
@@ -148,7 +148,7 @@ def _print_table(summary: Mapping[str, Any]) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from migrator.pipeline import default_out_paths, prepare, run_migration
+    from migrator.migration import default_out_paths, prepare, run_migration
     from migrator.spec import load_spec
 
     spec = load_spec(args.spec)
@@ -160,7 +160,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     study_name = spec.study if spec.study and "://" not in spec.study else f"{spec.name}-{spec.spec_hash()}"
     cache_path = None if args.no_cache else (args.cache or Path(paths["cache"]))
     client = _client(cache_path, calls=spec.budget.calls, usd=spec.budget.usd, space=spec.search_space, seed=spec.seed)
-    from migrator.tracking import MlflowTracker, NullTracker, TrackingError
+    from migrator.errors import TrackingError
+    from migrator.outputs.tracking import MlflowTracker, NullTracker
 
     tracker: Any
     if args.no_tracking:
@@ -187,8 +188,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                 on_progress=progress.on_event,
                 on_candidates=tracker.log_candidates,
             )
-        from migrator.export import summary_dict, winner_dict, write_outputs
-        from migrator.report import write_report
+        from migrator.outputs import summary_dict, winner_dict, write_outputs
+        from migrator.outputs.report import write_report
 
         mlflow_info = {  # the run ids wait for the background worker to have opened the parent run
             "tracking_uri": getattr(tracker, "tracking_uri", None),
@@ -231,7 +232,7 @@ def _tracking_failed(error: Exception) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from migrator.pipeline import evaluate_lockfile, load_lockfile
+    from migrator.migration import evaluate_lockfile, load_lockfile
 
     lock = load_lockfile(args.winner, args.dataset)
     cache = None if args.no_cache else (args.cache or args.winner.parent / "cache.db")
@@ -323,9 +324,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     import yaml
 
-    from migrator import exporters
-    from migrator.export import write_atomic
-    from migrator.pipeline import load_lockfile
+    from migrator.migration import load_lockfile
+    from migrator.outputs import exporters, write_atomic
 
     source: Path = args.source
     if source.is_dir():
@@ -337,14 +337,14 @@ def cmd_export(args: argparse.Namespace) -> int:
     else:
         if not args.tracking_uri:
             raise InputError(f"{source} is neither a run directory nor a file; to export an MLflow run id, pass --tracking-uri")
-        from migrator.tracking import download_lockfile
+        from migrator.outputs.tracking import download_lockfile
 
         lock_path = download_lockfile(args.tracking_uri, str(source), Path(tempfile.mkdtemp(prefix="migrator-export-")))
     winner = yaml.safe_load(lock_path.read_text(encoding="utf-8"))
     if not isinstance(winner, dict) or "messages" not in winner:
         raise InputError("not a migrator winner lockfile (no 'messages')", file=str(lock_path))
     if args.format == "mlflow":
-        from migrator.tracking import register_prompt
+        from migrator.outputs.tracking import register_prompt
 
         uri = args.tracking_uri or f"sqlite:///{(lock_path.parent / 'mlflow.db').resolve()}"
         name, version = register_prompt(uri, winner, name=args.name, alias=args.alias)

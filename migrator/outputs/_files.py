@@ -19,7 +19,7 @@ from migrator import __version__
 from migrator.redaction import redact
 
 if TYPE_CHECKING:
-    from migrator.pipeline import Evaluated, MigrationResult
+    from migrator.migration import Evaluated, MigrationResult
     from migrator.stats import PairedTest
 
 __all__ = ["candidate_rows", "summary_dict", "winner_dict", "write_atomic", "write_outputs"]

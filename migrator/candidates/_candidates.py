@@ -333,7 +333,7 @@ def propose_rewrites(
         proposer: how to reach the proposer model (any target endpoint will do).
         complete: sends one request through the client and returns its reply.
     """
-    from migrator.cache import request_key
+    from migrator.llm import request_key
 
     payload = {"kind": "dspy-rewrites", "prompt": [list(m) for m in original.messages], "family": family, "proposer": proposer.model, "seed": seed, "n": n}
     if proposer.served_by is not None:

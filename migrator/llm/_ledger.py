@@ -137,7 +137,7 @@ class StoredLedger:
     def __init__(self, url: str, study: str) -> None:
         import sqlalchemy as sa
 
-        from migrator.cache import SQLITE_ENGINE_KWARGS, wal_on_connect
+        from migrator.llm._cache import SQLITE_ENGINE_KWARGS, wal_on_connect
 
         self.study = study
         self._clock = _Clock()

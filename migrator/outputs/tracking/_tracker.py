@@ -33,7 +33,7 @@ from migrator.search import TrialOutcome
 
 if TYPE_CHECKING:
     from migrator.evaluate import Config
-    from migrator.pipeline import MigrationResult, Prepared
+    from migrator.migration import MigrationResult, Prepared
 
 __all__ = ["MlflowTracker", "NullTracker", "Tracker", "TrackingError"]
 
@@ -413,7 +413,7 @@ class MlflowTracker:
 
 def _prompt_renderer(result: MigrationResult) -> Callable[[Config], str]:
     """What a config sent for the first dev example, as the search rendered it ("" for an unknown prompt)."""
-    from migrator.pipeline import build_setup
+    from migrator.migration import build_setup
     from migrator.search import rendered_prompt
 
     api_bases = {model: e.api_base for model, e in result.endpoints.items() if e.api_base}
@@ -422,7 +422,7 @@ def _prompt_renderer(result: MigrationResult) -> Callable[[Config], str]:
 
 
 def _candidate_rows(result: MigrationResult) -> list[dict[str, Any]]:
-    from migrator.export import candidate_rows
+    from migrator.outputs._files import candidate_rows
 
     return [
         {

@@ -16,14 +16,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from migrator.cache import SQLITE_ENGINE_KWARGS, wal_on_connect
 from migrator.candidates import DemoPool, PromptCandidate
 from migrator.dataset import Example
 from migrator.errors import BudgetExhausted
 from migrator.evaluate import Config, ExampleResult, Summary, build_request, evaluate, seeded, summarize
-from migrator.llm import Endpoint, LLMClient
+from migrator.llm import SQLITE_ENGINE_KWARGS, Endpoint, LLMClient, wal_on_connect
 from migrator.metrics import Metric
-from migrator.planner import Planner, Space
+from migrator.models import is_local
+from migrator.search._planner import Planner, Space
 from migrator.spec import MigrationSpec, SearchSpace
 from migrator.stats import chance_to_match
 
@@ -345,7 +345,7 @@ class _Budget:
         self.stats = client.stats
         self.reserve_calls = reserve_calls
         # one llama.cpp server answers one request at a time, whatever we send
-        local = all(m.startswith("local/") for m in setup.endpoints)
+        local = all(is_local(m) for m in setup.endpoints)
         self.concurrency = 1 if local else setup.space.concurrency
         self.latencies: list[float] = []
 

@@ -25,10 +25,9 @@ from migrator.candidates import (
 from migrator.dataset import Example, Splits, load_examples, split_examples
 from migrator.errors import BudgetExhausted, LLMError, SpecError, TemplateError
 from migrator.evaluate import Config, ExampleResult, Summary, build_request, evaluate, seeded, summarize
-from migrator.ledger import MemoryLedger, Spent, StoredLedger
-from migrator.llm import Endpoint, LLMClient
+from migrator.llm import Endpoint, LLMClient, MemoryLedger, Spent, StoredLedger
 from migrator.metrics import Metric, build_metric
-from migrator.models import default_mode, family, model_info
+from migrator.models import default_mode, family, is_local, local_name, model_info
 from migrator.prompts import PromptTemplate, format_answer
 from migrator.search import SearchResult, SearchSetup, TrialOutcome, best_trials, pareto_front, run_search
 from migrator.spec import Message, MigrationSpec, TargetSpec, read_yaml
@@ -80,10 +79,10 @@ def endpoint_for(target: TargetSpec, api_bases: Mapping[str, str], space_mode: M
     api_base = target.api_base or api_bases.get(target.model)
     litellm_model = None
     served_by = api_base.rstrip("/") if api_base else None
-    if target.model.startswith("local/"):
+    if is_local(target.model):
         from migrator.local import LOCAL_MODELS
 
-        name = target.model.removeprefix("local/")
+        name = local_name(target.model)
         litellm_model = f"text-completion-openai/{name}" if mode == "completion" else f"openai/{name}"
         served_by = f"sha256:{LOCAL_MODELS[name].sha256}" if name in LOCAL_MODELS else None
     elif api_base and mode == "completion" and not target.model.startswith("text-completion-openai/"):
@@ -242,7 +241,7 @@ def run_migration(
 ) -> MigrationResult:
     """Search on dev, then score baseline, legacy and the best configs on test.
 
-    What the run spends is counted in the study's ledger (see :mod:`migrator.ledger`), so a
+    What the run spends is counted in the study's ledger (see :mod:`migrator.llm._ledger`), so a
     resumed run continues the count of the runs before it, whoever calls this.
     """
     study_name = study_name or f"{prepared.spec.name}-{prepared.spec.spec_hash()}"

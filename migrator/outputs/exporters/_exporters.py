@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from migrator.errors import SpecError
 from migrator.llm import Endpoint
+from migrator.models import is_local
 
 __all__ = ["FORMATS", "promptfoo_config", "python_snippet", "render"]
 
@@ -179,7 +180,7 @@ def _py_literal(value: Any) -> str:
 def _snippet_endpoint(winner: Mapping[str, Any]) -> tuple[Endpoint, bool]:
     """How migrator calls the winner (as Lockfile.prompt_for and `migrator eval` do), and
     whether it is a local model, whose server the snippet looks for at LOCAL_API_BASE."""
-    from migrator.pipeline import endpoint_for
+    from migrator.migration import endpoint_for
     from migrator.spec import TargetSpec
 
     fields = {k: v for k, v in (winner.get("endpoint") or {}).items() if k in ("mode", "api_base", "api_key_env")}
@@ -188,7 +189,7 @@ def _snippet_endpoint(winner: Mapping[str, Any]) -> tuple[Endpoint, bool]:
     except ValidationError as exc:
         raise SpecError(f"malformed winner endpoint: {exc.errors()[0]['msg']}", where="endpoint") from None
     endpoint = endpoint_for(target, {})
-    if target.model.startswith("local/") and not endpoint.api_base:
+    if is_local(target.model) and not endpoint.api_base:
         return replace(endpoint, api_base=LOCAL_API_BASE), True
     return endpoint, False
 

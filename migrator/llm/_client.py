@@ -28,7 +28,7 @@ and ``_status_error`` (HTTP statuses of the direct road)::
 
 Budgets are enforced before each attempt that leaves for a provider (a first try, a
 retry, an attempt that then fails: every request sent counts), against a ``Ledger``
-kept with the study (:mod:`migrator.ledger`), so a resumed run continues the count of
+kept with the study (:mod:`migrator.llm._ledger`), so a resumed run continues the count of
 the run it resumes. A run never sends more requests than ``Limits.calls`` and never
 spends more than ``Limits.usd`` plus the cost of the calls already in flight.
 """
@@ -46,7 +46,6 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any, Literal, Protocol
 
-from migrator.cache import ResponseCache, request_key
 from migrator.errors import (
     BudgetExhausted,
     LLMBadRequestError,
@@ -55,8 +54,9 @@ from migrator.errors import (
     LLMRateLimitError,
     LLMTimeoutError,
 )
-from migrator.ledger import Ledger, MemoryLedger
-from migrator.models import model_info
+from migrator.llm._cache import ResponseCache, request_key
+from migrator.llm._ledger import Ledger, MemoryLedger
+from migrator.models import import_litellm, model_info
 from migrator.redaction import redact
 
 __all__ = [
@@ -76,16 +76,6 @@ _ERROR_BODY_CHARS = 500
 # (litellm provider, endpoint mode) pairs whose requests are plain OpenAI JSON, so
 # sending them ourselves changes nothing but the cost of sending them.
 _DIRECT = {("openai", "chat"): "chat/completions", ("text-completion-openai", "completion"): "completions"}
-
-
-def import_litellm() -> Any:
-    """litellm, configured to stay offline and quiet (no price-map download, no telemetry)."""
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    import litellm
-
-    litellm.telemetry = False
-    litellm.suppress_debug_info = True
-    return litellm
 
 
 @dataclass(frozen=True)

@@ -51,7 +51,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from migrator.testing import PROFILES, last_input, true_label
+from migrator.testing._fake_provider import PROFILES, last_input, true_label
 
 __all__ = [
     "FAULTS",
