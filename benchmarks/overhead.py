@@ -13,7 +13,7 @@ memory taken from the child's own resource usage (``os.wait4``). Three measureme
    with MLflow tracking on and with ``--no-tracking``, alternated, each on a fresh
    output directory; the ratio of the medians of whole-run wall time (target <= 1.10).
    Where the difference goes: ``-X importtime`` of every run and, with ``--profile``,
-   one more tracking-on run under cProfile timing migrator.tracking's calls on the main
+   one more tracking-on run under cProfile timing migrator.outputs.tracking's calls on the main
    thread. MLflow's own work runs on the tracker's worker thread, which cProfile does
    not see: what is left on the main thread is queueing, waiting for the parent run's id
    and draining the queue in ``finish``.
@@ -119,23 +119,37 @@ def summary_of(out: Path) -> dict[str, Any]:
     return data
 
 
-def tracking_profile(profile: Path) -> dict[str, float]:
-    """Cumulative main-thread seconds of migrator.tracking's calls and the run's other phases."""
-    stats = pstats.Stats(str(profile))
-    wanted = {
-        ("tracking.py", "start"): "tracker.start",
-        ("tracking.py", "log_trial"): "tracker.log_trial (all trials)",
-        ("tracking.py", "log_candidates"): "tracker.log_candidates",
-        ("tracking.py", "_wait_opened"): "waiting for the parent run id",
-        ("tracking.py", "finish"): "tracker.finish (incl. draining the worker)",
-        ("pipeline.py", "run_migration"): "run_migration",
-        ("report.py", "write_report"): "write_report",
-        ("cli.py", "main"): "cli.main",
+def _profiled() -> dict[tuple[str, int, str], str]:
+    """What the profile is read for, keyed as cProfile keys a function: (file, first line, name).
+
+    The keys come from the functions themselves, so they follow the code wherever it moves.
+    """
+    from migrator import cli
+    from migrator.migration import run_migration
+    from migrator.outputs.report import write_report
+    from migrator.outputs.tracking import MlflowTracker
+    from migrator.outputs.tracking._worker import Worker
+
+    labels: dict[Any, str] = {
+        MlflowTracker.start: "tracker.start",
+        MlflowTracker.log_trial: "tracker.log_trial (all trials)",
+        MlflowTracker.log_candidates: "tracker.log_candidates",
+        Worker.wait_for_first_task: "waiting for the parent run id",
+        MlflowTracker.finish: "tracker.finish (incl. draining the worker)",
+        run_migration: "run_migration",
+        write_report: "write_report",
+        cli.main: "cli.main",
     }
+    return {(f.__code__.co_filename, f.__code__.co_firstlineno, f.__code__.co_name): label for f, label in labels.items()}
+
+
+def tracking_profile(profile: Path) -> dict[str, float]:
+    """Cumulative main-thread seconds of migrator.outputs.tracking's calls and the run's other phases."""
+    stats = pstats.Stats(str(profile))
+    wanted = _profiled()
     out: dict[str, float] = {}
-    for (filename, _, name), row in stats.stats.items():  # type: ignore[attr-defined]
-        key = (Path(filename).name, name)
-        if key in wanted and "migrator" in filename:
+    for key, row in stats.stats.items():  # type: ignore[attr-defined]
+        if key in wanted:
             out[wanted[key]] = round(row[3], 2)
     return out
 

@@ -13,7 +13,7 @@ from typing import Any
 from migrator.errors import DatasetError
 from migrator.spec import DatasetSpec, SplitSpec
 
-__all__ = ["Example", "Splits", "load_examples", "split_examples"]
+__all__ = ["MAX_LINE_BYTES", "MAX_ROWS", "Example", "Splits", "load_examples", "split_examples"]
 
 MAX_ROWS = 100_000
 MAX_LINE_BYTES = 16 << 20

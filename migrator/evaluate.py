@@ -166,7 +166,3 @@ async def evaluate(
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         raise
-
-
-def results_by_id(results: Sequence[ExampleResult]) -> Mapping[str, ExampleResult]:
-    return {r.example_id: r for r in results}

@@ -38,6 +38,7 @@ __all__ = [
     "load_search_space",
     "load_spec",
     "read_yaml",
+    "validated",
 ]
 
 Mode = Literal["chat", "completion"]
@@ -397,7 +398,8 @@ def read_yaml(path: Path, error: type[InputError] = SpecError) -> Any:
         raise error(f"invalid YAML: {problem}", file=str(path), where=where) from None
 
 
-def _validate(model: type[BaseModel], data: Any, file: Path, prefix: str = "") -> Any:
+def validated(model: type[BaseModel], data: Any, file: Path, prefix: str = "") -> Any:
+    """``model`` validated from ``data``; the first problem becomes a SpecError naming ``file`` and the field."""
     if not isinstance(data, dict):
         raise SpecError(f"expected a mapping at the top level, got {type(data).__name__}", file=str(file))
     try:
@@ -409,7 +411,7 @@ def _validate(model: type[BaseModel], data: Any, file: Path, prefix: str = "") -
 
 def load_search_space(path: Path) -> SearchSpace:
     """Load a search space file."""
-    space: SearchSpace = _validate(SearchSpace, read_yaml(path) or {}, path)
+    space: SearchSpace = validated(SearchSpace, read_yaml(path) or {}, path)
     return space
 
 
@@ -433,7 +435,7 @@ def load_spec(path: str | Path) -> MigrationSpec:
             raise SpecError("unknown key (not one of the fields this section accepts)", file=str(path), where=key)
     data["base_dir"] = path.parent
     data["source_file"] = str(path)
-    spec: MigrationSpec = _validate(MigrationSpec, data, path)
+    spec: MigrationSpec = validated(MigrationSpec, data, path)
     if spec.app.prompt_file is not None and not spec.resolve(spec.app.prompt_file).is_file():
         raise SpecError(f"prompt file not found: {spec.resolve(spec.app.prompt_file)}", file=str(path), where="app.prompt_file")
     if not spec.resolve(spec.dataset.path).is_file():

@@ -21,7 +21,8 @@ from typing import Any
 import pytest
 import yaml
 
-from migrator.migration import load_lockfile, prepare
+from migrator.migration import prepare
+from migrator.outputs import load_lockfile
 from migrator.spec import load_spec
 from migrator.testing import make_sentiment_rows
 

@@ -1,34 +1,64 @@
-"""TODO face of migrator.llm."""
+"""Calling models: the async client every evaluation, search and candidate generator uses.
+
+Inside:
+
+- ``_types``: the boundary objects (``Endpoint``, ``LLMRequest``, ``LLMResponse``,
+  ``CallStats``, ``Limits``) and the ``LLMClient`` protocol the rest of migrator takes.
+- ``_client``: ``LiteLLMClient``: cache, bounded concurrency, retries with backoff,
+  budgets through a ledger, call counters.
+- ``_transports``: how an attempt leaves: the ``Transport`` protocol, the direct HTTP
+  road, the litellm road, ``DefaultTransport`` choosing between them, and
+  ``MockTransport`` for tests (a handler function, no patching).
+- ``_errors``: the one place litellm's, aiohttp's and asyncio's exceptions and HTTP
+  error statuses become :mod:`migrator.errors`' ``LLMError``s, secrets redacted.
+- ``_reply``: the one reader of chat and text completions, whichever road they took.
+- ``_cache``: ``ResponseCache``, the content-addressed SQLite cache (and the WAL helpers
+  the study's storage shares).
+- ``_ledger``: what a study has spent (``MemoryLedger``, ``StoredLedger``), so budgets
+  hold across kills and resumes.
+
+Used by :mod:`migrator.evaluate`, :mod:`migrator.candidates`, :mod:`migrator.search`,
+:mod:`migrator.migration`, :mod:`migrator.cli` and the exporters (``Endpoint``).
+litellm itself is imported only through :func:`migrator.models.import_litellm`, re-exported here.
+"""
 
 from __future__ import annotations
 
 from migrator.llm._cache import SQLITE_ENGINE_KWARGS, ResponseCache, request_key, use_wal, wal_on_connect
-from migrator.llm._client import (
-    CallStats,
-    Endpoint,
-    Limits,
-    LiteLLMClient,
-    LLMClient,
-    LLMRequest,
-    LLMResponse,
-)
+from migrator.llm._client import LiteLLMClient
 from migrator.llm._ledger import Ledger, MemoryLedger, Spent, StoredLedger
+from migrator.llm._transports import (
+    DefaultTransport,
+    HTTPTransport,
+    LiteLLMTransport,
+    MockHandler,
+    MockTransport,
+    Transport,
+)
+from migrator.llm._types import CallStats, Endpoint, Limits, LLMClient, LLMRequest, LLMResponse, RawReply
 from migrator.models import import_litellm
 
 __all__ = [
     "SQLITE_ENGINE_KWARGS",
     "CallStats",
+    "DefaultTransport",
     "Endpoint",
+    "HTTPTransport",
     "LLMClient",
     "LLMRequest",
     "LLMResponse",
     "Ledger",
     "Limits",
     "LiteLLMClient",
+    "LiteLLMTransport",
     "MemoryLedger",
+    "MockHandler",
+    "MockTransport",
+    "RawReply",
     "ResponseCache",
     "Spent",
     "StoredLedger",
+    "Transport",
     "import_litellm",
     "request_key",
     "use_wal",

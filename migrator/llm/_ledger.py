@@ -221,4 +221,3 @@ class StoredLedger:
         with self._engine.begin() as conn:
             self._update(conn, seconds=self._clock.take())
         self._engine.dispose()
-

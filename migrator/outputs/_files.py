@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from migrator import __version__
+from migrator.outputs._lockfile import lockfile_of
 from migrator.redaction import redact
 
 if TYPE_CHECKING:
@@ -157,53 +158,9 @@ def summary_dict(result: MigrationResult, mlflow: Mapping[str, Any], files: Mapp
 
 
 def winner_dict(result: MigrationResult, out_dir: Path) -> dict[str, Any] | None:
-    """The self-contained lockfile of the winner: everything an app needs to call it."""
-    winner = result.winner
-    if winner is None:
-        return None
-    spec = result.spec
-    config = winner.config
-    prepared = result.prepared
-    candidate = result.prompts[config.prompt_id]
-    endpoint = result.endpoints[config.model]
-    target = next(t for t in spec.targets if t.model == config.model)
-    pool = prepared.splits.train
-    demos: list[dict[str, Any]] = []
-    demo_pool: list[dict[str, Any]] = []
-    if config.demos and config.demo_strategy == "knn":
-        demo_pool = [{"inputs": dict(ex.inputs), "expected": ex.expected} for ex in pool]
-    elif config.demos:
-        from migrator.candidates import DemoPool
-
-        chosen = DemoPool(pool, seed=spec.seed).demos(config.demo_strategy, config.demos, prepared.splits.dev[0])
-        demos = [{"inputs": dict(d.inputs), "answer": d.answer} for d in chosen]
-    dataset_path = spec.resolve(spec.dataset.path).resolve()
-    try:
-        dataset_ref = os.path.relpath(dataset_path, out_dir.resolve())
-    except ValueError:
-        dataset_ref = str(dataset_path)
-    return {
-        "migrator_version": __version__,
-        "name": spec.name,
-        "spec_hash": spec.spec_hash(),
-        "model": config.model,
-        "endpoint": {"mode": endpoint.mode, "api_base": target.api_base, "api_key_env": target.api_key_env},
-        "prompt_id": config.prompt_id,
-        "origin": dict(candidate.origin),
-        "messages": [{"role": r, "content": c} for r, c in candidate.template.messages],
-        "params": dict(config.params),
-        "demos": {"k": config.demos, "strategy": config.demo_strategy, "fixed": demos, "pool": demo_pool},
-        "metric": spec.metric.model_dump(mode="json", exclude_none=True),
-        "dataset": {
-            "path": dataset_ref,
-            "id_field": spec.dataset.id_field,
-            "expected_field": spec.dataset.expected_field,
-            "input_fields": list(spec.dataset.input_fields) if spec.dataset.input_fields else None,
-            "split": spec.dataset.split.model_dump(),
-            "seed": spec.seed,
-        },
-        "scores": {"dev": winner.dev.score if winner.dev else None, "test": winner.test.score, "test_ci": list(winner.test_ci)},
-    }
+    """The winner lockfile as plain data (see :class:`~migrator.outputs.WinnerLock`), or None."""
+    lock = lockfile_of(result, out_dir)
+    return lock.dump() if lock is not None else None
 
 
 def write_outputs(out_dir: Path, summary: Mapping[str, Any], winner: Mapping[str, Any] | None) -> dict[str, Path]:

@@ -1,21 +1,32 @@
-"""TODO face of migrator.search."""
+"""The search: an Optuna study over models, prompts, demos and sampling params, on dev only.
+
+``run_search`` runs (or resumes) the study for one ``SearchSetup`` until a budget or the
+space is spent and returns a ``SearchResult`` of ``TrialOutcome``; ``best_trials`` and
+``pareto_front`` rank it. The linear ``Planner`` (over a listed ``Space``) picks the trials
+by default; Optuna's TPE or random sampler where the spec asks or the space is too big to
+list. ``space_points`` and ``config_from_params`` list the space as configs (the
+benchmarks' grid), ``rendered_prompt`` shows what a config sends (tracking), and
+``open_storage`` and ``study_trials`` read a stored study back.
+
+Used by ``migrator.migration`` (the run), ``migrator.outputs`` (tracking, report) and the
+benchmarks. optuna is imported in this package on first use (not at import); its INFO
+lines are muted while a search runs and its ExperimentalWarning only around the two calls
+that raise it, and both are as the caller had them afterwards.
+
+Inside: ``_loop`` (ask, evaluate chunk by chunk, report, tell), ``_storage`` (storage,
+study, resume repairs), ``_space`` (suggestions, configs, warm start), ``_planner``,
+``_pruners`` (pruner and sampler), ``_budget``, ``_trials`` (one scan of the trials per
+step), ``_ranking``, ``_setup`` (the boundary types), ``_optuna`` (the lazy import).
+"""
 
 from __future__ import annotations
 
+from migrator.search._loop import run_search
 from migrator.search._planner import Choice, Planner, Space
-from migrator.search._study import (
-    SearchResult,
-    SearchSetup,
-    TrialOutcome,
-    best_trials,
-    config_from_params,
-    open_storage,
-    pareto_front,
-    rendered_prompt,
-    run_search,
-    space_points,
-    study_trials,
-)
+from migrator.search._ranking import best_trials, pareto_front
+from migrator.search._setup import SearchResult, SearchSetup, TrialOutcome, rendered_prompt
+from migrator.search._space import config_from_params, space_points
+from migrator.search._storage import open_storage, study_trials
 
 __all__ = [
     "Choice",

@@ -1,4 +1,22 @@
-"""TODO face of migrator.testing."""
+"""Fakes shipped with migrator, so tests, benchmarks, the notebook and users' own CI run offline.
+
+Inside:
+
+- ``_fake_provider``: ``fake/<profile>`` model ids answered through litellm's
+  custom-provider hook (``register_fake_provider``), the sentiment task they read
+  (``true_label``, ``PROFILES``) and rows for it (``make_sentiment_rows``).
+- ``_loopback``: ``LoopbackServer`` (also known as ``FaultServer``), the one loopback
+  OpenAI-compatible server, with latency, faults, scripted replies (``Reply``) and a
+  record of every request (``Attempt``); ``_http`` is the bare HTTP/1.1 it speaks.
+- ``_replies``: what the server answers (``answer``, ``sentiment_reply``, ``Completion``).
+- ``_fault_server``: what goes wrong (``FaultPlan``, ``FAULTS``) and a migration whose
+  models live on the server (``server_spec``, ``KEY_ENV``).
+- ``_sleep``: ``RecordingSleep``, a backoff that records its waits and takes no time.
+- ``_runs``, ``_specs``: scaffolding for tests that run ``migrator run`` (projects, child
+  processes, reading a study) and the fake-provider spec (``base_spec``).
+
+Used by the tests (``tests/``), the benchmarks (``benchmarks/``) and the walkthrough notebook.
+"""
 
 from __future__ import annotations
 
@@ -12,16 +30,9 @@ from migrator.testing._fake_provider import (
     register_fake_provider,
     true_label,
 )
-from migrator.testing._fault_server import (
-    FAULTS,
-    KEY_ENV,
-    RETRYABLE_FAULTS,
-    Attempt,
-    FaultPlan,
-    FaultServer,
-    answer,
-    server_spec,
-)
+from migrator.testing._fault_server import FAULTS, KEY_ENV, RETRYABLE_FAULTS, FaultPlan, server_spec
+from migrator.testing._loopback import FaultServer, LoopbackServer, Reply
+from migrator.testing._replies import Attempt, Completion, Responder, answer, sentiment_reply
 from migrator.testing._runs import (
     TEMPLATED,
     StudyRow,
@@ -32,6 +43,7 @@ from migrator.testing._runs import (
     wait_for,
     write_project,
 )
+from migrator.testing._sleep import RecordingSleep
 from migrator.testing._specs import base_spec
 
 __all__ = [
@@ -43,9 +55,14 @@ __all__ = [
     "RETRYABLE_FAULTS",
     "TEMPLATED",
     "Attempt",
+    "Completion",
     "FakeProfile",
     "FaultPlan",
     "FaultServer",
+    "LoopbackServer",
+    "RecordingSleep",
+    "Reply",
+    "Responder",
     "StudyRow",
     "answer",
     "awkward_rows",
@@ -55,6 +72,7 @@ __all__ = [
     "register_fake_provider",
     "run_command",
     "run_env",
+    "sentiment_reply",
     "server_spec",
     "study_rows",
     "true_label",

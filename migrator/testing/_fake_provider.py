@@ -38,17 +38,19 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from migrator.llm import import_litellm
+from migrator.models import import_litellm
 
 __all__ = [
     "NEGATIVE_WORDS",
     "POSITIVE_WORDS",
     "PROFILES",
     "FakeProfile",
+    "hash_unit",
     "last_input",
     "make_sentiment_rows",
     "register_fake_provider",
     "true_label",
+    "word_tokens",
 ]
 
 POSITIVE_WORDS = ("great", "love", "excellent", "wonderful", "superb", "delightful", "fantastic", "perfect")
@@ -64,7 +66,8 @@ def true_label(text: str) -> str:
     return "positive" if pos >= neg else "negative"
 
 
-def _unit(*parts: str) -> float:
+def hash_unit(*parts: str) -> float:
+    """A number in [0, 1) that is a function of ``parts``: the fakes' stand-in for chance."""
     digest = hashlib.sha256("\x1f".join(parts).encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64
 
@@ -147,13 +150,14 @@ def _reply(profile_name: str, messages: Sequence[dict[str, Any]], params: dict[s
     if profile.needs_format_line and not any(cue in everything.lower() for cue in _FORMAT_CUES):
         return "Thanks for sharing! Overall, I would say the customer feels this way about it."
     temperature = float(params.get("temperature", 0.0) or 0.0)
-    draw = _unit(profile_name, everything, f"{temperature:.3f}")
+    draw = hash_unit(profile_name, everything, f"{temperature:.3f}")
     if draw < profile.p_correct(n_demos, temperature):
         return label
     return "negative" if label == "positive" else "positive"
 
 
-def _count_tokens(text: str) -> int:
+def word_tokens(text: str) -> int:
+    """The tokens the fakes report for a text: one per word, at least one."""
     return max(1, len(text.split()))
 
 
@@ -176,10 +180,10 @@ def _handler_class() -> type:
             finish = "stop"
             if isinstance(cap, int) and len(words) > cap:
                 text, finish = " ".join(words[:cap]), "length"
-            prompt_tokens = sum(_count_tokens(str(m.get("content", ""))) for m in messages)
+            prompt_tokens = sum(word_tokens(str(m.get("content", ""))) for m in messages)
             return ModelResponse(
                 choices=[Choices(message=Message(content=text, role="assistant"), finish_reason=finish, index=0)],
-                usage=Usage(prompt_tokens=prompt_tokens, completion_tokens=_count_tokens(text), total_tokens=0),
+                usage=Usage(prompt_tokens=prompt_tokens, completion_tokens=word_tokens(text), total_tokens=0),
                 model=model,
             )
 
@@ -211,12 +215,12 @@ def make_sentiment_rows(n: int, seed: int = 0, rng_words: Callable[[int], str] |
     fillers = ("the product", "this place", "the service", "our stay", "the app", "the delivery", "my order", "the staff")
     rows = []
     for i in range(n):
-        u = _unit("row", str(seed), str(i))
+        u = hash_unit("row", str(seed), str(i))
         positive = u < 0.5
         words = POSITIVE_WORDS if positive else NEGATIVE_WORDS
-        w1 = words[int(_unit("w1", str(seed), str(i)) * len(words))]
-        w2 = words[int(_unit("w2", str(seed), str(i)) * len(words))]
-        filler = fillers[int(_unit("f", str(seed), str(i)) * len(fillers))]
+        w1 = words[int(hash_unit("w1", str(seed), str(i)) * len(words))]
+        w2 = words[int(hash_unit("w2", str(seed), str(i)) * len(words))]
+        filler = fillers[int(hash_unit("f", str(seed), str(i)) * len(fillers))]
         extra = rng_words(i) if rng_words else f"visit {i}"
         rows.append({"id": f"r{i:04d}", "review": f"{filler.capitalize()} was {w1}, honestly {w2} ({extra}).", "label": "positive" if positive else "negative"})
     return rows

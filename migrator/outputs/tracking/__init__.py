@@ -1,13 +1,28 @@
-"""TODO face of migrator.outputs.tracking."""
+"""MLflow tracking: a parent run per migration, a nested run per trial, and the prompt registry.
+
+- ``_tracker``: the ``Tracker`` protocol the CLI hands the search's callbacks to;
+  ``NullTracker`` (records nothing) and ``MlflowTracker``, which writes from a background
+  thread and raises ``TrackingError`` from ``finish`` if MLflow failed.
+- ``_worker``: that thread (a queue of tasks, stopped at the first failure).
+- ``_mlflow``: what a migration, a trial and a result become in MLflow (tags, params,
+  metrics, artifacts), and ``import_mlflow``, the one place migrator loads mlflow.
+- ``_registry``: ``register_prompt`` and ``download_lockfile``, for ``migrator export``.
+
+Used by :mod:`migrator.cli`; mlflow loads only when a tracker starts or the registry is
+used, and importing this package changes nothing (not even the environment).
+"""
 
 from __future__ import annotations
 
-from migrator.outputs.tracking._tracker import MlflowTracker, NullTracker, Tracker, download_lockfile, register_prompt
+from migrator.errors import TrackingError
+from migrator.outputs.tracking._registry import download_lockfile, register_prompt
+from migrator.outputs.tracking._tracker import MlflowTracker, NullTracker, Tracker
 
 __all__ = [
     "MlflowTracker",
     "NullTracker",
     "Tracker",
+    "TrackingError",
     "download_lockfile",
     "register_prompt",
 ]

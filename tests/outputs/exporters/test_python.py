@@ -21,12 +21,13 @@ import yaml
 
 from migrator import cli
 from migrator.llm import LiteLLMClient
-from migrator.migration import evaluate_lockfile, load_lockfile, prepare, run_migration
-from migrator.outputs import winner_dict, write_outputs
+from migrator.migration import prepare, run_migration
+from migrator.models import is_local
+from migrator.outputs import evaluate_lockfile, load_lockfile, winner_dict, write_outputs
 from migrator.spec import load_spec
 from migrator.testing import KEY_ENV, Attempt, FaultPlan, FaultServer, awkward_rows, server_spec
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[3]
 KEY = "sk-test-export-python-0123456789abcdef"
 
 # a worked example as turns of the template, then the input; whitespace that the
@@ -110,7 +111,7 @@ def test_the_exported_module_sends_exactly_what_migrator_sent(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, model: str, mode: str | None, strategy: str, messages: Any
 ) -> None:
     monkeypatch.setenv(KEY_ENV, KEY)
-    local = model.startswith("local/")
+    local = is_local(model)
     with FaultServer(FaultPlan()) as server:
         target: dict[str, Any] = {"model": model}
         if not local:
@@ -120,7 +121,7 @@ def test_the_exported_module_sends_exactly_what_migrator_sent(
         winner = _migrate(tmp_path, server.api_base, target, strategy, messages)
         lock = load_lockfile(winner)
         assert (lock.config.demos, lock.config.demo_strategy) == (3, strategy)
-        assert lock.data["endpoint"]["mode"] == (mode or "completion")
+        assert lock.lock.endpoint.mode == (mode or "completion")
         assert {"user", "mirostat", "min_p", "stop"} <= set(lock.config.as_dict()["params"])
         snippet = tmp_path / "winner_snippet.py"
         assert cli.main(["export", str(winner.parent), "--format", "python", "-o", str(snippet)]) == 0

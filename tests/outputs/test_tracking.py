@@ -18,8 +18,7 @@ import pytest
 
 from migrator.llm import LiteLLMClient
 from migrator.migration import default_out_paths, prepare, run_migration
-from migrator.outputs.tracking import MlflowTracker
-from migrator.outputs.tracking._tracker import TrackingError
+from migrator.outputs.tracking import MlflowTracker, TrackingError
 from migrator.spec import load_spec
 
 
@@ -235,13 +234,44 @@ def test_a_run_whose_tracking_fails_still_writes_its_outputs_and_exits_1(write_s
     assert yaml.safe_load((out / "winner.yaml").read_text())["model"] == summary["winner"]["model"]
 
 
-def test_mlflow_telemetry_is_off_unless_the_user_turns_it_on() -> None:
-    import subprocess
-    import sys
+# Records MLFLOW_DISABLE_TELEMETRY as mlflow starts to load, then loads it through migrator
+# (``migrator export <run id>``; the made-up scheme fails once mlflow is in).
+_TELEMETRY_PROBE = """
+import json, os, sys
+from pathlib import Path
 
-    code = "import os, migrator.outputs.tracking; print(os.environ.get('MLFLOW_DISABLE_TELEMETRY'))"
+seen = {}
+
+
+class Probe:
+    def find_spec(self, name, path=None, target=None):
+        if name == "mlflow":
+            seen.setdefault("as_mlflow_loads", os.environ.get("MLFLOW_DISABLE_TELEMETRY"))
+        return None
+
+
+sys.meta_path.insert(0, Probe())
+import migrator.outputs.tracking as tracking
+
+seen["after_import"] = os.environ.get("MLFLOW_DISABLE_TELEMETRY")
+try:
+    tracking.download_lockfile("no-such-scheme://store", "no-such-run", Path(sys.argv[1]))
+except Exception:
+    pass
+print(json.dumps(seen))
+"""
+
+
+def test_mlflow_telemetry_is_off_unless_the_user_turns_it_on(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_DISABLE_TELEMETRY"}
-    off = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
-    assert off.stdout.strip() == "true"
-    allowed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**env, "MLFLOW_DISABLE_TELEMETRY": "false"}, timeout=120)
-    assert allowed.stdout.strip() == "false"
+
+    def probe(env: dict[str, str]) -> dict[str, Any]:
+        done = subprocess.run([sys.executable, "-c", _TELEMETRY_PROBE, str(tmp_path)], capture_output=True, text=True, env=env, timeout=120)
+        assert done.returncode == 0, done.stderr
+        return dict(json.loads(done.stdout))
+
+    off = probe(env)
+    assert off["after_import"] is None  # importing migrator changes no environment variable
+    assert off["as_mlflow_loads"] == "true"
+    allowed = probe({**env, "MLFLOW_DISABLE_TELEMETRY": "false"})
+    assert allowed["as_mlflow_loads"] == "false"

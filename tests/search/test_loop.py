@@ -267,10 +267,10 @@ def test_a_rewrite_that_names_none_of_the_labels_is_rejected(write_spec: Callabl
 )
 def test_the_planner_picks_trials_only_where_it_can(write_spec: Callable[..., Path], overrides: dict[str, Any], planned: bool) -> None:
     from migrator.migration import build_setup
-    from migrator.search._study import _planner
+    from migrator.search._space import planner_for
 
     setup = build_setup(prepare(load_spec(write_spec(**overrides))), {})
-    assert (_planner(setup) is not None) == planned
+    assert (planner_for(setup) is not None) == planned
 
 
 def test_the_search_ends_when_every_config_has_been_tried(write_spec: Callable[..., Path], tmp_path: Path) -> None:

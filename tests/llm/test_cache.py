@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import multiprocessing
+import sqlite3
 import threading
 from pathlib import Path
 from typing import Any
@@ -75,6 +77,64 @@ def test_threads_share_one_cache(tmp_path: Path) -> None:
 
     assert errors == []
     assert len(cache) == 200
+
+
+def test_a_write_waiting_for_another_process_lock_leaves_the_event_loop_free(tmp_path: Path) -> None:
+    cache = ResponseCache(tmp_path / "cache.db")
+    cache.get("warm-up")  # the file and its table exist
+    other = sqlite3.connect(tmp_path / "cache.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another process writing: our write must wait for it
+
+    async def meanwhile() -> int:
+        put = asyncio.create_task(cache.aput("k", "m/a", {"text": "x"}))
+        ticks = 0
+        for _ in range(10):
+            await asyncio.sleep(0.02)
+            ticks += 1
+        assert not put.done()
+        other.execute("COMMIT")
+        await put
+        return ticks
+
+    assert asyncio.run(meanwhile()) == 10
+    assert cache.get("k") == {"text": "x"}
+    other.close()
+
+
+def test_a_write_whose_caller_is_cancelled_still_lands_before_the_cancellation(tmp_path: Path) -> None:
+    # a sibling call spending the budget cancels the calls in flight; their paid replies stay
+    cache = ResponseCache(tmp_path / "cache.db")
+    cache.get("warm-up")
+    other = sqlite3.connect(tmp_path / "cache.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # keeps the write waiting while the caller is cancelled
+
+    async def cancelled_midway() -> None:
+        put = asyncio.create_task(cache.aput("k", "m/a", {"text": "paid"}))
+        await asyncio.sleep(0.05)
+        put.cancel()
+        await asyncio.sleep(0.05)
+        assert not put.done()  # still waiting for its write
+        other.execute("COMMIT")
+        with pytest.raises(asyncio.CancelledError):
+            await put
+
+    asyncio.run(cancelled_midway())
+    assert cache.get("k") == {"text": "paid"}
+    other.close()
+
+
+def test_async_reads_and_writes_are_the_same_store(tmp_path: Path) -> None:
+    cache = ResponseCache(tmp_path / "cache.db")
+
+    async def roundtrip() -> tuple[object, object]:
+        await cache.aput("k", "m/a", {"text": "first"})
+        await cache.aput("k", "m/a", {"text": "second"})
+        return await cache.aget("k"), await cache.aget("other")
+
+    assert asyncio.run(roundtrip()) == ({"text": "first"}, None)
+    cache.close()
+    assert cache.get("k") == {"text": "first"} and len(cache) == 1
+    assert asyncio.run(cache.aget("k")) == {"text": "first"}  # usable after close, on a new loop too
 
 
 def _writer(path: str, worker: int, n: int, start: Any) -> None:

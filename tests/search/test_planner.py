@@ -108,7 +108,7 @@ def test_it_finds_the_best_config_in_far_fewer_tries_than_random_order() -> None
 # Runs a search of 15 picks on _SPACE with _truth's scores, printing each pick.
 _SEARCH_SCRIPT = """
 import json, sys
-sys.path.insert(0, {tests!r})
+sys.path.insert(0, {here!r})  # this folder, where test_planner is
 from test_planner import _SPACE, _truth
 from migrator.search import Planner
 points = _SPACE.points()
@@ -140,7 +140,7 @@ def test_the_same_history_and_seed_give_the_same_picks_whatever_the_blas_kernel(
     import sys
     from pathlib import Path
 
-    script = _SEARCH_SCRIPT.format(tests=str(Path(__file__).parent))
+    script = _SEARCH_SCRIPT.format(here=str(Path(__file__).parent))
     runs, cores = {}, set()
     for kernel in _blas_kernels():
         env = {**os.environ, "OPENBLAS_CORETYPE": kernel, "OPENBLAS_VERBOSE": "2"}

@@ -22,10 +22,10 @@ import yaml
 
 from migrator import cli
 from migrator.llm import LiteLLMClient
-from migrator.migration import evaluate_lockfile, load_lockfile
+from migrator.outputs import evaluate_lockfile, load_lockfile
 from migrator.testing import KEY_ENV, TEMPLATED, FaultPlan, FaultServer, awkward_rows, server_spec
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[3]
 # installed by .ci/run (npm install --prefix .ci/node promptfoo@<pinned>)
 PROMPTFOO = os.environ.get("MIGRATOR_PROMPTFOO") or shutil.which("promptfoo") or str(ROOT / ".ci/node/node_modules/.bin/promptfoo")
 KEY = "sk-test-promptfoo-0123456789abcdef"
@@ -234,7 +234,7 @@ CASES: list[tuple[dict[str, Any], list[tuple[str, Any]]]] = [
 
 def _echo_eval(tmp_path: Path, assertion: dict[str, Any], cases: list[tuple[str, Any]]) -> dict[str, float]:
     """promptfoo's score for each (reply, expected), the reply played back by its `echo` provider."""
-    from migrator.outputs.exporters._exporters import _expected, _QuotedDumper
+    from migrator.outputs.exporters._promptfoo import _expected, _QuotedDumper
 
     config = {
         "prompts": ["{{ _prompt.text }}"],
@@ -273,7 +273,7 @@ def test_the_exported_assertion_scores_as_migrator_does(
     tmp_path: Path, spec: dict[str, Any], cases: list[tuple[str, Any]]
 ) -> None:
     from migrator.metrics import build_metric
-    from migrator.outputs.exporters._exporters import _assertion
+    from migrator.outputs.exporters._promptfoo import _assertion
     from migrator.spec import MetricSpec
 
     metric = build_metric(MetricSpec(**spec))
@@ -284,7 +284,7 @@ def test_the_exported_assertion_scores_as_migrator_does(
 
 def test_a_python_metric_runs_in_promptfoo_as_in_migrator(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from migrator.metrics import build_metric
-    from migrator.outputs.exporters._exporters import _assertion
+    from migrator.outputs.exporters._promptfoo import _assertion
     from migrator.spec import MetricSpec
 
     # the metric module lives in the project directory, where migrator ran and promptfoo runs

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -86,6 +88,8 @@ def test_run_writes_the_contract_files_and_eval_reproduces_the_winner(write_spec
     out = tmp_path / "out"
     proc = migrator("run", str(spec), "--out", str(out), "--quiet")
     assert proc.returncode == 0, proc.stderr
+    # nothing else on stderr either: MLflow's INFO lines (a new store's tables) and download bars stay out
+    assert proc.stderr == ""
     summary = json.loads((out / "summary.json").read_text())
     for role in ("baseline", "winner"):
         for field in ("model", "prompt_id", "params", "dev_score", "test_score", "test_ci", "cost_usd_per_example", "latency_p50_s"):
@@ -106,6 +110,7 @@ def test_run_writes_the_contract_files_and_eval_reproduces_the_winner(write_spec
 
     again = migrator("run", str(spec), "--out", str(out), "--quiet")
     assert again.returncode == 0
+    assert again.stderr == ""  # a resumed parent run's candidates.json is fetched back without a progress bar
     rerun = json.loads((out / "summary.json").read_text())
     assert rerun["llm_calls"]["made"] == 0
     assert rerun["winner"] == summary["winner"]
@@ -122,7 +127,7 @@ def test_eval_reproduces_the_runs_test_score_and_interval_exactly_whatever_the_s
     write_spec: Callable[..., Path], tmp_path: Path
 ) -> None:
     from migrator.llm import LiteLLMClient, ResponseCache
-    from migrator.migration import evaluate_lockfile, load_lockfile
+    from migrator.outputs import evaluate_lockfile, load_lockfile
     from migrator.stats import bootstrap_ci
 
     out = tmp_path / "out"
@@ -137,3 +142,18 @@ def test_eval_reproduces_the_runs_test_score_and_interval_exactly_whatever_the_s
     assert list(bootstrap_ci([r.score for r in evaluated.results], seed=0)) != winner["test_ci"]
     printed = migrator("eval", str(out / "winner.yaml"))
     assert f"95% CI [{winner['test_ci'][0]:.3f}, {winner['test_ci'][1]:.3f}]" in printed.stdout
+
+
+def test_the_cli_leaves_the_environment_the_warning_filters_and_the_loggers_as_it_found_them(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    environ, filters = dict(os.environ), list(warnings.filters)
+    names = ("migrator", "LiteLLM", "httpx", "mlflow", "optuna")
+    levels = {name: logging.getLogger(name).level for name in names}
+    assert cli.main(["eval", str(tmp_path / "missing.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("migrator: error: ") and "missing.yaml" in err
+    assert dict(os.environ) == environ
+    assert warnings.filters == filters
+    assert {name: logging.getLogger(name).level for name in names} == levels
+    assert not logging.getLogger("migrator").handlers and logging.getLogger("migrator").propagate

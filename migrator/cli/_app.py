@@ -1,0 +1,97 @@
+"""The ``migrator`` command: its arguments, and the exit code each kind of failure gives."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+
+from migrator import __version__
+from migrator.cli._commands import (
+    EXIT_BUDGET,
+    EXIT_ERROR,
+    EXIT_INPUT,
+    EXIT_INTERRUPTED,
+    cmd_demo,
+    cmd_eval,
+    cmd_export,
+    cmd_run,
+    cmd_ui,
+)
+from migrator.cli._terminal import log, terminal
+from migrator.errors import BudgetExhausted, InputError, MigratorError
+
+__all__ = ["build_parser", "main"]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command (``argv`` defaults to the process's arguments); returns its exit code."""
+    args = build_parser().parse_args(argv)
+    with terminal():
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    """The command's exit code; migrator's errors become one line on stderr and their exit code."""
+    try:
+        code: int = args.func(args)
+        return code
+    except InputError as exc:
+        log.error("error: %s", exc)
+        return EXIT_INPUT
+    except BudgetExhausted as exc:
+        log.error("%s", exc)
+        return EXIT_BUDGET
+    except KeyboardInterrupt:
+        log.warning("interrupted; re-run the same command to resume")
+        return EXIT_INTERRUPTED
+    except MigratorError as exc:
+        log.error("error: %s", exc)
+        return EXIT_ERROR
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of every subcommand; each sets ``func``, the command to run."""
+    parser = argparse.ArgumentParser(prog="migrator", description="Migrate an LLM app's prompt to new models by Bayesian search.")
+    parser.add_argument("--version", action="version", version=f"migrator {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="search for the best config for the target models")
+    run.add_argument("spec", type=Path, help="migration.yaml")
+    run.add_argument("--out", type=Path, required=True, help="output directory (re-running resumes)")
+    run.add_argument("--cache", type=Path, help="response cache file (default: OUT/cache.db)")
+    run.add_argument("--no-cache", action="store_true", help="do not reuse or store replies")
+    run.add_argument("--no-tracking", action="store_true", help="do not record in MLflow")
+    run.add_argument("--quiet", action="store_true", help="no progress bar or table")
+    run.set_defaults(func=cmd_run)
+
+    ev = sub.add_parser("eval", help="re-score a winner lockfile (for CI gates)")
+    ev.add_argument("winner", type=Path, help="winner.yaml")
+    ev.add_argument("--split", default="test", choices=("train", "dev", "test"))
+    ev.add_argument("--dataset", type=Path, help="score on this dataset instead of the one recorded")
+    ev.add_argument("--min-score", type=float, help="exit 1 when the score is below this")
+    ev.add_argument("--cache", type=Path)
+    ev.add_argument("--no-cache", action="store_true")
+    ev.set_defaults(func=cmd_eval)
+
+    demo = sub.add_parser("demo", help="run the offline demo: a real migration on two local models")
+    demo.add_argument("--out", type=Path, default=Path("runs/demo"), help="output directory (default: runs/demo)")
+    demo.add_argument("--quiet", action="store_true")
+    demo.set_defaults(func=cmd_demo)
+
+    ex = sub.add_parser("export", help="export the winner: lockfile, Python snippet, promptfoo config, MLflow prompt registry")
+    ex.add_argument("source", type=Path, help="a run directory, a winner.yaml, or an MLflow parent run id (with --tracking-uri)")
+    ex.add_argument("--format", choices=("yaml", "json", "python", "promptfoo", "mlflow"), default="yaml")
+    ex.add_argument("-o", "--output", type=Path, help="write here instead of stdout")
+    ex.add_argument("--tracking-uri", help="MLflow tracking URI (default: the run directory's mlflow.db)")
+    ex.add_argument("--name", help="prompt name in the MLflow registry (default: <migration>-prompt)")
+    ex.add_argument("--alias", default="production", help="registry alias to point at the new version")
+    ex.set_defaults(func=cmd_export)
+
+    ui = sub.add_parser("ui", help="open the trial dashboard (MLflow UI, or optuna-dashboard) on a run")
+    ui.add_argument("--out", type=Path, required=True, help="the run's output directory")
+    ui.add_argument("--host", default="127.0.0.1")
+    ui.add_argument("--port", type=int, default=5000)
+    ui.add_argument("--optuna", action="store_true", help="serve optuna-dashboard on the study instead")
+    ui.set_defaults(func=cmd_ui)
+    return parser

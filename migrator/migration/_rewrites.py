@@ -1,0 +1,90 @@
+"""Prompt rewrites before the search: DSPy proposals per target family, grounded on the
+legacy prompt's failures on one of the family's targets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from migrator.candidates import Failure, PromptCandidate, Rejection, Rewrites, propose_rewrites
+from migrator.dataset import Example
+from migrator.errors import BudgetExhausted
+from migrator.evaluate import Config, evaluate
+from migrator.llm import Endpoint, LLMClient
+from migrator.migration._prepare import Prepared, endpoint_for
+from migrator.models import family
+from migrator.prompts import format_answer
+from migrator.search import SearchSetup
+
+__all__ = ["rewrites"]
+
+# how many train examples the proposer sees scored with the legacy prompt
+_FAILURE_SAMPLE = 12
+
+
+def rewrites(
+    runner: asyncio.Runner,
+    client: LLMClient,
+    setup: SearchSetup,
+    prepared: Prepared,
+    api_bases: Mapping[str, str],
+    on_progress: Callable[[str, Mapping[str, Any]], None],
+) -> tuple[list[PromptCandidate], list[Rejection]]:
+    """DSPy rewrites per target family, grounded on the legacy prompt's failures there."""
+    space = setup.spec.search_space.prompt
+    if not space.proposer or space.rewrites <= 0:
+        return [], []
+    proposer = endpoint_for(space.proposer, api_bases)
+    sample = prepared.splits.train[:_FAILURE_SAMPLE] or prepared.splits.dev[:_FAILURE_SAMPLE]
+    by_family: dict[str, str] = {}
+    for model in setup.endpoints:
+        by_family.setdefault(family(model), model)
+    accepted: list[PromptCandidate] = []
+    rejected: list[Rejection] = []
+    for fam, model in by_family.items():
+        on_progress("final", {"what": f"proposing {space.rewrites} rewrites for {fam}"})
+        try:
+            out = _rewrites_for(runner, client, setup, prepared, fam, model, proposer, sample)
+        except BudgetExhausted as exc:
+            # the search that follows stops at once and says which budget; what was written stays
+            on_progress("final", {"what": f"the {exc.which} budget ran out while proposing rewrites"})
+            break
+        accepted += out.candidates
+        rejected += out.rejected
+    return accepted, rejected
+
+
+def _rewrites_for(
+    runner: asyncio.Runner,
+    client: LLMClient,
+    setup: SearchSetup,
+    prepared: Prepared,
+    fam: str,
+    model: str,
+    proposer: Endpoint,
+    sample: Sequence[Example],
+) -> Rewrites:
+    """The rewrites for one target family, grounded on the legacy prompt's failures on ``model``."""
+    original = prepared.template
+    config = Config(model, "original", 0, "none", tuple(sorted(setup.legacy_params(model).items())), setup.endpoints[model].mode)
+    results = runner.run(evaluate(client, config, setup.endpoints[model], original, sample, setup.metric))
+    by_id = {ex.id: ex for ex in sample}
+    failures = [
+        Failure(by_id[r.example_id].inputs, format_answer(by_id[r.example_id].expected), r.output or f"(error: {r.error})")
+        for r in results
+        if r.score < 1.0
+    ]
+    return propose_rewrites(
+        original=original,
+        metric=setup.metric,
+        family=fam,
+        train=prepared.splits.train,
+        failures=failures,
+        proposer=proposer,
+        complete=lambda request: runner.run(client.complete(request)),
+        n=setup.spec.search_space.prompt.rewrites,
+        seed=setup.spec.seed,
+        cache=getattr(client, "cache", None),
+    )

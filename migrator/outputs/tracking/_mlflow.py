@@ -1,0 +1,382 @@
+"""What a migration becomes in MLflow: a parent run per migration, a nested run per trial.
+
+``import_mlflow`` is the one place migrator loads mlflow. ``MlflowRecorder`` makes the
+MLflow calls of one migration (the tracker runs them on its worker thread); the functions
+below it say what a spec, a trial and a result become as MLflow tags, params, metrics
+and artifacts. ``MlflowClient`` is used with explicit run ids rather than mlflow's global
+active run, so nothing leaks between migrations in one process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from migrator.candidates import PromptCandidate, Rejection
+from migrator.redaction import redact
+from migrator.search import TrialOutcome
+
+if TYPE_CHECKING:
+    from migrator.dataset import Example
+    from migrator.evaluate import Config, Summary
+    from migrator.migration import MigrationResult, Prepared
+    from migrator.spec import MigrationSpec
+
+__all__ = ["MlflowRecorder", "import_mlflow", "mlflow_client"]
+
+# Settings mlflow reads from the environment, as migrator runs it unless the user set them.
+_ENVIRONMENT = {
+    # MLflow 3 sends usage telemetry to its servers by default; migrator runs offline and
+    # never phones home. Set MLFLOW_DISABLE_TELEMETRY=false yourself to allow it.
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    # The tracker's thread writes while the caller prints: mlflow's INFO lines (a new
+    # store's tables created, a remote run's link) and its download bars would land in
+    # the middle of the caller's output. Its warnings and errors still show.
+    "MLFLOW_LOGGING_LEVEL": "WARNING",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+}
+
+_STATUS = {"complete": "FINISHED", "pruned": "KILLED", "failed": "FAILED"}
+# a nested trial run's metrics: MLflow's name for each field of the trial's dev Summary
+_TRIAL_METRICS = {
+    "dev_score": "score",
+    "cost_usd_per_example": "cost_usd_per_example",
+    "cost_usd": "cost_usd",
+    "latency_p50_s": "latency_p50_s",
+    "calls": "calls",
+    "n_evaluated": "n",
+    "failed_examples": "failed",
+    "prompt_tokens": "prompt_tokens",
+    "completion_tokens": "completion_tokens",
+}
+_BACKFILLED_NOTE = (
+    "Logged when the migration resumed: the run that finished this trial was killed before it had logged it whole, "
+    "and that run's per-example predictions (predictions.json) were not kept."
+)
+
+
+def import_mlflow() -> Any:
+    """mlflow, loaded with migrator's defaults for the settings it reads from the environment.
+
+    The defaults are set here, before mlflow first loads, because mlflow reads its
+    logging level when it loads; importing :mod:`migrator` changes nothing.
+    """
+    for name, value in _ENVIRONMENT.items():
+        os.environ.setdefault(name, value)
+    import mlflow
+
+    return mlflow
+
+
+def mlflow_client(tracking_uri: str, registry_uri: str | None = None) -> Any:
+    """An ``MlflowClient`` on ``tracking_uri`` (and ``registry_uri``, for the prompt registry)."""
+    return import_mlflow().tracking.MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri)
+
+
+class MlflowRecorder:
+    """The MLflow calls of one migration: its parent run, trials, candidates and results.
+
+    ``open`` comes first; it creates the experiment and the parent run, or reopens the
+    parent run of an earlier run of the same study. Not thread-safe: one thread calls it.
+
+    Args:
+        tracking_uri: e.g. ``sqlite:///runs/x/mlflow.db`` or ``http://mlflow:5000``.
+        experiment: experiment name (default: the migration's name).
+        artifact_dir: where a new experiment keeps artifacts (a local store needs one).
+    """
+
+    def __init__(self, tracking_uri: str, experiment: str | None, artifact_dir: Path | None) -> None:
+        self.tracking_uri = tracking_uri
+        self.experiment = experiment
+        self.artifact_dir = artifact_dir
+        self.experiment_id: str | None = None
+        self.parent_run_id: str | None = None
+        self._client: Any = None
+        self._prepared: Prepared | None = None
+
+    def open(self, prepared: Prepared, study_name: str) -> None:
+        """Open the study's parent run: reopened if an earlier run made it, else created."""
+        self._client = mlflow_client(self.tracking_uri)
+        self._prepared = prepared
+        self.experiment_id = self._experiment_id(self.experiment or prepared.spec.name)
+        found = self._client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.`migrator.study` = '{study_name}' and tags.`migrator.role` = 'parent'",
+            max_results=1,
+        )
+        if found:
+            self.parent_run_id = found[0].info.run_id
+            self._client.update_run(self.parent_run_id, status="RUNNING")
+        else:
+            self._create_parent_run(prepared, study_name)
+
+    def write_candidates(self, candidates: Sequence[PromptCandidate], rejected: Sequence[Rejection]) -> None:
+        """Every prompt candidate's text and origin, and the rejected rewrites, as artifacts."""
+        for cand in candidates:
+            origin = json.dumps(dict(cand.origin), ensure_ascii=False)
+            self._client.log_text(
+                self.parent_run_id, f"# origin: {origin}\n\n{cand.template.text()}", f"prompts/candidates/{cand.id}.txt"
+            )
+        if rejected:
+            lines = [f"## {json.dumps(dict(r.origin))}\nreason: {r.reason}\n\n{r.text}\n" for r in rejected]
+            self._client.log_text(self.parent_run_id, "\n".join(lines), "prompts/rejected.txt")
+
+    def write_trial(self, outcome: TrialOutcome, *, backfilled: bool = False) -> None:
+        """One trial as a nested run, terminated last (a run still RUNNING was cut short)."""
+        assert self._prepared is not None and self.parent_run_id is not None, "the parent run is opened first"
+        tags = trial_tags(outcome, self._prepared.spec.app.model, self.parent_run_id, backfilled=backfilled)
+        run = self._client.create_run(
+            self.experiment_id, run_name=f"#{outcome.number} {outcome.config.label()}", tags=tags
+        )
+        run_id = run.info.run_id
+        self._client.log_batch(
+            run_id,
+            metrics=_metrics(trial_metrics(outcome.summary)),
+            params=_params(trial_params(outcome.config)),
+            tags=_tags({k: v for k, v in tags.items() if k != "mlflow.parentRunId"}),
+        )
+        if outcome.prompt_text:
+            self._client.log_text(run_id, outcome.prompt_text, "prompt.txt")
+        if outcome.results:
+            rows = prediction_rows(outcome, self._prepared.splits.dev)
+            self._client.log_table(run_id, data=_columns(rows), artifact_file="predictions.json")
+        self._client.set_terminated(run_id, status=_STATUS.get(outcome.state, "FINISHED"))
+
+    def reconcile_trials(self, result: MigrationResult) -> None:
+        """Leave exactly one whole nested run per finished trial of the study.
+
+        The tracker only saw this run's trials: the ones a killed run had queued are
+        missing, and one it was writing is still RUNNING (``set_terminated`` is the last
+        call of ``write_trial``). A run cut short, or a second run of one trial, is
+        deleted (MLflow keeps it, as deleted); a trial left with no whole run is written
+        from the study's record, its prompt rendered again, but without the per-example
+        predictions, which only the killed run had.
+        """
+        by_trial: dict[str, list[Any]] = {}
+        for run in self._trial_runs():
+            by_trial.setdefault(run.data.tags["migrator.trial"], []).append(run)
+        render: Callable[[Config], str] | None = None
+        for outcome in result.search.trials:
+            runs = by_trial.get(str(outcome.number), [])
+            keep = _run_to_keep(runs)
+            for run in runs:
+                if run is not keep:
+                    self._client.delete_run(run.info.run_id)
+            if keep is None:
+                render = render or _prompt_renderer(result)
+                self.write_trial(replace(outcome, prompt_text=render(outcome.config)), backfilled=True)
+
+    def write_result(self, result: MigrationResult, files: Mapping[str, Path]) -> None:
+        """The final test results, the candidates table and the output files; then the parent run is FINISHED."""
+        run_id = self.parent_run_id
+        self._client.log_batch(run_id, metrics=_metrics(result_metrics(result)))
+        if result.winner is not None:
+            self._client.set_tag(run_id, "winner", result.winner.config.label())
+        table = candidate_table(result)
+        if table:
+            self._client.log_table(run_id, data=_columns(table), artifact_file="candidates.json")
+        for path in files.values():
+            if path.is_file():
+                self._client.log_artifact(run_id, str(path))
+        self._client.set_terminated(run_id, status="FINISHED")
+
+    def _experiment_id(self, name: str) -> str:
+        found = self._client.get_experiment_by_name(name)
+        if found is not None:
+            return str(found.experiment_id)
+        location = self.artifact_dir.resolve().as_uri() if self.artifact_dir else None
+        return str(self._client.create_experiment(name, artifact_location=location))
+
+    def _create_parent_run(self, prepared: Prepared, study_name: str) -> None:
+        spec = prepared.spec
+        run = self._client.create_run(self.experiment_id, run_name=spec.name, tags=parent_tags(spec, study_name))
+        self.parent_run_id = run.info.run_id
+        self._client.log_batch(self.parent_run_id, params=_params(parent_params(prepared)))
+        self._client.log_text(self.parent_run_id, prepared.template.text(), "prompts/original.txt")
+
+    def _trial_runs(self) -> list[Any]:
+        """Every live nested trial run of the parent run, in pages."""
+        found: list[Any] = []
+        token: str | None = None
+        while True:
+            page = self._client.search_runs(
+                [self.experiment_id],
+                filter_string=f"tags.mlflow.parentRunId = '{self.parent_run_id}' and tags.`migrator.role` = 'trial'",
+                max_results=1000,
+                page_token=token,
+            )
+            found += page
+            token = page.token
+            if not token:
+                return found
+
+
+def _run_to_keep(runs: Sequence[Any]) -> Any | None:
+    """Of one trial's nested runs, the whole one with its predictions if any has them, else the first written."""
+    whole = sorted(
+        (r for r in runs if r.info.status != "RUNNING"),
+        key=lambda r: ("migrator.backfilled" in r.data.tags, r.info.start_time),
+    )
+    return whole[0] if whole else None
+
+
+def _prompt_renderer(result: MigrationResult) -> Callable[[Config], str]:
+    """What a config sent for the first dev example, as the search rendered it ("" for an unknown prompt)."""
+    from migrator.migration import build_setup
+    from migrator.search import rendered_prompt
+
+    api_bases = {model: e.api_base for model, e in result.endpoints.items() if e.api_base}
+    setup = replace(build_setup(result.prepared, api_bases), prompts=result.prompts)
+    return lambda config: rendered_prompt(setup, config) if config.prompt_id in setup.prompts else ""
+
+
+# -- what each record becomes in MLflow -------------------------------------------------------
+
+
+def parent_tags(spec: MigrationSpec, study_name: str) -> dict[str, str]:
+    """The parent run's tags: which study it records (a resumed run finds it by them), and the migration."""
+    targets = [t.model for t in spec.targets]
+    return {
+        "migrator.study": study_name,
+        "migrator.role": "parent",
+        "legacy_model": spec.app.model,
+        "target_models": ", ".join(targets),
+        "spec_hash": spec.spec_hash(),
+        "mlflow.note.content": f"Migration of {spec.name} from {spec.app.model} to {', '.join(targets)}.",
+    }
+
+
+def parent_params(prepared: Prepared) -> dict[str, Any]:
+    """The parent run's params: the spec's choices and the split sizes."""
+    spec = prepared.spec
+    return {
+        "legacy_model": spec.app.model,
+        "targets": ",".join(t.model for t in spec.targets),
+        "metric": spec.metric.name,
+        "objective": ",".join(spec.objective),
+        "budget_trials": spec.budget.trials,
+        "budget_usd": spec.budget.usd,
+        "budget_calls": spec.budget.calls,
+        "budget_minutes": spec.budget.minutes,
+        "sampler": spec.search_space.sampler,
+        "pruner": spec.search_space.pruner,
+        "seed": spec.seed,
+        "n_train": len(prepared.splits.train),
+        "n_dev": len(prepared.splits.dev),
+        "n_test": len(prepared.splits.test),
+        "prompt_candidates": ",".join(prepared.prompts),
+    }
+
+
+def trial_tags(outcome: TrialOutcome, legacy_model: str, parent_run_id: str, *, backfilled: bool) -> dict[str, str]:
+    """A nested trial run's tags; ``mlflow.parentRunId`` nests it under the parent run."""
+    tags = {
+        "mlflow.parentRunId": parent_run_id,
+        "migrator.role": "trial",
+        "migrator.trial": str(outcome.number),
+        "state": outcome.state,
+        "legacy_model": legacy_model,
+        "target_model": outcome.config.model,
+        "warm_start": str(outcome.warm_start).lower(),
+    }
+    if outcome.note:
+        tags["note"] = redact(outcome.note)[:4000]
+    if backfilled:
+        tags["migrator.backfilled"] = "true"
+        tags["mlflow.note.content"] = _BACKFILLED_NOTE
+    return tags
+
+
+def trial_params(config: Config) -> dict[str, Any]:
+    """A trial's config as params; each call param as ``param.<name>``."""
+    return {
+        "model": config.model,
+        "prompt_id": config.prompt_id,
+        "demos": config.demos,
+        "demo_strategy": config.demo_strategy,
+        "mode": config.mode,
+        **{f"param.{k}": v for k, v in config.params},
+    }
+
+
+def trial_metrics(summary: Summary) -> dict[str, float]:
+    """A trial's dev-split summary as metrics."""
+    return {name: getattr(summary, field) for name, field in _TRIAL_METRICS.items()}
+
+
+def prediction_rows(outcome: TrialOutcome, dev: Sequence[Example]) -> list[dict[str, Any]]:
+    """One row per scored dev example (predictions.json), long texts cut at 2,000 characters."""
+    by_id = {ex.id: ex for ex in dev}
+    return [
+        {
+            "example_id": r.example_id,
+            "input": json.dumps(dict(by_id[r.example_id].inputs), ensure_ascii=False)[:2000],
+            "expected": json.dumps(by_id[r.example_id].expected, ensure_ascii=False),
+            "output": r.output[:2000],
+            "score": r.score,
+            "error": r.error or "",
+        }
+        for r in outcome.results
+    ]
+
+
+def result_metrics(result: MigrationResult) -> dict[str, float]:
+    """The parent run's final metrics: test scores of winner, baseline and legacy, the paired test, the calls."""
+    metrics: dict[str, float] = {}
+    for role, ev in (("winner", result.winner), ("baseline", result.baseline), ("legacy", result.legacy)):
+        if ev is None:
+            continue
+        metrics[f"{role}_test_score"] = ev.test.score
+        metrics[f"{role}_test_ci_low"] = ev.test_ci[0]
+        metrics[f"{role}_test_ci_high"] = ev.test_ci[1]
+        metrics[f"{role}_cost_usd_per_example"] = ev.test.cost_usd_per_example
+        metrics[f"{role}_latency_p50_s"] = ev.test.latency_p50_s
+        if ev.dev is not None:
+            metrics[f"{role}_dev_score"] = ev.dev.score
+    if result.paired is not None:
+        metrics["winner_minus_baseline"] = result.paired.mean_diff
+        metrics["paired_p_value"] = result.paired.p_value
+    for key in ("made", "cached", "failed", "retried"):
+        metrics[f"llm_calls_{key}"] = float(result.stats[key])
+    metrics["cost_usd"] = float(result.stats["cost_usd"])
+    return metrics
+
+
+def candidate_table(result: MigrationResult) -> list[dict[str, Any]]:
+    """One row per prompt candidate (candidates.json); a candidate never scored has a NaN score."""
+    from migrator.outputs import candidate_rows
+
+    return [
+        {
+            "prompt_id": row["prompt_id"],
+            "origin": json.dumps(row["origin"]),
+            "trials": row["trials"],
+            "best_dev_score": row["best_dev_score"] if row["best_dev_score"] is not None else float("nan"),
+            "text": row["text"],
+        }
+        for row in candidate_rows(result)
+    ]
+
+
+def _columns(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
+    """Rows as the columns ``log_table`` takes."""
+    return {k: [row[k] for row in rows] for k in rows[0]}
+
+
+def _params(values: Mapping[str, Any]) -> list[Any]:
+    param = import_mlflow().entities.Param
+    return [param(k, str(v)) for k, v in values.items()]
+
+
+def _metrics(values: Mapping[str, float]) -> list[Any]:
+    metric = import_mlflow().entities.Metric
+    return [metric(k, float(v), 0, 0) for k, v in values.items()]
+
+
+def _tags(values: Mapping[str, str]) -> list[Any]:
+    tag = import_mlflow().entities.RunTag
+    return [tag(k, v) for k, v in values.items()]

@@ -1,0 +1,64 @@
+"""The search's soft budgets: whether the next chunk of calls still fits."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Sequence
+
+from migrator.evaluate import ExampleResult
+from migrator.llm import LLMClient
+from migrator.models import is_local
+from migrator.search._setup import SearchSetup
+
+
+class SearchBudget:
+    """Soft limits of the search; the client enforces the hard ones.
+
+    What was spent is read from the client's ledger, which a resumed run shares with
+    the run it resumes: calls, USD and the seconds the search has run, all runs together.
+    Creating one starts the ledger's clock; the search stops it.
+    """
+
+    def __init__(self, setup: SearchSetup, client: LLMClient, reserve_calls: int) -> None:
+        self.budget = setup.spec.budget
+        self.ledger = client.ledger
+        self.ledger.start_clock()
+        self.stats = client.stats
+        self.reserve_calls = reserve_calls
+        # one llama.cpp server answers one request at a time, whatever we send
+        local = all(is_local(m) for m in setup.endpoints)
+        self.concurrency = 1 if local else setup.space.concurrency
+        self.latencies: list[float] = []
+
+    def observe(self, results: Sequence[ExampleResult]) -> None:
+        """Learn how long a paid call takes, to keep time back for the test verdict."""
+        self.latencies += [r.latency_s for r in results if not r.cached and r.error is None]
+
+    def spent(self, *, keep_reserve: bool = True, upcoming: int = 0) -> str | None:
+        """The budget that is spent, if any.
+
+        Args:
+            keep_reserve: count what the test verdict will need as spent already. Off
+                while the warm-start trials run: without them there is no baseline.
+            upcoming: calls about to be sent (the next chunk); a budget that cannot pay
+                for them all is spent, so a chunk never eats into the verdict's reserve.
+        """
+        budget, spent = self.budget, self.ledger.spent()
+        # retries count too: the verdict will need its calls times the attempts per answer seen so far
+        attempts_per_answer = max(1.0, self.stats.sent / self.stats.made) if self.stats.made else 1.0
+        kept = math.ceil(self.reserve_calls * attempts_per_answer) if keep_reserve else 0
+        reserve = kept + max(upcoming - 1, 0)
+        if budget.minutes is not None:
+            # the median, because a model's first calls include loading it
+            per_call = statistics.median(self.latencies) if self.latencies else 0.0
+            reserve_s = reserve * per_call / max(1, self.concurrency)
+            if spent.seconds + reserve_s >= budget.minutes * 60:
+                return "minutes"
+        if budget.calls is not None and spent.calls + reserve >= budget.calls:
+            return "calls"
+        if budget.usd is not None and spent.calls:
+            per_call = spent.usd / spent.calls
+            if spent.usd + per_call * reserve >= budget.usd:
+                return "usd"
+        return None

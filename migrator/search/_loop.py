@@ -1,0 +1,221 @@
+"""The search loop: ask a trial, evaluate it chunk by chunk, report to the pruner, tell.
+
+The loop is ask/tell rather than ``study.optimize`` so that budgets stop it between
+chunks, and so that the sampler is re-seeded from the trial count before each trial
+(see ``_pruners``). Each step decides from one scan of the study's trials.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from migrator.dataset import Example
+from migrator.errors import BudgetExhausted
+from migrator.evaluate import Config, ExampleResult, Summary, evaluate, summarize
+from migrator.llm import LLMClient
+from migrator.search._budget import SearchBudget
+from migrator.search._optuna import load_optuna, quiet_logs
+from migrator.search._planner import Planner
+from migrator.search._pruners import make_sampler
+from migrator.search._setup import SearchResult, SearchSetup, TrialOutcome, rendered_prompt
+from migrator.search._space import planner_for, suggest
+from migrator.search._storage import open_study, queue_first_trials
+from migrator.search._trials import TrialsView, counted_outcomes, scan, summary_attrs, trial_outcome
+
+Progress = Callable[[str, Mapping[str, Any]], None]
+
+# pruners that compare trials example by example, so each dev example is one reported step
+_PER_EXAMPLE_PRUNERS = ("wilcoxon", "improvement")
+
+
+@dataclass(frozen=True)
+class _Search:
+    """What every step of one run of the search works with."""
+
+    setup: SearchSetup
+    client: LLMClient
+    runner: asyncio.Runner
+    study: Any
+    budget: SearchBudget
+    planner: Planner | None
+    callbacks: Sequence[Callable[[TrialOutcome], None]]
+    on_progress: Progress
+
+    @property
+    def chunk(self) -> int:
+        # a chunk smaller than the concurrency would cap the calls in flight at its size
+        return max(self.setup.space.chunk_size, self.setup.space.concurrency)
+
+    @property
+    def multi_objective(self) -> bool:
+        return len(self.setup.spec.objective) > 1
+
+
+@dataclass
+class _Evaluation:
+    """One trial's dev results so far, and how it ended (an Optuna state name, and why)."""
+
+    of: int
+    results: list[ExampleResult] = field(default_factory=list)
+    state: str = "COMPLETE"
+    note: str = ""
+    stopped_by: str | None = None
+
+    def stop(self, budget: str) -> None:
+        self.state, self.stopped_by = "PRUNED", budget
+        self.note = f"stopped by the {budget} budget after {len(self.results)} of {self.of} examples"
+
+    def prune(self) -> None:
+        self.state = "PRUNED"
+        self.note = f"pruned after {len(self.results)} of {self.of} dev examples"
+
+    def fail_if_every_call_failed(self, summary: Summary) -> None:
+        if self.results and summary.failed == summary.n and self.state == "COMPLETE":
+            self.state = "FAIL"
+            first_error = next(r.error for r in self.results if r.error)
+            self.note = f"every call failed: {first_error}"
+
+
+def run_search(
+    setup: SearchSetup,
+    client: LLMClient,
+    runner: asyncio.Runner,
+    *,
+    storage: str,
+    study_name: str,
+    reserve_calls: int = 0,
+    callbacks: Sequence[Callable[[TrialOutcome], None]] = (),
+    on_progress: Progress = lambda *_: None,
+) -> SearchResult:
+    """Run (or resume) the study until the trial budget or another budget is spent.
+
+    Args:
+        runner: the event loop the evaluations run on (kept for the whole run).
+        reserve_calls: calls kept back for the final test evaluation.
+        callbacks: called with each finished trial (tracking, progress).
+    """
+    with quiet_logs():
+        study = open_study(setup, storage, study_name)
+        queue_first_trials(study, setup)
+        budget = SearchBudget(setup, client, reserve_calls)
+        try:
+            search = _Search(setup, client, runner, study, budget, planner_for(setup), callbacks, on_progress)
+            stopped_by, exhausted = _trials_until_done(search)
+            outcomes = counted_outcomes(study, setup)
+        finally:
+            client.ledger.stop_clock()  # budget.minutes counts the search, not the verdict or the report
+    counts = {
+        "total": len(outcomes),
+        "complete": sum(o.state == "complete" for o in outcomes),
+        "pruned": sum(o.state == "pruned" for o in outcomes),
+        "failed": sum(o.state == "failed" for o in outcomes),
+    }
+    return SearchResult(tuple(outcomes), stopped_by, study_name, storage, counts, exhausted)
+
+
+def _trials_until_done(search: _Search) -> tuple[str | None, bool]:
+    """Trials until a budget is spent or the space is: (the budget that stopped it, exhausted)."""
+    upcoming = min(search.chunk, len(search.setup.dev))
+    while True:
+        view = scan(search.study)
+        if view.counted >= search.setup.spec.budget.trials:
+            return None, False
+        # the warm starts run on the verdict's reserve: without them there is no baseline
+        stopped_by = search.budget.spent(keep_reserve=not view.warm_start_waiting, upcoming=upcoming)
+        if stopped_by:
+            return stopped_by, False
+        if not _queue_next(search, view):
+            # Every config has been scored: more trials would only repeat them.
+            return None, True
+        stopped_by = _run_trial(search)
+        if stopped_by:
+            return stopped_by, False
+
+
+def _queue_next(search: _Search, view: TrialsView) -> bool:
+    """Seeds the sampler for the next trial and queues the planner's pick; False if it has none left."""
+    # seeded by the trials an uninterrupted run would have had at this point
+    search.study.sampler = make_sampler(search.setup, view.seen, planned=search.planner is not None)
+    if search.planner is None or view.waiting:
+        return True
+    planned = search.planner.propose(view.observed, seed=search.setup.spec.seed * 100_003 + view.seen)
+    if planned is None:
+        return False
+    search.study.enqueue_trial(planned)
+    return True
+
+
+def _run_trial(search: _Search) -> str | None:
+    """Asks for a trial, evaluates and tells it, calls back; the budget that stopped it, if one did."""
+    trial = search.study.ask()
+    config = suggest(trial, search.setup)
+    search.on_progress("trial_start", {"number": trial.number, "label": config.label()})
+    evaluation = _evaluate(search, trial, config)
+    frozen = _tell(search, trial, config, evaluation)
+    outcome = trial_outcome(frozen, search.setup, evaluation.results)
+    outcome = replace(outcome, prompt_text=rendered_prompt(search.setup, config))
+    for callback in search.callbacks:
+        callback(outcome)
+    return evaluation.stopped_by
+
+
+def _evaluate(search: _Search, trial: Any, config: Config) -> _Evaluation:
+    """The trial's dev examples, chunk by chunk, until done, pruned, or a budget is spent."""
+    dev, chunk = search.setup.dev, search.chunk
+    # a warm start may spend the verdict's reserve (see _trials_until_done)
+    warm = bool(trial.user_attrs.get("warm_start", False))
+    evaluation = _Evaluation(of=len(dev))
+    try:
+        for start in range(0, len(dev), chunk):
+            part = dev[start : start + chunk]
+            reason = search.budget.spent(keep_reserve=not warm, upcoming=len(part))
+            if reason:
+                evaluation.stop(reason)
+                break
+            evaluation.results += _evaluate_chunk(search, config, part)
+            search.on_progress("chunk", {"number": trial.number, "evaluated": len(evaluation.results), "of": len(dev)})
+            if not search.multi_objective and _pruned(search, trial, evaluation.results, start):
+                evaluation.prune()
+                break
+    except BudgetExhausted as exc:  # the client's hard limit, hit inside a chunk
+        evaluation.stop(exc.which)
+    return evaluation
+
+
+def _evaluate_chunk(search: _Search, config: Config, part: Sequence[Example]) -> list[ExampleResult]:
+    setup = search.setup
+    endpoint, template = setup.endpoints[config.model], setup.prompts[config.prompt_id].template
+    scoring = evaluate(search.client, config, endpoint, template, part, setup.metric, setup.demos_for(config))
+    results = search.runner.run(scoring)
+    search.budget.observe(results)
+    return results
+
+
+def _pruned(search: _Search, trial: Any, results: list[ExampleResult], start: int) -> bool:
+    """Reports the scores so far (from example ``start`` on) to the pruner; whether it prunes the trial."""
+    if search.setup.space.pruner in _PER_EXAMPLE_PRUNERS:
+        for i, r in enumerate(results[start:], start=start):
+            trial.report(r.score, step=i)
+    else:
+        trial.report(sum(r.score for r in results) / len(results), step=start // search.chunk)
+    # a trial that has scored every example is complete, whatever the pruner thinks
+    return len(results) < len(search.setup.dev) and bool(trial.should_prune())
+
+
+def _tell(search: _Search, trial: Any, config: Config, evaluation: _Evaluation) -> Any:
+    """Stores the trial's summary and state in the study; the stored (frozen) trial."""
+    summary = summarize(evaluation.results)
+    evaluation.fail_if_every_call_failed(summary)
+    for key, value in {**summary_attrs(summary), "label": config.label(), "note": evaluation.note}.items():
+        trial.set_user_attr(key, value)
+    if evaluation.state == "COMPLETE":
+        return search.study.tell(trial, _objective_values(summary, search.setup))
+    return search.study.tell(trial, state=load_optuna().trial.TrialState[evaluation.state])
+
+
+def _objective_values(summary: Summary, setup: SearchSetup) -> list[float]:
+    values = {"quality": summary.score, "cost": summary.cost_usd_per_example, "latency": summary.latency_p50_s}
+    return [values[name] for name in setup.spec.objective]
