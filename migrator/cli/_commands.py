@@ -177,9 +177,9 @@ def _finish_tracking(tracker: Tracker, result: MigrationResult, files: Mapping[s
 
 
 def _run_exit_code(result: MigrationResult, tracking_whole: bool) -> int:
-    if result.winner is None:
-        if result.stopped_by:
-            log.error("the %s budget ran out before any winner was scored", result.stopped_by)
+    if result.verdict.winner is None:
+        if result.verdict.stopped_by:
+            log.error("the %s budget ran out before any winner was scored", result.verdict.stopped_by)
             return EXIT_BUDGET
         log.error("no trial completed; see summary.json for what failed")
         return EXIT_ERROR

@@ -9,17 +9,16 @@ import asyncio
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from migrator.candidates import PromptCandidate, Rejection
 from migrator.llm import Endpoint, LLMClient, MemoryLedger, Spent, StoredLedger
 from migrator.migration._prepare import Prepared, build_setup
 from migrator.migration._rewrites import rewrites
-from migrator.migration._verdict import Evaluated, judge_on_test
+from migrator.migration._verdict import Verdict, judge_on_test
 from migrator.search import SearchResult, SearchSetup, TrialOutcome, pareto_front, run_search
 from migrator.spec import MigrationSpec
-from migrator.stats import PairedTest
 
 __all__ = ["MigrationResult", "run_migration"]
 
@@ -29,26 +28,27 @@ OnCandidates = Callable[[list[PromptCandidate], list[Rejection]], None]
 
 @dataclass(frozen=True)
 class MigrationResult:
-    spec: MigrationSpec
+    """One migration's data: its inputs, the search on dev, the verdict on test, what it took."""
+
     prepared: Prepared
     search: SearchResult
-    winner: Evaluated | None
-    baseline: Evaluated | None
-    legacy: Evaluated | None
-    legacy_note: str
-    stopped_by: str | None
-    finalists: tuple[Evaluated, ...]
-    baselines_by_target: Mapping[str, Evaluated]
-    paired: PairedTest | None
-    paired_same_target: PairedTest | None
-    pareto: tuple[TrialOutcome, ...]
+    verdict: Verdict
     prompts: Mapping[str, PromptCandidate]
     rejected: tuple[Rejection, ...]
+    endpoints: Mapping[str, Endpoint]
     stats: Mapping[str, Any]
-    wall_s: float
-    endpoints: Mapping[str, Endpoint] = field(default_factory=dict)
     # what the study has spent over every run of it (this one and those it resumed)
-    spent: Spent = field(default_factory=Spent)
+    spent: Spent
+    wall_s: float
+
+    @property
+    def spec(self) -> MigrationSpec:
+        return self.prepared.spec
+
+    @property
+    def pareto(self) -> tuple[TrialOutcome, ...]:
+        """The complete trials no other beats on every objective (dev score vs cost)."""
+        return tuple(pareto_front(self.search))
 
 
 def run_migration(
@@ -116,25 +116,15 @@ def _migrate(
         )
         verdict = judge_on_test(runner, client, setup, search, test, on_progress)
     return MigrationResult(
-        spec=prepared.spec,
         prepared=prepared,
         search=search,
-        winner=verdict.winner,
-        baseline=verdict.baseline,
-        legacy=verdict.legacy,
-        legacy_note=verdict.legacy_note,
-        stopped_by=verdict.stopped_by,
-        finalists=verdict.finalists,
-        baselines_by_target=verdict.baselines_by_target,
-        paired=verdict.paired,
-        paired_same_target=verdict.paired_same_target,
-        pareto=tuple(pareto_front(search)),
+        verdict=verdict,
         prompts=setup.prompts,
         rejected=tuple(rejected),
-        stats=client.stats.as_dict(),
-        wall_s=time.monotonic() - started,
         endpoints=setup.endpoints,
+        stats=client.stats.as_dict(),
         spent=client.ledger.spent(),
+        wall_s=time.monotonic() - started,
     )
 
 

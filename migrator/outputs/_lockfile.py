@@ -116,7 +116,7 @@ def read_lockfile(path: Path) -> WinnerLock:
 
 def lockfile_of(result: MigrationResult, out_dir: Path) -> WinnerLock | None:
     """The self-contained lockfile of the winner (None without one); paths relative to ``out_dir``."""
-    winner = result.winner
+    winner = result.verdict.winner
     if winner is None:
         return None
     spec, config = result.spec, winner.config

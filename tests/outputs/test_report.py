@@ -203,7 +203,7 @@ def _changed_ids(winner: Any, baseline: Any) -> tuple[list[str], list[str]]:
 def _pitted(result: MigrationResult, winner: Any, baseline: Any) -> MigrationResult:
     """The same migration with another pair in the winner and baseline roles."""
     paired = paired_test([r.score for r in winner.results], [r.score for r in baseline.results], seed=result.spec.seed)
-    return replace(result, winner=winner, baseline=baseline, paired=paired)
+    return replace(result, verdict=replace(result.verdict, winner=winner, baseline=baseline, paired=paired))
 
 
 @pytest.mark.parametrize("pair", ["winner-vs-baseline", "weak-vs-baseline", "hot-vs-winner"])
@@ -213,14 +213,14 @@ def test_examples_list_regressions_first_consistent_with_the_paired_counts(
     result, summary = migration
     if pair != "winner-vs-baseline":
         challenger, reference = pair.split("-vs-")
-        by_target = result.baselines_by_target
+        by_target = result.verdict.baselines_by_target
         winner = by_target[f"fake/{challenger}"]
-        baseline = result.winner if reference == "winner" else result.baseline
+        baseline = result.verdict.winner if reference == "winner" else result.verdict.baseline
         result = _pitted(result, winner, baseline)
         summary = summary_dict(result, {}, {})
         page = render_report(result, summary)
-    assert result.winner is not None and result.baseline is not None
-    worse, better = _changed_ids(result.winner, result.baseline)
+    assert result.verdict.winner is not None and result.verdict.baseline is not None
+    worse, better = _changed_ids(result.verdict.winner, result.verdict.baseline)
     paired = summary["winner_vs_baseline"]
     assert (len(worse), len(better)) == (paired["regressed"], paired["improved"])
 
@@ -236,7 +236,7 @@ def test_examples_list_regressions_first_consistent_with_the_paired_counts(
     if len(worse) > 20:
         assert f"Showing 20 of {len(worse)}" in text
     test = {ex.id: ex for ex in result.prepared.splits.test}
-    outputs = {r.example_id: r.output for r in result.winner.results}
+    outputs = {r.example_id: r.output for r in result.verdict.winner.results}
     for row in examples.rows:
         assert row[1] == _flat(test[row[0]].inputs["review"])
         assert row[2] == test[row[0]].expected
@@ -250,9 +250,9 @@ def test_examples_list_regressions_first_consistent_with_the_paired_counts(
 
 def test_the_biggest_regressions_come_first(migration: tuple[MigrationResult, dict[str, Any]]) -> None:
     result, _ = migration
-    assert result.winner is not None
+    assert result.verdict.winner is not None
     # Partial credit, as a graded metric gives: drops of 1, 0.75, 0.5 and 0.25 against a perfect reference.
-    perfect = replace(result.winner, results=tuple(replace(r, score=1.0) for r in result.winner.results))
+    perfect = replace(result.verdict.winner, results=tuple(replace(r, score=1.0) for r in result.verdict.winner.results))
     graded = tuple(replace(r, score=(i % 5) / 4) for i, r in enumerate(perfect.results))
     pitted = _pitted(result, replace(perfect, results=graded), perfect)
     rows = sections(render_report(pitted, summary_dict(pitted, {}, {}))).sections["examples"].rows
@@ -335,21 +335,21 @@ def _assert_shows_exactly(page: str, legacy: PromptTemplate, winner: PromptTempl
 
 def _crowned(result: MigrationResult, prompt: str | PromptCandidate, demos: int | None = None) -> MigrationResult:
     """The same migration with another prompt (and demo count) in the winner's config."""
-    assert result.winner is not None
+    assert result.verdict.winner is not None
     prompts = dict(result.prompts)
     if isinstance(prompt, PromptCandidate):
         prompts[prompt.id] = prompt
     prompt_id = prompt.id if isinstance(prompt, PromptCandidate) else prompt
-    config = replace(result.winner.config, prompt_id=prompt_id)
+    config = replace(result.verdict.winner.config, prompt_id=prompt_id)
     if demos is not None:
         config = replace(config, demos=demos, demo_strategy="random" if demos else "none")
-    return replace(result, prompts=prompts, winner=replace(result.winner, config=config))
+    return replace(result, prompts=prompts, verdict=replace(result.verdict, winner=replace(result.verdict.winner, config=config)))
 
 
 def test_winner_prompt_is_diffed_against_the_legacy_prompt(migration: tuple[MigrationResult, dict[str, Any]], page: str) -> None:
     result, summary = migration
-    assert result.winner is not None
-    config = result.winner.config
+    assert result.verdict.winner is not None
+    config = result.verdict.winner.config
     _assert_shows_exactly(page, result.prepared.template, result.prompts[config.prompt_id].template)
     diff = sections(page).sections["diff"]
     params = {row[0]: row[1:] for row in diff.rows if len(row) == 3}
@@ -438,7 +438,8 @@ def test_trials_and_candidates_are_all_listed(migration: tuple[MigrationResult, 
 
 def test_no_winner_still_renders_and_says_why(migration: tuple[MigrationResult, dict[str, Any]]) -> None:
     result, _ = migration
-    empty = replace(result, winner=None, finalists=(), paired=None, legacy=None, legacy_note="legacy model fake/oracle is unreachable")
+    verdict = replace(result.verdict, winner=None, finalists=(), paired=None, legacy=None, legacy_note="legacy model fake/oracle is unreachable")
+    empty = replace(result, verdict=verdict)
     summary = summary_dict(empty, {}, {})
     parsed = sections(render_report(empty, summary))
     assert parsed.order == SECTION_IDS

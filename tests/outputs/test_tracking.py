@@ -88,8 +88,8 @@ def test_the_mlflow_ui_serves_the_parent_and_nested_trial_runs(tracked_run: dict
         assert parent["info"]["run_name"] == "fake-sentiment"
         parent_metrics = {m["key"]: m["value"] for m in parent["data"]["metrics"]}
         result = tracked_run["result"]
-        assert parent_metrics["winner_test_score"] == pytest.approx(result.winner.test.score)
-        assert parent_metrics["baseline_test_score"] == pytest.approx(result.baseline.test.score)
+        assert parent_metrics["winner_test_score"] == pytest.approx(result.verdict.winner.test.score)
+        assert parent_metrics["baseline_test_score"] == pytest.approx(result.verdict.baseline.test.score)
         children = [r for r in runs if {t["key"]: t["value"] for t in r["data"].get("tags", [])}.get("mlflow.parentRunId") == info["parent_run_id"]]
         assert len(children) == result.search.counts["total"] == 5
         for child in children:

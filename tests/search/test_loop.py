@@ -33,16 +33,16 @@ def _history(result: MigrationResult) -> list[tuple[Any, ...]]:
 def test_search_finds_the_config_the_fake_model_rewards(write_spec: Callable[..., Path], tmp_path: Path) -> None:
     # fake/fewshot is right only with >= 2 demos; fake/weak is right 40% of the time.
     result = _run(write_spec(), _client(), tmp_path)
-    assert result.winner is not None and result.baseline is not None
-    assert result.winner.config.model == "fake/fewshot"
-    assert result.winner.config.demos >= 2
-    assert result.winner.dev is not None and result.winner.dev.score == 1.0
-    assert result.winner.test.score == 1.0
+    assert result.verdict.winner is not None and result.verdict.baseline is not None
+    assert result.verdict.winner.config.model == "fake/fewshot"
+    assert result.verdict.winner.config.demos >= 2
+    assert result.verdict.winner.dev is not None and result.verdict.winner.dev.score == 1.0
+    assert result.verdict.winner.test.score == 1.0
     # the naive migration (legacy prompt, no demos) is much worse, and the paired test says so
-    assert result.baseline.config.prompt_id == "original" and result.baseline.config.demos == 0
-    assert result.baseline.test.score < 0.8
-    assert result.paired is not None and result.paired.mean_diff > 0.2 and result.paired.p_value < 0.05
-    assert result.paired.worse == 0
+    assert result.verdict.baseline.config.prompt_id == "original" and result.verdict.baseline.config.demos == 0
+    assert result.verdict.baseline.test.score < 0.8
+    assert result.verdict.paired is not None and result.verdict.paired.mean_diff > 0.2 and result.verdict.paired.p_value < 0.05
+    assert result.verdict.paired.worse == 0
 
 
 def test_warm_start_scores_the_legacy_prompt_on_every_target(write_spec: Callable[..., Path], tmp_path: Path) -> None:
@@ -50,7 +50,7 @@ def test_warm_start_scores_the_legacy_prompt_on_every_target(write_spec: Callabl
     first = sorted(result.search.trials, key=lambda o: o.number)[:2]
     assert {o.config.model for o in first} == {"fake/weak", "fake/fewshot"}
     assert all(o.warm_start and o.config.prompt_id == "original" and o.state == "complete" for o in first)
-    assert set(result.baselines_by_target) == {"fake/weak", "fake/fewshot"}
+    assert set(result.verdict.baselines_by_target) == {"fake/weak", "fake/fewshot"}
 
 
 def test_a_hopeless_naive_migration_stops_after_one_chunk(write_spec: Callable[..., Path], tmp_path: Path) -> None:
@@ -62,17 +62,17 @@ def test_a_hopeless_naive_migration_stops_after_one_chunk(write_spec: Callable[.
     assert [(o.config.model, o.warm_start, o.state) for o in first] == [("fake/fewshot", True, "complete"), ("fake/hot", True, "pruned")]
     assert first[1].summary.n == 10 and first[1].summary.score == 0.0
     # it still gets its test verdict, but its partial dev score cannot make it the baseline
-    assert set(result.baselines_by_target) == {"fake/fewshot", "fake/hot"}
-    assert result.baselines_by_target["fake/hot"].test.score == 0.0
-    assert result.baseline is not None and result.baseline.config.model == "fake/fewshot"
+    assert set(result.verdict.baselines_by_target) == {"fake/fewshot", "fake/hot"}
+    assert result.verdict.baselines_by_target["fake/hot"].test.score == 0.0
+    assert result.verdict.baseline is not None and result.verdict.baseline.config.model == "fake/fewshot"
     page = render_report(result, summary_dict(result, {}, {}))
     assert f"(pruned after 10 of {len(result.prepared.splits.dev)})" in page
 
 
 def test_the_legacy_model_unreachable_is_reported_once_and_the_run_goes_on(write_spec: Callable[..., Path], tmp_path: Path) -> None:
     result = _run(write_spec(), _client(), tmp_path)
-    assert result.legacy is None
-    assert "fake/down is unreachable" in result.legacy_note
+    assert result.verdict.legacy is None
+    assert "fake/down is unreachable" in result.verdict.legacy_note
     assert result.stats["failed"] == 1
 
 
@@ -87,14 +87,14 @@ def test_pruning_saves_calls_without_losing_the_winner(write_spec: Callable[...,
     assert pruned.search.counts["pruned"] > 0
     assert full.search.counts["pruned"] == 0
     assert pruned.stats["made"] < 0.85 * full.stats["made"]
-    assert pruned.winner is not None and full.winner is not None
-    assert pruned.winner.dev is not None and pruned.winner.dev.score == 1.0
+    assert pruned.verdict.winner is not None and full.verdict.winner is not None
+    assert pruned.verdict.winner.dev is not None and pruned.verdict.winner.dev.score == 1.0
 
 
 def test_halving_pruner_also_prunes(write_spec: Callable[..., Path], tmp_path: Path) -> None:
     result = _run(write_spec(rows=160, search_space={"pruner": "halving", "max_retries": 0}, budget={"trials": 14}), _client(), tmp_path)
     assert result.search.counts["pruned"] > 0
-    assert result.winner is not None and result.winner.config.model == "fake/fewshot"
+    assert result.verdict.winner is not None and result.verdict.winner.config.model == "fake/fewshot"
 
 
 def test_a_cached_rerun_makes_zero_calls_and_gives_the_same_result(write_spec: Callable[..., Path], tmp_path: Path) -> None:
@@ -104,9 +104,9 @@ def test_a_cached_rerun_makes_zero_calls_and_gives_the_same_result(write_spec: C
     again = _run(spec, _client(tmp_path), tmp_path)
     assert again.stats["made"] == 0
     assert again.stats["cached"] > 0
-    assert again.winner is not None and first.winner is not None
-    assert again.winner.config == first.winner.config
-    assert again.winner.test.score == first.winner.test.score
+    assert again.verdict.winner is not None and first.verdict.winner is not None
+    assert again.verdict.winner.config == first.verdict.winner.config
+    assert again.verdict.winner.test.score == first.verdict.winner.test.score
     assert _history(again) == _history(first)
 
 
@@ -116,7 +116,7 @@ def test_a_call_budget_stops_the_run_and_is_never_exceeded(write_spec: Callable[
     assert result.search.stopped_by == "calls"
     assert result.search.counts["total"] < 40
     assert client.stats.made <= 300
-    assert result.winner is not None  # the reserve kept calls back for the test verdict
+    assert result.verdict.winner is not None  # the reserve kept calls back for the test verdict
 
 
 @pytest.mark.parametrize("spare", [3, 13, 103, 107, 113, 118])
@@ -130,9 +130,9 @@ def test_a_call_budget_always_leaves_the_test_verdict_its_calls(write_spec: Call
     result = _run(write_spec(budget={"trials": 40, "calls": budget}, search_space={"pruner": "none"}), client, tmp_path)
     assert result.search.stopped_by == "calls"
     assert client.stats.made <= budget
-    assert result.winner is not None and result.winner.test.n == test
-    assert result.baseline is not None and result.baseline.test.n == test
-    assert len(result.finalists) == min(finalists, result.search.counts["complete"])
+    assert result.verdict.winner is not None and result.verdict.winner.test.n == test
+    assert result.verdict.baseline is not None and result.verdict.baseline.test.n == test
+    assert len(result.verdict.finalists) == min(finalists, result.search.counts["complete"])
 
 
 def test_a_usd_budget_is_never_exceeded_by_more_than_the_calls_in_flight(write_spec: Callable[..., Path], tmp_path: Path) -> None:
@@ -148,7 +148,7 @@ def test_a_budget_spent_before_any_trial_completes_gives_no_winner(write_spec: C
     client = _client(limits=Limits(calls=5))
     # the warm-start trial starts, the client refuses call 6, and no trial completes
     result = _run(write_spec(budget={"trials": 10, "calls": 5}), client, tmp_path)
-    assert result.winner is None
+    assert result.verdict.winner is None
     assert result.search.stopped_by == "calls"
     assert client.stats.made <= 5
 
@@ -194,9 +194,9 @@ def test_resume_after_interruption_keeps_finished_trials_and_matches_an_uninterr
     assert resumed_client.stats.cached > 0
     assert cache_client.stats.made + resumed_client.stats.made == straight.stats["made"]
     assert _history(resumed) == _history(straight)
-    assert resumed.winner is not None and straight.winner is not None
-    assert resumed.winner.config == straight.winner.config
-    assert resumed.winner.test.score == straight.winner.test.score
+    assert resumed.verdict.winner is not None and straight.verdict.winner is not None
+    assert resumed.verdict.winner.config == straight.verdict.winner.config
+    assert resumed.verdict.winner.test.score == straight.verdict.winner.test.score
 
 
 def test_dspy_rewrites_are_generated_validated_cached_and_searched(write_spec: Callable[..., Path], tmp_path: Path) -> None:
@@ -213,9 +213,9 @@ def test_dspy_rewrites_are_generated_validated_cached_and_searched(write_spec: C
     assert [p.id for p in rewrites] == ["rewrite-fake-chatty-1", "rewrite-fake-chatty-2"]
     assert all(p.origin["proposer"] == "fake/proposer" and "exactly one of" in p.template.text() for p in rewrites)
     assert all("{{ review }}" in p.template.text() for p in rewrites)
-    assert first.baseline is not None and first.baseline.test.score == 0.0
-    assert first.winner is not None and first.winner.config.prompt_id.startswith("rewrite-")
-    assert first.winner.test.score == 1.0
+    assert first.verdict.baseline is not None and first.verdict.baseline.test.score == 0.0
+    assert first.verdict.winner is not None and first.verdict.winner.config.prompt_id.startswith("rewrite-")
+    assert first.verdict.winner.test.score == 1.0
 
     again = _run(spec, _client(tmp_path), tmp_path)
     assert again.stats["made"] == 0  # no proposer call, no model call

@@ -120,7 +120,7 @@ def _pareto_axes(
         ax.step(xs, ys, where="post", color="#444", lw=1.2, ls="--", zorder=1, label="Pareto front")
         ax.scatter(xs, ys, s=90, facecolors="none", edgecolors="#222", lw=1.4, zorder=3)
     by_number = {t.number: t for t in trials}
-    for role, ev, marker in (("baseline", result.baseline, "D"), ("winner", result.winner, "*")):
+    for role, ev, marker in (("baseline", result.verdict.baseline, "D"), ("winner", result.verdict.winner, "*")):
         trial = by_number.get(ev.trial) if ev is not None and ev.trial is not None else None
         if trial is not None:
             ax.scatter([x(trial)], [trial.summary.score], marker=marker, s=260 if marker == "*" else 110,

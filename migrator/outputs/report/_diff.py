@@ -186,9 +186,9 @@ class WinnerDiff:
 
 def winner_diff(result: MigrationResult) -> WinnerDiff | None:
     """What the winner changes, or None when there is no winner."""
-    if result.winner is None:
+    if result.verdict.winner is None:
         return None
-    config = result.winner.config
+    config = result.verdict.winner.config
     candidate = result.prompts[config.prompt_id]
     return WinnerDiff(
         legacy_model=result.spec.app.model,

@@ -258,7 +258,7 @@ def changed_examples(result: MigrationResult) -> ExampleChanges | None:
 
     None without both a winner and a baseline.
     """
-    winner, baseline = result.winner, result.baseline
+    winner, baseline = result.verdict.winner, result.verdict.baseline
     if winner is None or baseline is None:
         return None
     examples = {ex.id: ex for ex in result.prepared.splits.test}
@@ -286,7 +286,7 @@ class TrialRow:
 
 def trial_rows(result: MigrationResult) -> list[TrialRow]:
     """Every trial in order, the baseline's and winner's tagged."""
-    roles = {ev.trial: role for role, ev in (("baseline", result.baseline), ("winner", result.winner)) if ev is not None and ev.trial is not None}
+    roles = {ev.trial: role for role, ev in (("baseline", result.verdict.baseline), ("winner", result.verdict.winner)) if ev is not None and ev.trial is not None}
     rows = []
     for o in sorted(result.search.trials, key=lambda t: t.number):
         n = o.summary.n

@@ -174,8 +174,8 @@ class MlflowRecorder:
         """The final test results, the candidates table and the output files; then the parent run is FINISHED."""
         run_id = self.parent_run_id
         self._client.log_batch(run_id, metrics=_metrics(result_metrics(result)))
-        if result.winner is not None:
-            self._client.set_tag(run_id, "winner", result.winner.config.label())
+        if result.verdict.winner is not None:
+            self._client.set_tag(run_id, "winner", result.verdict.winner.config.label())
         table = candidate_table(result)
         if table:
             self._client.log_table(run_id, data=_columns(table), artifact_file="candidates.json")
@@ -327,7 +327,7 @@ def prediction_rows(outcome: TrialOutcome, dev: Sequence[Example]) -> list[dict[
 def result_metrics(result: MigrationResult) -> dict[str, float]:
     """The parent run's final metrics: test scores of winner, baseline and legacy, the paired test, the calls."""
     metrics: dict[str, float] = {}
-    for role, ev in (("winner", result.winner), ("baseline", result.baseline), ("legacy", result.legacy)):
+    for role, ev in (("winner", result.verdict.winner), ("baseline", result.verdict.baseline), ("legacy", result.verdict.legacy)):
         if ev is None:
             continue
         metrics[f"{role}_test_score"] = ev.test.score
@@ -337,9 +337,9 @@ def result_metrics(result: MigrationResult) -> dict[str, float]:
         metrics[f"{role}_latency_p50_s"] = ev.test.latency_p50_s
         if ev.dev is not None:
             metrics[f"{role}_dev_score"] = ev.dev.score
-    if result.paired is not None:
-        metrics["winner_minus_baseline"] = result.paired.mean_diff
-        metrics["paired_p_value"] = result.paired.p_value
+    if result.verdict.paired is not None:
+        metrics["winner_minus_baseline"] = result.verdict.paired.mean_diff
+        metrics["paired_p_value"] = result.verdict.paired.p_value
     for key in ("made", "cached", "failed", "retried"):
         metrics[f"llm_calls_{key}"] = float(result.stats[key])
     metrics["cost_usd"] = float(result.stats["cost_usd"])
