@@ -69,7 +69,8 @@ def judge_on_test(
         for outcome in _warm_starts(search):
             if outcome.config.model not in baselines:
                 baselines[outcome.config.model] = _on_test(runner, client, setup, outcome, "baseline", test)
-        finalists += [_on_test(runner, client, setup, o, "finalist", test) for o in best_trials(search, setup.spec.budget.finalists)]
+        for outcome in best_trials(search, setup.spec.budget.finalists):
+            finalists.append(_on_test(runner, client, setup, outcome, "finalist", test))
     except BudgetExhausted as exc:
         # Configs scored so far keep their verdict; the rest are reported as not scored.
         stopped_by = exc.which
