@@ -135,7 +135,7 @@ def _runner(kind: str, base: str) -> Measure:
         return lambda *a: asyncio.run(measure_httpx(*a))
 
     if kind == "litellm":
-        from migrator.llm import import_litellm
+        from migrator.models import import_litellm
 
         litellm = import_litellm()
 

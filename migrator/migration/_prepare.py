@@ -14,9 +14,9 @@ from typing import Literal
 from migrator.candidates import DemoPool, PromptCandidate, apply_transforms
 from migrator.dataset import Example, Splits, load_examples, split_examples
 from migrator.errors import SpecError, TemplateError
-from migrator.llm import Endpoint, import_litellm
+from migrator.llm import Endpoint
 from migrator.metrics import Metric, build_metric
-from migrator.models import default_mode, is_local, local_name, model_info
+from migrator.models import default_mode, import_litellm, is_local, local_name, model_info
 from migrator.prompts import PromptTemplate
 from migrator.search import SearchSetup
 from migrator.spec import Message, MigrationSpec, TargetSpec, read_yaml
