@@ -317,6 +317,7 @@ CASES = [
         "messages[0].content",
     ),
     eval_case("winner-metric-malformed", _set("metric", {"name": 5}), "winner.yaml", "metric.name"),
+    eval_case("winner-model-without-provider", _set("model", "gpt4"), "winner.yaml", "model"),
     eval_case(
         "winner-split-malformed",
         _set("dataset.split", {"train": 0.9, "dev": 0.9, "test": 0.9}),

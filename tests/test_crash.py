@@ -20,7 +20,7 @@ from migrator import cli
 from migrator.testing import (
     KEY_ENV,
     FaultPlan,
-    FaultServer,
+    LoopbackServer,
     run_command,
     run_env,
     study_rows,
@@ -52,7 +52,7 @@ def test_a_killed_run_resumes_keeping_its_trials_and_cache_and_ends_as_an_uninte
     # Trials 0 and 1 (the warm start) take 15 dev calls each; the server then answers 10
     # more of the killed run's calls and holds the rest, so the kill lands inside trial 2
     # or 3. The uninterrupted run has another key, so it is never held: it runs meanwhile.
-    with FaultServer(FaultPlan(hold_after=40, hold_key=KEY)) as server:
+    with LoopbackServer(FaultPlan(hold_after=40, hold_key=KEY)) as server:
         # a long timeout: held requests must not time out and fail before the kill
         space = {"timeout_s": 60.0, "demos": {"k": [0, 2, 4], "strategies": ["random"]}}
         spec = write_project(tmp_path, server.api_base, search_space=space, budget={"trials": 7})
@@ -102,7 +102,7 @@ def test_two_migrations_sharing_one_cache_and_one_study_store_both_complete(
     cache = shared / "cache.db"
     keys = {"main": "sk-test-crash-main-0123456789", "child": "sk-test-crash-child-0123456789"}
     # Every request waits until both processes are calling, so their writes overlap.
-    with FaultServer(FaultPlan(hold_after=0)) as server:
+    with LoopbackServer(FaultPlan(hold_after=0)) as server:
         storage = f"sqlite:///{shared / 'study.db'}"
         patient = {"timeout_s": 60.0}  # held requests wait for the other process to start, not time out
         spec_a = write_project(tmp_path, server.api_base, study=storage, search_space=patient)
@@ -151,7 +151,7 @@ def test_a_call_budget_holds_across_a_kill_and_a_resume_as_counted_at_the_provid
     # received, from the killed run and the resumed one (retries of its 429s and 500s too).
     budget = 90
     plan = FaultPlan(rates={"rate_limit": 0.1, "server_error": 0.05}, seed=3, hold_after=55, hold_key=KEY)
-    with FaultServer(plan) as server:
+    with LoopbackServer(plan) as server:
         space = {"timeout_s": 60.0, "demos": {"k": [0, 2, 4], "strategies": ["random", "stratified"]}, "max_retries": 4}
         spec = write_project(tmp_path, server.api_base, search_space=space, budget={"trials": 40, "calls": budget})
         out = tmp_path / "out"

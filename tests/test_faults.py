@@ -1,6 +1,6 @@
 """Provider faults: retries, failed examples and exact budgets, against a flaky server.
 
-The server (``migrator.testing.FaultServer``) speaks OpenAI's API on loopback and breaks on
+The server (``migrator.testing.LoopbackServer``) speaks OpenAI's API on loopback and breaks on
 purpose: 429s with Retry-After, 5xx, resets, hangs, malformed and empty replies.
 """
 
@@ -22,7 +22,7 @@ from migrator.dataset import Example, split_examples
 from migrator.errors import LLMBadRequestError, LLMError, LLMProviderError, LLMRateLimitError, LLMTimeoutError
 from migrator.llm import Endpoint, LiteLLMClient, LLMRequest
 from migrator.spec import SplitSpec
-from migrator.testing import KEY_ENV, RETRYABLE_FAULTS, FaultPlan, FaultServer, make_sentiment_rows, server_spec
+from migrator.testing import KEY_ENV, RETRYABLE_FAULTS, FaultPlan, LoopbackServer, make_sentiment_rows, server_spec
 
 KEY = "sk-test-fault-0123456789abcdef"
 REVIEW = "Review: The staff was great, honestly wonderful."
@@ -33,7 +33,7 @@ def _key(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(KEY_ENV, KEY)
 
 
-def _ask(server: FaultServer, client: LiteLLMClient) -> Any:
+def _ask(server: LoopbackServer, client: LiteLLMClient) -> Any:
     endpoint = Endpoint("openai/fault-oracle", api_base=server.api_base, api_key_env=KEY_ENV)
     return asyncio.run(client.complete(LLMRequest(endpoint, messages=(("user", REVIEW),))))
 
@@ -44,7 +44,7 @@ def _client(**kwargs: Any) -> LiteLLMClient:
 
 @pytest.mark.parametrize("kind", RETRYABLE_FAULTS)
 def test_a_fault_that_clears_is_retried_and_the_reply_used(kind: str) -> None:
-    with FaultServer(FaultPlan(rates={kind: 1.0}, max_consecutive=1, hang_s=2.0)) as server:
+    with LoopbackServer(FaultPlan(rates={kind: 1.0}, max_consecutive=1, hang_s=2.0)) as server:
         client = _client()
         response = _ask(server, client)
     assert response.text == "positive"
@@ -65,7 +65,7 @@ def test_a_fault_that_clears_is_retried_and_the_reply_used(kind: str) -> None:
     ],
 )
 def test_a_fault_that_stays_fails_the_call_after_the_retries(kind: str, error: type[LLMError]) -> None:
-    with FaultServer(FaultPlan(rates={kind: 1.0}, max_consecutive=None, hang_s=2.0)) as server:
+    with LoopbackServer(FaultPlan(rates={kind: 1.0}, max_consecutive=None, hang_s=2.0)) as server:
         client = _client()
         with pytest.raises(error):
             _ask(server, client)
@@ -74,7 +74,7 @@ def test_a_fault_that_stays_fails_the_call_after_the_retries(kind: str, error: t
 
 
 def test_a_refused_request_is_not_retried() -> None:
-    with FaultServer(FaultPlan(rates={"auth": 1.0})) as server:
+    with LoopbackServer(FaultPlan(rates={"auth": 1.0})) as server:
         client = _client()
         with pytest.raises(LLMBadRequestError):
             _ask(server, client)
@@ -83,7 +83,7 @@ def test_a_refused_request_is_not_retried() -> None:
 
 
 def test_retry_after_sets_the_wait_before_the_retry() -> None:
-    with FaultServer(FaultPlan(rates={"rate_limit": 1.0}, max_consecutive=1, retry_after="0.6")) as server:
+    with LoopbackServer(FaultPlan(rates={"rate_limit": 1.0}, max_consecutive=1, retry_after="0.6")) as server:
         client = _client(backoff_s=30.0)  # were Retry-After ignored, this backoff would show
         started = time.monotonic()
         assert _ask(server, client).text == "positive"
@@ -92,7 +92,7 @@ def test_retry_after_sets_the_wait_before_the_retry() -> None:
 
 
 def test_a_truncated_reply_is_kept_with_its_finish_reason() -> None:
-    with FaultServer(FaultPlan(rates={"truncated": 1.0})) as server:
+    with LoopbackServer(FaultPlan(rates={"truncated": 1.0})) as server:
         client = _client()
         response = _ask(server, client)
     assert response.finish_reason == "length"
@@ -101,7 +101,7 @@ def test_a_truncated_reply_is_kept_with_its_finish_reason() -> None:
 
 
 def test_the_target_key_is_sent_as_the_bearer_token() -> None:
-    with FaultServer() as server:
+    with LoopbackServer() as server:
         _ask(server, _client())
     assert [a.authorization for a in server.attempts] == [f"Bearer {KEY}"]
 
@@ -115,12 +115,12 @@ THIRTY_PERCENT = {
 }
 
 
-def _run(tmp_path: Path, name: str, plan: FaultPlan, **overrides: Any) -> tuple[dict[str, Any], FaultServer, Path]:
+def _run(tmp_path: Path, name: str, plan: FaultPlan, **overrides: Any) -> tuple[dict[str, Any], LoopbackServer, Path]:
     root = tmp_path / name
     root.mkdir()
     data = root / "reviews.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in make_sentiment_rows(30)))
-    with FaultServer(plan) as server:
+    with LoopbackServer(plan) as server:
         spec = root / "migration.yaml"
         spec.write_text(yaml.safe_dump(server_spec(server.api_base, str(data), **overrides)))
         out = root / "out"
@@ -271,7 +271,7 @@ def test_a_self_hosted_proposer_is_called_through_the_client_retried_counted_and
     data = tmp_path / "reviews.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in make_sentiment_rows(30)))
     spec, out = tmp_path / "migration.yaml", tmp_path / "out"
-    with FaultServer(FaultPlan(rates={"rate_limit": 0.3}, seed=5)) as server:
+    with LoopbackServer(FaultPlan(rates={"rate_limit": 0.3}, seed=5)) as server:
         proposer = {"model": "openai/fault-echo", "api_base": server.api_base, "api_key_env": KEY_ENV}
         space = {"prompt": {"proposer": proposer, "rewrites": 2}, "demos": {"k": [0]}}
         spec.write_text(yaml.safe_dump(server_spec(server.api_base, str(data), search_space=space, budget={"trials": 2})))

@@ -24,7 +24,7 @@ from migrator.dataset import Example, split_examples
 from migrator.errors import LLMError
 from migrator.llm import Endpoint, LiteLLMClient, LLMRequest
 from migrator.spec import SplitSpec
-from migrator.testing import KEY_ENV, FaultPlan, FaultServer, make_sentiment_rows, server_spec
+from migrator.testing import KEY_ENV, FaultPlan, LoopbackServer, make_sentiment_rows, server_spec
 
 SECRETS = {
     "OPENAI_API_KEY": "sk-test-SECRET-openai-abc123def456ghi789",
@@ -74,7 +74,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         broken_marker=str(dev_victim.inputs["review"]),
         broken_kind="auth",
     )
-    with pytest.MonkeyPatch.context() as mp, FaultServer(plan) as server:
+    with pytest.MonkeyPatch.context() as mp, LoopbackServer(plan) as server:
         for name, value in SECRETS.items():
             mp.setenv(name, value)
         spec = server_spec(server.api_base, str(data), budget={"trials": 3})
@@ -136,7 +136,7 @@ class _Capture:
 def test_the_run_used_the_key_and_the_provider_echoed_it(run: dict[str, Any]) -> None:
     assert run["code"] == 0, run["captured"]["run"]
     assert "winner" in run["captured"]["run"]  # the capture saw the run's table
-    server: FaultServer = run["server"]
+    server: LoopbackServer = run["server"]
     assert {a.authorization for a in server.attempts} == {f"Bearer {SECRETS[KEY_ENV]}"}
     assert sum(SECRETS[KEY_ENV] in body for body in server.error_bodies) >= 2
     summary = json.loads((run["out"] / "summary.json").read_text())
@@ -186,7 +186,7 @@ def test_template_syntax_in_the_dataset_reaches_the_model_as_text(run: dict[str,
 def test_an_echoed_key_is_redacted_whatever_its_variable_is_called(monkeypatch: pytest.MonkeyPatch) -> None:
     key = "gateway.7f3a9c2e1b5d4a6f0918"  # neither key-shaped nor in a variable named like a secret
     monkeypatch.setenv("GATEWAY_AUTH", key)
-    with FaultServer(FaultPlan(rates={"auth": 1.0}, echo_key=True)) as server:
+    with LoopbackServer(FaultPlan(rates={"auth": 1.0}, echo_key=True)) as server:
         endpoint = Endpoint("openai/fault-oracle", api_base=server.api_base, api_key_env="GATEWAY_AUTH")
         with pytest.raises(LLMError) as caught:
             asyncio.run(

@@ -1,4 +1,5 @@
-"""The ``migrator`` command line: ``main`` is its entry point (also ``python -m migrator``).
+"""The ``migrator`` command line: ``main`` is its entry point (also ``python -m migrator``
+and ``python -m migrator.cli``).
 
 Exit codes: 0 ok, 1 anything else (including MLflow tracking failing: the run's own
 outputs are still written), 2 bad input (one line naming file and field), 3 a budget

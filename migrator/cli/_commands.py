@@ -22,6 +22,7 @@ from migrator.models import is_local, local_name
 if TYPE_CHECKING:
     from migrator.llm import LiteLLMClient
     from migrator.migration import MigrationResult, Prepared
+    from migrator.outputs import Lockfile, WinnerLock
     from migrator.outputs.tracking import Tracker
     from migrator.spec import MigrationSpec, SearchSpace
 
@@ -39,18 +40,6 @@ __all__ = [
 ]
 
 EXIT_OK, EXIT_ERROR, EXIT_INPUT, EXIT_BUDGET, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
-
-# The dashboards are programs of their own, started with the settings a run uses, unless
-# the user set them: mlflow's server loads litellm (which would fetch its price map) and
-# logs its own INFO lines, and no one phones home.
-_DASHBOARD_ENVIRONMENT = {
-    "LITELLM_LOCAL_MODEL_COST_MAP": "True",
-    "LITELLM_LOG": "ERROR",
-    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
-    "GIT_PYTHON_REFRESH": "quiet",
-    "MLFLOW_LOGGING_LEVEL": "WARNING",
-    "MLFLOW_DISABLE_TELEMETRY": "true",
-}
 
 
 # -- migrator run -----------------------------------------------------------------------------
@@ -281,9 +270,25 @@ def cmd_ui(args: argparse.Namespace) -> int:
     command = _dashboard_command(args)
     print(f"serving {'the Optuna dashboard' if args.optuna else 'the MLflow UI'} on http://{args.host}:{args.port} (Ctrl-C stops it)")
     try:
-        return subprocess.call(command, env={**_DASHBOARD_ENVIRONMENT, **os.environ})
+        return subprocess.call(command, env={**_dashboard_environment(), **os.environ})
     except KeyboardInterrupt:
         return EXIT_OK
+
+
+def _dashboard_environment() -> dict[str, str]:
+    """The settings a run uses, for the dashboards (programs of their own) unless the user set them.
+
+    mlflow's as a run loads it; and mlflow's server loads litellm (which would fetch its
+    price map) and GitPython (which would warn that git is missing).
+    """
+    from migrator.outputs.tracking import MLFLOW_ENVIRONMENT
+
+    return {
+        **MLFLOW_ENVIRONMENT,
+        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+        "LITELLM_LOG": "ERROR",
+        "GIT_PYTHON_REFRESH": "quiet",
+    }
 
 
 def _dashboard_command(args: argparse.Namespace) -> list[str]:
@@ -305,19 +310,28 @@ def _dashboard_command(args: argparse.Namespace) -> list[str]:
 
 def cmd_export(args: argparse.Namespace) -> int:
     """Export the winner: as a lockfile, Python, promptfoo, or into MLflow's prompt registry."""
-    from migrator.outputs import exporters, read_lockfile, write_atomic
+    from migrator.outputs import read_lockfile, write_atomic
 
     lock_path = _lockfile_path(args.source, args.tracking_uri)
-    winner = read_lockfile(lock_path).dump()
     if args.format == "mlflow":
-        return _register(args, winner, lock_path)
-    text = exporters.render(winner, args.format, _promptfoo_tests(lock_path) if args.format == "promptfoo" else [])
+        return _register(args, read_lockfile(lock_path), lock_path)
+    text = _exported(lock_path, args.format)
     if args.output:
         write_atomic(args.output, text)
         print(f"wrote {args.output}")
     else:
         sys.stdout.write(text)
     return EXIT_OK
+
+
+def _exported(lock_path: Path, fmt: str) -> str:
+    """The lockfile as text; promptfoo's tests are its test split, so that format loads the dataset too."""
+    from migrator.outputs import exporters, load_lockfile, read_lockfile
+
+    if fmt == "promptfoo":
+        loaded = load_lockfile(lock_path)
+        return exporters.render(loaded.lock, fmt, _promptfoo_tests(loaded))
+    return exporters.render(read_lockfile(lock_path), fmt)
 
 
 def _lockfile_path(source: Path, tracking_uri: str | None) -> Path:
@@ -338,21 +352,18 @@ def _lockfile_path(source: Path, tracking_uri: str | None) -> Path:
     return download_lockfile(tracking_uri, str(source), Path(tempfile.mkdtemp(prefix="migrator-export-")))
 
 
-def _register(args: argparse.Namespace, winner: Mapping[str, Any], lock_path: Path) -> int:
+def _register(args: argparse.Namespace, lock: WinnerLock, lock_path: Path) -> int:
     from migrator.outputs.tracking import register_prompt
 
     uri = args.tracking_uri or f"sqlite:///{(lock_path.parent / 'mlflow.db').resolve()}"
-    name, version = register_prompt(uri, winner, name=args.name, alias=args.alias)
+    name, version = register_prompt(uri, lock, name=args.name, alias=args.alias)
     print(f"registered prompt {name!r} version {version} with alias {args.alias!r} in {uri}")
     print(f"load it with: mlflow.genai.load_prompt('prompts:/{name}@{args.alias}')")
     return EXIT_OK
 
 
-def _promptfoo_tests(lock_path: Path) -> list[dict[str, Any]]:
+def _promptfoo_tests(lock: Lockfile) -> list[dict[str, Any]]:
     """promptfoo's test cases: the test split, each with the prompt migrator scored."""
-    from migrator.outputs import load_lockfile
-
-    lock = load_lockfile(lock_path)
     return [
         {"id": ex.id, "inputs": dict(ex.inputs), "expected": ex.expected, "prompt": lock.prompt_for(ex)}
         for ex in lock.splits.test

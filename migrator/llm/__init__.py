@@ -3,7 +3,8 @@
 Inside:
 
 - ``_types``: the boundary objects (``Endpoint``, ``LLMRequest``, ``LLMResponse``,
-  ``CallStats``, ``Limits``) and the ``LLMClient`` protocol the rest of migrator takes.
+  ``CallStats``, ``Limits``), the ``LLMClient`` protocol the rest of migrator takes and
+  ``request_key``, the hash every cache key is.
 - ``_client``: ``LiteLLMClient``: cache, bounded concurrency, retries with backoff,
   budgets through a ledger, call counters.
 - ``_transports``: how an attempt leaves: the ``Transport`` protocol, the direct HTTP
@@ -12,19 +13,19 @@ Inside:
 - ``_errors``: the one place litellm's, aiohttp's and asyncio's exceptions and HTTP
   error statuses become :mod:`migrator.errors`' ``LLMError``s, secrets redacted.
 - ``_reply``: the one reader of chat and text completions, whichever road they took.
-- ``_cache``: ``ResponseCache``, the content-addressed SQLite cache (and the WAL helpers
-  the study's storage shares).
+- ``_cache``: ``ResponseCache``, the content-addressed SQLite cache (and the WAL set-up
+  the study's storage shares: ``SQLITE_ENGINE_KWARGS``, ``wal_on_connect``).
 - ``_ledger``: what a study has spent (``MemoryLedger``, ``StoredLedger``), so budgets
   hold across kills and resumes.
 
 Used by :mod:`migrator.evaluate`, :mod:`migrator.candidates`, :mod:`migrator.search`,
 :mod:`migrator.migration`, :mod:`migrator.cli` and the exporters (``Endpoint``).
-litellm itself is imported only through :func:`migrator.models.import_litellm`, re-exported here.
+litellm itself is imported only through :func:`migrator.models.import_litellm`.
 """
 
 from __future__ import annotations
 
-from migrator.llm._cache import SQLITE_ENGINE_KWARGS, ResponseCache, request_key, use_wal, wal_on_connect
+from migrator.llm._cache import SQLITE_ENGINE_KWARGS, ResponseCache, wal_on_connect
 from migrator.llm._client import LiteLLMClient
 from migrator.llm._ledger import Ledger, MemoryLedger, Spent, StoredLedger
 from migrator.llm._transports import (
@@ -35,8 +36,16 @@ from migrator.llm._transports import (
     MockTransport,
     Transport,
 )
-from migrator.llm._types import CallStats, Endpoint, Limits, LLMClient, LLMRequest, LLMResponse, RawReply
-from migrator.models import import_litellm
+from migrator.llm._types import (
+    CallStats,
+    Endpoint,
+    Limits,
+    LLMClient,
+    LLMRequest,
+    LLMResponse,
+    RawReply,
+    request_key,
+)
 
 __all__ = [
     "SQLITE_ENGINE_KWARGS",
@@ -59,8 +68,6 @@ __all__ = [
     "Spent",
     "StoredLedger",
     "Transport",
-    "import_litellm",
     "request_key",
-    "use_wal",
     "wal_on_connect",
 ]

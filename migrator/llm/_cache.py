@@ -13,7 +13,6 @@ own connection.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import sqlite3
 import threading
@@ -22,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-__all__ = ["SQLITE_ENGINE_KWARGS", "ResponseCache", "request_key", "use_wal", "wal_on_connect"]
+__all__ = ["SQLITE_ENGINE_KWARGS", "ResponseCache", "use_wal", "wal_on_connect"]
 
 
 def use_wal(conn: Any, timeout_s: float = 60.0) -> None:
@@ -57,12 +56,6 @@ def wal_on_connect(engine: Any) -> None:
         cursor.close()
 
     event.listen(engine, "connect", _pragmas)
-
-
-def request_key(payload: dict[str, Any]) -> str:
-    """sha256 of the canonical JSON of everything that determines a reply."""
-    raw = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    return hashlib.sha256(raw.encode("utf-8")).hexdigest()
 
 
 class ResponseCache:

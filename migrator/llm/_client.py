@@ -87,7 +87,6 @@ class LiteLLMClient:
         self.timeout_s = timeout_s
         self.max_retries = max_retries
         self.backoff_s = backoff_s
-        self.direct = direct
         self.transport: Transport = transport if transport is not None else DefaultTransport(direct=direct)
         self.stats = CallStats()
         self._sleep = sleep

@@ -199,11 +199,13 @@ class DefaultTransport:
 
     Args:
         direct: take the direct road where it applies; ``False`` sends everything through litellm.
+        litellm: the road for every other endpoint (default: a ``LiteLLMTransport``); a test
+            passes a ``MockTransport`` to see which road a request took.
     """
 
-    def __init__(self, *, direct: bool = True) -> None:
+    def __init__(self, *, direct: bool = True, litellm: Transport | None = None) -> None:
         self.http = HTTPTransport() if direct else None
-        self.litellm = LiteLLMTransport()
+        self.litellm: Transport = litellm if litellm is not None else LiteLLMTransport()
 
     async def send(self, request: LLMRequest, *, api_key: str | None, timeout_s: float) -> RawReply:
         road: Transport = self.litellm
@@ -214,6 +216,7 @@ class DefaultTransport:
     async def aclose(self) -> None:
         if self.http is not None:
             await self.http.aclose()
+        await self.litellm.aclose()
 
 
 MockHandler = Callable[[LLMRequest], "str | Mapping[str, Any] | Awaitable[str | Mapping[str, Any]]"]

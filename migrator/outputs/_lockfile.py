@@ -106,12 +106,18 @@ class WinnerLock(_Locked):
 
     def target(self) -> TargetSpec:
         """The winner's model and how to reach it."""
-        return TargetSpec(model=self.model, **self.endpoint.model_dump(exclude_none=True))
+        return TargetSpec.model_validate(self._target_fields())
+
+    def _target_fields(self) -> dict[str, Any]:
+        return {"model": self.model, **self.endpoint.model_dump(exclude_none=True)}
 
 
 def read_lockfile(path: Path) -> WinnerLock:
     """Read and check a winner.yaml; a problem is one line naming the file and the field."""
-    return validated(WinnerLock, read_yaml(path), path)  # type: ignore[no-any-return]
+    lock: WinnerLock = validated(WinnerLock, read_yaml(path), path)
+    # the model id and endpoint are checked as a spec's target is (a provider, a key variable name)
+    validated(TargetSpec, lock._target_fields(), path)
+    return lock
 
 
 def lockfile_of(result: MigrationResult, out_dir: Path) -> WinnerLock | None:
@@ -213,6 +219,7 @@ def load_lockfile(path: Path, dataset: Path | None = None) -> Lockfile:
     from migrator.dataset import Example, load_examples, split_examples
     from migrator.evaluate import Config
     from migrator.metrics import build_metric
+    from migrator.migration import endpoint_for
     from migrator.prompts import Demo, PromptTemplate
 
     lock = read_lockfile(path)
@@ -225,7 +232,7 @@ def load_lockfile(path: Path, dataset: Path | None = None) -> Lockfile:
     target = lock.target()
     demos = lock.demos
     pool = tuple(Example(f"pool{i}", p.inputs, p.expected) for i, p in enumerate(demos.pool))
-    config = Config(target.model, lock.prompt_id, demos.k, demos.strategy, tuple(sorted(lock.params.items())), target.mode or "chat")
+    config = Config(target.model, lock.prompt_id, demos.k, demos.strategy, tuple(sorted(lock.params.items())), endpoint_for(target, {}).mode)
     fixed = tuple(Demo(d.inputs, d.answer) for d in demos.fixed)
     return Lockfile(path, lock, target, template, metric, splits, config, DemoPool(pool, seed=lock.dataset.seed), fixed)
 

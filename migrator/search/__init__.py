@@ -2,11 +2,11 @@
 
 ``run_search`` runs (or resumes) the study for one ``SearchSetup`` until a budget or the
 space is spent and returns a ``SearchResult`` of ``TrialOutcome``; ``best_trials`` and
-``pareto_front`` rank it. The linear ``Planner`` (over a listed ``Space``) picks the trials
+``pareto_front`` rank it (``front`` is that front against any cost, e.g. latency). The linear ``Planner`` (over a listed ``Space``) picks the trials
 by default; Optuna's TPE or random sampler where the spec asks or the space is too big to
 list. ``space_points`` and ``config_from_params`` list the space as configs (the
 benchmarks' grid), ``rendered_prompt`` shows what a config sends (tracking), and
-``open_storage`` and ``study_trials`` read a stored study back.
+the report's charts load the stored study through ``_optuna`` (optuna's plotting).
 
 Used by ``migrator.migration`` (the run), ``migrator.outputs`` (tracking, report) and the
 benchmarks. optuna is imported in this package on first use (not at import); its INFO
@@ -22,14 +22,12 @@ step), ``_ranking``, ``_setup`` (the boundary types), ``_optuna`` (the lazy impo
 from __future__ import annotations
 
 from migrator.search._loop import run_search
-from migrator.search._planner import Choice, Planner, Space
-from migrator.search._ranking import best_trials, pareto_front
+from migrator.search._planner import Planner, Space
+from migrator.search._ranking import best_trials, front, pareto_front
 from migrator.search._setup import SearchResult, SearchSetup, TrialOutcome, rendered_prompt
 from migrator.search._space import config_from_params, space_points
-from migrator.search._storage import open_storage, study_trials
 
 __all__ = [
-    "Choice",
     "Planner",
     "SearchResult",
     "SearchSetup",
@@ -37,10 +35,9 @@ __all__ = [
     "TrialOutcome",
     "best_trials",
     "config_from_params",
-    "open_storage",
+    "front",
     "pareto_front",
     "rendered_prompt",
     "run_search",
     "space_points",
-    "study_trials",
 ]

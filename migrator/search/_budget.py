@@ -17,13 +17,12 @@ class SearchBudget:
 
     What was spent is read from the client's ledger, which a resumed run shares with
     the run it resumes: calls, USD and the seconds the search has run, all runs together.
-    Creating one starts the ledger's clock; the search stops it.
+    The search starts and stops the ledger's clock around its trials.
     """
 
     def __init__(self, setup: SearchSetup, client: LLMClient, reserve_calls: int) -> None:
         self.budget = setup.spec.budget
         self.ledger = client.ledger
-        self.ledger.start_clock()
         self.stats = client.stats
         self.reserve_calls = reserve_calls
         # one llama.cpp server answers one request at a time, whatever we send

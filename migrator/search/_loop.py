@@ -19,7 +19,7 @@ from migrator.llm import LLMClient
 from migrator.search._budget import SearchBudget
 from migrator.search._optuna import load_optuna, quiet_logs
 from migrator.search._planner import Planner
-from migrator.search._pruners import make_sampler
+from migrator.search._pruners import make_sampler, trial_seed
 from migrator.search._setup import SearchResult, SearchSetup, TrialOutcome, rendered_prompt
 from migrator.search._space import planner_for, suggest
 from migrator.search._storage import open_study, queue_first_trials
@@ -100,8 +100,9 @@ def run_search(
     with quiet_logs():
         study = open_study(setup, storage, study_name)
         queue_first_trials(study, setup)
-        budget = SearchBudget(setup, client, reserve_calls)
+        client.ledger.start_clock()
         try:
+            budget = SearchBudget(setup, client, reserve_calls)
             search = _Search(setup, client, runner, study, budget, planner_for(setup), callbacks, on_progress)
             stopped_by, exhausted = _trials_until_done(search)
             outcomes = counted_outcomes(study, setup)
@@ -141,7 +142,7 @@ def _queue_next(search: _Search, view: TrialsView) -> bool:
     search.study.sampler = make_sampler(search.setup, view.seen, planned=search.planner is not None)
     if search.planner is None or view.waiting:
         return True
-    planned = search.planner.propose(view.observed, seed=search.setup.spec.seed * 100_003 + view.seen)
+    planned = search.planner.propose(view.observed, seed=trial_seed(search.setup, view.seen))
     if planned is None:
         return False
     search.study.enqueue_trial(planned)

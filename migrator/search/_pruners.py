@@ -58,10 +58,15 @@ def make_pruner(space: SearchSpace, multi_objective: bool) -> Any:
     return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
 
 
+def trial_seed(setup: SearchSetup, n_done: int) -> int:
+    """The seed of the trial after ``n_done`` others: the sampler's and the planner's alike."""
+    return setup.spec.seed * 100_003 + n_done
+
+
 def make_sampler(setup: SearchSetup, n_done: int, planned: bool) -> Any:
     """The sampler for the next trial, seeded by the ``n_done`` trials before it."""
     optuna = load_optuna()
-    seed = (setup.spec.seed * 100_003 + n_done) % 2**32  # numpy's seeds are 32-bit
+    seed = trial_seed(setup, n_done) % 2**32  # numpy's seeds are 32-bit
     if setup.space.sampler == "random" or planned:
         # a planned trial fixes every parameter; Optuna's sampler has nothing left to choose
         return optuna.samplers.RandomSampler(seed=seed)

@@ -1,6 +1,8 @@
-"""Ranking a search's trials: the best configs on dev, and the score/cost Pareto front."""
+"""Ranking a search's trials: the best configs on dev, and Pareto fronts of score against a cost."""
 
 from __future__ import annotations
+
+from collections.abc import Callable, Sequence
 
 from migrator.search._setup import SearchResult, TrialOutcome
 
@@ -20,17 +22,24 @@ def best_trials(result: SearchResult, n: int = 3) -> list[TrialOutcome]:
     return unique
 
 
-def _dominated(a: TrialOutcome, others: list[TrialOutcome]) -> bool:
-    """Whether some other trial is at least as good as ``a`` on score and cost, and better on one."""
-    return any(
-        b.summary.score >= a.summary.score
-        and b.summary.cost_usd_per_example <= a.summary.cost_usd_per_example
-        and (b.summary.score > a.summary.score or b.summary.cost_usd_per_example < a.summary.cost_usd_per_example)
-        for b in others
-    )
+def front(trials: Sequence[TrialOutcome], cost: Callable[[TrialOutcome], float]) -> list[TrialOutcome]:
+    """Complete trials no other complete trial beats on both dev score and ``cost``, cheapest first.
+
+    A trial is beaten when another is at least as good on both and better on one.
+    """
+    complete = [o for o in trials if o.state == "complete"]
+
+    def dominated(a: TrialOutcome) -> bool:
+        return any(
+            b.summary.score >= a.summary.score
+            and cost(b) <= cost(a)
+            and (b.summary.score > a.summary.score or cost(b) < cost(a))
+            for b in complete
+        )
+
+    return sorted((o for o in complete if not dominated(o)), key=cost)
 
 
 def pareto_front(result: SearchResult) -> list[TrialOutcome]:
     """Complete trials no other trial beats on both dev score and cost per example."""
-    complete = [o for o in result.trials if o.state == "complete"]
-    return sorted((o for o in complete if not _dominated(o, complete)), key=lambda o: o.summary.cost_usd_per_example)
+    return front(result.trials, lambda o: o.summary.cost_usd_per_example)

@@ -7,9 +7,9 @@ from typing import Any
 from migrator.llm import SQLITE_ENGINE_KWARGS, wal_on_connect
 from migrator.search._optuna import load_optuna, quiet_logs
 from migrator.search._pruners import make_pruner
-from migrator.search._setup import SearchSetup, TrialOutcome
+from migrator.search._setup import SearchSetup
 from migrator.search._space import warm_start_params
-from migrator.search._trials import INTERRUPTED_NOTE, finished_outcomes
+from migrator.search._trials import INTERRUPTED_NOTE
 
 
 def open_storage(url: str) -> Any:
@@ -62,10 +62,3 @@ def queue_first_trials(study: Any, setup: SearchSetup) -> None:
         study._storage.set_trial_user_attr(stale._trial_id, "note", INTERRUPTED_NOTE)
         study._storage.set_trial_state_values(stale._trial_id, state=failed)
         study.enqueue_trial(stale.params, user_attrs={**stale.user_attrs, "requeued": True}, skip_if_exists=False)
-
-
-def study_trials(storage: str, study_name: str, setup: SearchSetup) -> list[TrialOutcome]:
-    """Finished trials of a stored study (for reports and resumed runs)."""
-    with quiet_logs() as optuna:
-        study = optuna.load_study(study_name=study_name, storage=open_storage(storage))
-        return finished_outcomes(study, setup)

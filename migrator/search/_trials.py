@@ -111,8 +111,3 @@ def trial_outcome(frozen: Any, setup: SearchSetup, results: Sequence[ExampleResu
 def counted_outcomes(study: Any, setup: SearchSetup) -> list[TrialOutcome]:
     """Every counted trial of the study, in trial order."""
     return [trial_outcome(t, setup) for t in _counted(study.get_trials(deepcopy=False))]
-
-
-def finished_outcomes(study: Any, setup: SearchSetup) -> list[TrialOutcome]:
-    """Every finished trial of the study, interrupted ones included."""
-    return [trial_outcome(t, setup) for t in study.get_trials(deepcopy=False) if t.state.is_finished()]

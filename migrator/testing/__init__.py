@@ -5,15 +5,16 @@ Inside:
 - ``_fake_provider``: ``fake/<profile>`` model ids answered through litellm's
   custom-provider hook (``register_fake_provider``), the sentiment task they read
   (``true_label``, ``PROFILES``) and rows for it (``make_sentiment_rows``).
-- ``_loopback``: ``LoopbackServer`` (also known as ``FaultServer``), the one loopback
-  OpenAI-compatible server, with latency, faults, scripted replies (``Reply``) and a
-  record of every request (``Attempt``); ``_http`` is the bare HTTP/1.1 it speaks.
+- ``_loopback``: ``LoopbackServer``, the one loopback OpenAI-compatible server, with
+  latency, faults, scripted replies (``Reply``) and a record of every request
+  (``Attempt``); ``_http`` is the bare HTTP/1.1 it speaks.
 - ``_replies``: what the server answers (``answer``, ``sentiment_reply``, ``Completion``).
-- ``_fault_server``: what goes wrong (``FaultPlan``, ``FAULTS``) and a migration whose
-  models live on the server (``server_spec``, ``KEY_ENV``).
+- ``_faults``: what goes wrong (``FaultPlan``, ``FAULTS``, ``RETRYABLE_FAULTS``).
 - ``_sleep``: ``RecordingSleep``, a backoff that records its waits and takes no time.
-- ``_runs``, ``_specs``: scaffolding for tests that run ``migrator run`` (projects, child
-  processes, reading a study) and the fake-provider spec (``base_spec``).
+- ``_specs``: specs of a small sentiment migration, on the fake provider (``base_spec``)
+  or with its models on the server (``server_spec``, whose key is read from ``KEY_ENV``).
+- ``_runs``: scaffolding for tests that run ``migrator run`` (projects, child processes,
+  reading a study).
 
 Used by the tests (``tests/``), the benchmarks (``benchmarks/``) and the walkthrough notebook.
 """
@@ -30,8 +31,8 @@ from migrator.testing._fake_provider import (
     register_fake_provider,
     true_label,
 )
-from migrator.testing._fault_server import FAULTS, KEY_ENV, RETRYABLE_FAULTS, FaultPlan, server_spec
-from migrator.testing._loopback import FaultServer, LoopbackServer, Reply
+from migrator.testing._faults import FAULTS, RETRYABLE_FAULTS, FaultPlan
+from migrator.testing._loopback import LoopbackServer, Reply
 from migrator.testing._replies import Attempt, Completion, Responder, answer, sentiment_reply
 from migrator.testing._runs import (
     TEMPLATED,
@@ -44,7 +45,7 @@ from migrator.testing._runs import (
     write_project,
 )
 from migrator.testing._sleep import RecordingSleep
-from migrator.testing._specs import base_spec
+from migrator.testing._specs import KEY_ENV, base_spec, server_spec
 
 __all__ = [
     "FAULTS",
@@ -58,7 +59,6 @@ __all__ = [
     "Completion",
     "FakeProfile",
     "FaultPlan",
-    "FaultServer",
     "LoopbackServer",
     "RecordingSleep",
     "Reply",

@@ -1,8 +1,7 @@
 """The one loopback OpenAI-compatible server of the tests and benchmarks.
 
 ``with LoopbackServer(plan) as server:`` serves on ``127.0.0.1`` from a background
-thread's event loop (``FaultServer`` is the same class under the name the fault tests
-know it by):
+thread's event loop:
 
 - ``POST .../chat/completions`` and ``POST .../completions`` are answered by a
   :data:`~migrator.testing._replies.Responder` (by default the sentiment reader of
@@ -10,7 +9,7 @@ know it by):
   address: ``http://127.0.0.1:PORT/lat/0.2/v1`` waits 0.2 s per request, so one server
   serves every latency a benchmark needs. A waiting request holds a timer, not a
   worker: N requests in flight take one latency, not N.
-- Faults come from the :class:`~migrator.testing._fault_server.FaultPlan`; ``then()``
+- Faults come from the :class:`~migrator.testing._faults.FaultPlan`; ``then()``
   scripts the next replies outright (a status, headers, a body, a delay).
 - What it received is recorded: ``attempts`` (path, Authorization header, request JSON,
   fault), ``error_bodies``, and the counts ``served``, ``in_flight``, ``max_in_flight``,
@@ -32,7 +31,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from migrator.testing._fault_server import ERRORS, FaultDraws, FaultPlan
+from migrator.testing._faults import ERRORS, FaultDraws, FaultPlan
 from migrator.testing._http import Connection, Request
 from migrator.testing._replies import (
     Attempt,
@@ -43,7 +42,7 @@ from migrator.testing._replies import (
     sentiment_reply,
 )
 
-__all__ = ["FaultServer", "LoopbackServer", "Reply"]
+__all__ = ["LoopbackServer", "Reply"]
 
 _NO_FAULTS = FaultPlan()
 _HOLD_S = 120.0
@@ -358,6 +357,3 @@ def _truncated(completion: Completion) -> Completion:
     """The completion cut off mid-ramble, as at a ``max_tokens`` limit."""
     text = completion.text + _RAMBLE
     return replace(completion, text=text, completion_tokens=completion.completion_tokens + len(_RAMBLE.split()))
-
-
-FaultServer = LoopbackServer

@@ -1,4 +1,4 @@
-"""Scaffolding for tests that run ``migrator run`` as a child process against the fault server."""
+"""Scaffolding for tests that run ``migrator run`` as a child process against the loopback server."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from migrator.testing._fake_provider import make_sentiment_rows
-from migrator.testing._fault_server import KEY_ENV, server_spec
+from migrator.testing._specs import KEY_ENV, server_spec
 
 __all__ = ["TEMPLATED", "StudyRow", "awkward_rows", "run_command", "run_env", "study_rows", "wait_for", "write_project"]
 
@@ -31,7 +31,7 @@ def run_command(spec: Path, out: Path, *extra: str) -> list[str]:
 
 
 def run_env(key: str) -> dict[str, str]:
-    """This process's environment with the fault server's key set and litellm offline."""
+    """This process's environment with the loopback server's key set and litellm offline."""
     return {**os.environ, KEY_ENV: key, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
 
 

@@ -86,11 +86,12 @@ def test_a_write_waiting_for_another_process_lock_leaves_the_event_loop_free(tmp
     other.execute("BEGIN IMMEDIATE")  # another process writing: our write must wait for it
 
     async def meanwhile() -> int:
+        """How many of 10 ticks the loop made while the write was still waiting."""
         put = asyncio.create_task(cache.aput("k", "m/a", {"text": "x"}))
         ticks = 0
         for _ in range(10):
             await asyncio.sleep(0.02)
-            ticks += 1
+            ticks += not put.done()  # a write blocking the loop would be done (or failed) first
         assert not put.done()
         other.execute("COMMIT")
         await put
@@ -194,7 +195,7 @@ def test_a_model_moved_to_another_server_is_asked_again_not_answered_from_the_ol
     import yaml
 
     from migrator import cli
-    from migrator.testing import KEY_ENV, FaultPlan, FaultServer, make_sentiment_rows, server_spec
+    from migrator.testing import KEY_ENV, FaultPlan, LoopbackServer, make_sentiment_rows, server_spec
 
     data = tmp_path / "reviews.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in make_sentiment_rows(20)))
@@ -202,7 +203,7 @@ def test_a_model_moved_to_another_server_is_asked_again_not_answered_from_the_ol
     made = []
     monkeypatch.setenv(KEY_ENV, "sk-test-cache-0123456789")
     for _ in ("old server", "new server"):  # same model ids, same output dir and cache
-        with FaultServer(FaultPlan()) as server:
+        with LoopbackServer(FaultPlan()) as server:
             spec.write_text(yaml.safe_dump(server_spec(server.api_base, str(data), budget={"trials": 2})))
             assert cli.main(["run", str(spec), "--out", str(out), "--quiet", "--no-tracking"]) == 0
             made.append((len(server.attempts), json.loads((out / "summary.json").read_text())["llm_calls"]["made"]))

@@ -91,18 +91,28 @@ def test_a_reply_without_choices_is_a_provider_fault() -> None:
 
 
 def test_the_default_transport_takes_the_direct_road_only_where_it_applies() -> None:
+    # the litellm road answers "via litellm", the server the review's label: each reply names its road
+    via_litellm = MockTransport(lambda request: "via litellm")
+    great = (("user", "Review: great"),)
+
+    def road(endpoint: Endpoint, *, direct: bool = True) -> str:
+        transport = DefaultTransport(direct=direct, litellm=via_litellm)
+        # a chat endpoint sends the messages, a completion endpoint the prompt
+        request = {"messages": great, "prompt": "Review: great\nAnswer:"}
+        return str(_ask(LiteLLMClient(transport=transport), endpoint, **request).text)
+
     with LoopbackServer() as server:
-        direct = Endpoint("openai/fault-oracle", api_base=server.api_base)
-        assert (
-            _ask(LiteLLMClient(transport=DefaultTransport()), direct, messages=(("user", "Review: great"),)).text
-            == "positive"
-        )
-        assert (
-            _ask(
-                LiteLLMClient(transport=DefaultTransport(direct=False)), direct, messages=(("user", "Review: great"),)
-            ).text
-            == "positive"
-        )
+        served = Endpoint("openai/fault-oracle", api_base=server.api_base)
+        completions = Endpoint("text-completion-openai/fault-oracle", mode="completion", api_base=server.api_base)
+        assert road(served) == "positive"  # sent direct: the server's answer
+        assert road(completions) == "positive"
+        assert road(served, direct=False) == "via litellm"
+        # an OpenAI model on OpenAI's own API, a fake/ id, a chat model asked for a completion
+        assert road(Endpoint("openai/gpt-4o-mini")) == "via litellm"
+        assert road(Endpoint("fake/oracle")) == "via litellm"
+        assert road(Endpoint("openai/fault-oracle", mode="completion", api_base=server.api_base)) == "via litellm"
+        # the real litellm road reaches the same server
+        assert _ask(LiteLLMClient(transport=DefaultTransport(direct=False)), served, messages=great).text == "positive"
     # fake/ ids are litellm's custom provider: no HTTP at all
     assert (
         _ask(
@@ -110,7 +120,11 @@ def test_the_default_transport_takes_the_direct_road_only_where_it_applies() -> 
         ).text
         == "negative"
     )
-    assert [a.body["model"] for a in server.attempts] == ["fault-oracle", "fault-oracle"]
+    assert [(a.path, a.body["model"]) for a in server.attempts] == [
+        ("/v1/chat/completions", "fault-oracle"),
+        ("/v1/completions", "fault-oracle"),
+        ("/v1/chat/completions", "fault-oracle"),
+    ]
 
 
 def test_the_http_transport_refuses_an_endpoint_it_cannot_call() -> None:

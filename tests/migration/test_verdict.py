@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Callable
 from pathlib import Path
 
-from migrator.llm import LiteLLMClient, Limits
+from migrator.llm import Limits, LiteLLMClient
 from migrator.migration import build_setup, judge_on_test, prepare, run_migration
 from migrator.search import best_trials
 from migrator.spec import load_spec

@@ -466,6 +466,27 @@ def test_importance_with_one_complete_trial_is_a_note(tmp_path: Path) -> None:
     assert "needs at least 2 complete trials; this study has 1" in parsed.sections["importance"].text
 
 
+def test_the_latency_chart_marks_the_score_latency_front_not_the_cost_one() -> None:
+    from migrator.evaluate import Config, Summary
+    from migrator.outputs.report._charts import _latency_front
+    from migrator.search import SearchResult, TrialOutcome, pareto_front
+
+    def trial(number: int, score: float, cost: float, latency: float, state: str = "complete") -> TrialOutcome:
+        config = Config("fake/weak", "original", number, "random", (), "chat")
+        return TrialOutcome(number, state, config, Summary(score, 10, 0, cost * 10, cost, latency, 0, 0))
+
+    trials = [
+        trial(0, 0.9, 0.010, 2.0),
+        trial(1, 0.8, 0.001, 0.5),
+        trial(2, 0.7, 0.0001, 1.0),
+        trial(3, 0.9, 0.020, 1.5),
+        trial(4, 0.95, 0.0, 0.1, state="pruned"),  # only complete trials are on a front
+    ]
+    # fastest first: #2 is slower than #1 and scores less; #0 is slower than #3 at the same score
+    assert [t.number for t in _latency_front(trials)] == [1, 3]
+    assert [t.number for t in pareto_front(SearchResult(tuple(trials), None, "", ""))] == [2, 1, 0]
+
+
 def test_rendering_leaves_matplotlib_settings_alone(migration: tuple[MigrationResult, dict[str, Any]]) -> None:
     import matplotlib
 

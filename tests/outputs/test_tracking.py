@@ -275,3 +275,33 @@ def test_mlflow_telemetry_is_off_unless_the_user_turns_it_on(tmp_path: Path) -> 
     assert off["as_mlflow_loads"] == "true"
     allowed = probe({**env, "MLFLOW_DISABLE_TELEMETRY": "false"})
     assert allowed["as_mlflow_loads"] == "false"
+
+
+@pytest.mark.parametrize("mode_written", [True, False], ids=["as-migrator-writes-it", "no-endpoint-mode"])
+def test_an_exported_winner_is_registered_with_its_prompt_and_how_it_is_called(
+    tracked_run: dict[str, Any], tmp_path: Path, mode_written: bool
+) -> None:
+    import yaml
+    from mlflow.tracking import MlflowClient
+
+    from migrator import cli
+    from migrator.outputs import winner_dict, write_outputs
+
+    result = tracked_run["result"]
+    write_outputs(tmp_path, {}, winner_dict(result, tmp_path))
+    lock_path = tmp_path / "winner.yaml"
+    winner = yaml.safe_load(lock_path.read_text())
+    if not mode_written:  # a hand-written lockfile: read as a chat one, as `migrator eval` reads it
+        del winner["endpoint"]["mode"]
+        lock_path.write_text(yaml.safe_dump(winner, sort_keys=False))
+    uri = f"sqlite:///{tmp_path / 'registry.db'}"
+    assert cli.main(["export", str(lock_path), "--format", "mlflow", "--tracking-uri", uri, "--name", "sentiment"]) == 0
+
+    version = MlflowClient(tracking_uri=uri, registry_uri=uri).get_prompt_version_by_alias("sentiment", "production")
+    assert version.template == winner["messages"]
+    assert version.model_config["model_name"] == result.verdict.winner.config.model
+    tags = version.tags
+    assert tags["migrator.mode"] == "chat"  # the fake targets are chat models
+    assert tags["migrator.spec_hash"] == result.spec.spec_hash()
+    assert tags["migrator.demos"] == f"{winner['demos']['k']} ({winner['demos']['strategy']})"
+    assert float(tags["migrator.test_score"]) == pytest.approx(result.verdict.winner.test.score)

@@ -26,7 +26,7 @@ from migrator.migration import default_out_paths, prepare, run_migration
 from migrator.outputs.tracking import MlflowTracker
 from migrator.search import TrialOutcome
 from migrator.spec import load_spec
-from migrator.testing import FaultPlan, FaultServer, run_command, run_env, study_rows, wait_for, write_project
+from migrator.testing import FaultPlan, LoopbackServer, run_command, run_env, study_rows, wait_for, write_project
 
 KEY = "sk-test-crash-0123456789abcdef"
 
@@ -86,7 +86,7 @@ def _lock_inside_a_trial_write(path: Path, proc: subprocess.Popen[str]) -> sqlit
 def test_a_resumed_run_logs_every_trial_the_kill_left_unlogged_or_half_written_exactly_once(tmp_path: Path) -> None:
     # 6 configs (2 targets x 0, 2 or 4 demos), 15 dev calls each; the server holds the
     # killed run after 70 calls, inside trial 4, so trials 0-3 finish before the kill.
-    with FaultServer(FaultPlan(hold_after=70, hold_key=KEY)) as server:
+    with LoopbackServer(FaultPlan(hold_after=70, hold_key=KEY)) as server:
         space = {"timeout_s": 60.0, "demos": {"k": [0, 2, 4], "strategies": ["random"]}}
         spec = write_project(tmp_path, server.api_base, search_space=space, budget={"trials": 6})
         out = tmp_path / "out"

@@ -1,7 +1,7 @@
 """The winner lockfile rendered for other tools: YAML, JSON, a Python module, promptfoo.
 
-Pure functions from the lockfile mapping to text; ``cli`` (``migrator export``) writes
-the result, and registers the prompt in MLflow for the ``mlflow`` format.
+Pure functions from the checked lockfile (a ``WinnerLock``) to text; ``cli`` (``migrator
+export``) writes the result, and registers the prompt in MLflow for the ``mlflow`` format.
 
 - ``_render``: :func:`render` and :data:`FORMATS`, one entry point for every format.
 - ``_python``: :func:`python_snippet`, a standalone module that sends the requests

@@ -13,52 +13,55 @@ import json
 import math
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from migrator.models import is_local
 from migrator.outputs.exporters._shared import LOCAL_API_BASE, fill_in
 
+if TYPE_CHECKING:
+    from migrator.outputs import WinnerLock
+    from migrator.outputs._lockfile import LockedEndpoint
+    from migrator.spec import MetricSpec
+
 # Sampling params promptfoo's OpenAI-style providers know by name; any other param of
 # the winner is passed through to the request body as it is.
 _PROMPTFOO_PARAMS = ("temperature", "top_p", "max_tokens", "stop", "seed", "presence_penalty", "frequency_penalty")
 
 
-def _promptfoo_provider(winner: Mapping[str, Any]) -> dict[str, Any]:
+def _promptfoo_provider(lock: WinnerLock) -> dict[str, Any]:
     """The promptfoo provider that makes the winner's request: its id and config."""
-    model = str(winner["model"])
-    endpoint = winner.get("endpoint") or {}
-    provider, _, name = model.partition("/")
-    self_hosted = is_local(model) or bool(endpoint.get("api_base"))  # an OpenAI-compatible server
-    params = dict(winner.get("params") or {})
-    config = _provider_config(params, endpoint, self_hosted=self_hosted, openai=provider == "openai")
+    endpoint = lock.endpoint
+    provider, _, name = lock.model.partition("/")
+    self_hosted = is_local(lock.model) or bool(endpoint.api_base)  # an OpenAI-compatible server
+    config = _provider_config(lock.params, endpoint, self_hosted=self_hosted, openai=provider == "openai")
     return {"id": _provider_id(provider, name, endpoint, self_hosted=self_hosted), "config": config}
 
 
 def _provider_config(
-    params: Mapping[str, Any], endpoint: Mapping[str, Any], *, self_hosted: bool, openai: bool
+    params: Mapping[str, Any], endpoint: LockedEndpoint, *, self_hosted: bool, openai: bool
 ) -> dict[str, Any]:
     """The provider's config: the winner's params, its key's variable, and promptfoo's defaults undone."""
     config: dict[str, Any] = {k: v for k, v in params.items() if k in _PROMPTFOO_PARAMS}
     if extra := {k: v for k, v in params.items() if k not in _PROMPTFOO_PARAMS}:
         config["passthrough"] = extra
-    if endpoint.get("api_key_env"):
-        config["apiKeyEnvar"] = endpoint["api_key_env"]  # the variable's name, never the key
-    if (self_hosted or openai) and endpoint.get("mode") != "completion":
+    if endpoint.api_key_env:
+        config["apiKeyEnvar"] = endpoint.api_key_env  # the variable's name, never the key
+    if (self_hosted or openai) and endpoint.mode != "completion":
         config["omitDefaults"] = True  # no temperature or max_tokens the winner does not set
-    if endpoint.get("mode") == "completion" and "stop" not in params:
+    if endpoint.mode == "completion" and "stop" not in params:
         config["stop"] = []  # promptfoo's completion provider would stop at ChatML tokens
     if self_hosted:
-        config["apiBaseUrl"] = endpoint.get("api_base") or LOCAL_API_BASE
-        if not endpoint.get("api_key_env"):
+        config["apiBaseUrl"] = endpoint.api_base or LOCAL_API_BASE
+        if not endpoint.api_key_env:
             config["apiKeyRequired"] = False  # a self-hosted server without a key
     return config
 
 
-def _provider_id(provider: str, name: str, endpoint: Mapping[str, Any], *, self_hosted: bool) -> str:
+def _provider_id(provider: str, name: str, endpoint: LockedEndpoint, *, self_hosted: bool) -> str:
     if self_hosted:
-        kind = "completion" if endpoint.get("mode") == "completion" else "chat"
+        kind = "completion" if endpoint.mode == "completion" else "chat"
         return f"openai:{kind}:{name}"
     if provider == "anthropic":
         return f"anthropic:messages:{name}"
@@ -172,25 +175,25 @@ score = float(import_module(@MODULE@).@FUNCTION@(output, expected))
 return min(1.0, max(0.0, score))"""
 
 
-def _assertion(metric: Mapping[str, Any]) -> dict[str, Any]:
+def _assertion(metric: MetricSpec) -> dict[str, Any]:
     """One assertion for every test: the winner's metric, reading the test's ``_expected`` var.
 
     promptfoo passes a test when the score is 1 (``threshold``), as migrator counts a
     fully right answer; fractional metrics (f1, json_fields) also report their score.
     """
-    name = str(metric.get("name"))
-    tol = repr(float(metric.get("tolerance", 1e-6)))
+    name = metric.name
+    tol = repr(float(metric.tolerance))
     if name.startswith("python:"):
         module, _, function = name.removeprefix("python:").partition(":")
         value = fill_in(_PY_METRIC, {"MODULE": json.dumps(module), "FUNCTION": function})
         return {"type": "python", "value": value, "threshold": 1.0}
     body = {
-        "label": lambda: fill_in(_JS_LABEL, {"LABELS": json.dumps(list(metric.get("labels") or []))}),
+        "label": lambda: fill_in(_JS_LABEL, {"LABELS": json.dumps(list(metric.labels or ()))}),
         "numeric": lambda: fill_in(_JS_NUMERIC, {"TOLERANCE": tol}),
         "exact": lambda: _JS_EXACT,
         "f1": lambda: _JS_F1,
         "json_fields": lambda: fill_in(
-            _JS_JSON_FIELDS, {"FIELDS": json.dumps(list(metric.get("fields") or [])), "TOLERANCE": tol}
+            _JS_JSON_FIELDS, {"FIELDS": json.dumps(list(metric.fields or ())), "TOLERANCE": tol}
         ),
     }[name]()
     return {"type": "javascript", "value": f"{_JS_PRELUDE}\n{body}", "threshold": 1.0}
@@ -240,7 +243,7 @@ def _plain(value: Any) -> bool:
     )
 
 
-def _shared_prompt(winner: Mapping[str, Any], tests: Sequence[Mapping[str, Any]]) -> str | None:
+def _shared_prompt(lock: WinnerLock, tests: Sequence[Mapping[str, Any]]) -> str | None:
     """The winner's prompt as one promptfoo template, if it is exactly what migrator sends.
 
     That holds with fixed demos, variables used as plain substitutions, and inputs that
@@ -249,17 +252,16 @@ def _shared_prompt(winner: Mapping[str, Any], tests: Sequence[Mapping[str, Any]]
     """
     from migrator.prompts import Demo, PromptTemplate
 
-    demos = winner.get("demos") or {}
-    if demos.get("strategy") == "knn" and demos.get("k"):
+    if lock.demos.strategy == "knn" and lock.demos.k:
         return None
     names = sorted({k for t in tests for k in t["inputs"]})
     if not tests or not all(n.isidentifier() and not n.startswith("_") for n in names):
         return None
     if not all(_plain(v) for t in tests for v in t["inputs"].values()):
         return None
-    template = PromptTemplate(tuple((m["role"], m["content"]) for m in winner["messages"]))
+    template = PromptTemplate(tuple((m.role, m.content) for m in lock.messages))
     marks = {n: f"\x00migrator-var:{n}\x00" for n in names}
-    fixed = [Demo(d["inputs"], str(d["answer"])) for d in demos.get("fixed") or []]
+    fixed = [Demo(d.inputs, d.answer) for d in lock.demos.fixed]
     try:
         if isinstance(tests[0]["prompt"], str):
             shared = _as_nunjucks(template.render_text(marks, fixed))
@@ -300,24 +302,24 @@ def _quoted_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
 _QuotedDumper.add_representer(str, _quoted_str)
 
 
-def promptfoo_config(winner: Mapping[str, Any], tests: Sequence[Mapping[str, Any]]) -> str:
+def promptfoo_config(lock: WinnerLock, tests: Sequence[Mapping[str, Any]]) -> str:
     """promptfooconfig.yaml: the winner's prompt and provider, the test split as test cases.
 
     ``tests`` carry each example's id, inputs, expected value and ``prompt``: exactly what
     the winner sends for it (see ``Lockfile.prompt_for``). promptfoo then scores the same
     requests migrator scored, with the same metric.
     """
-    shared = _shared_prompt(winner, tests)
+    shared = _shared_prompt(lock, tests)
     chat = not tests or not isinstance(tests[0]["prompt"], str)
     # Otherwise each test carries its prompt, and nothing else, in vars that are not
     # strings: promptfoo inserts those as they are, where it renders string vars.
     prompt = shared or ("{{ _messages | dump }}" if chat else "{{ _prompt.text }}")
     cases = [_test_case(t, shared=shared is not None, chat=chat) for t in tests]
     config = {
-        "description": f"migrator winner for {winner['name']}: {winner['model']} · {winner['prompt_id']} (spec {winner.get('spec_hash')})",
-        "prompts": [{"id": str(winner["prompt_id"]), "raw": prompt}],
-        "providers": [_promptfoo_provider(winner)],
-        "defaultTest": {"assert": [_assertion(winner.get("metric") or {})]},
+        "description": f"migrator winner for {lock.name}: {lock.model} · {lock.prompt_id} (spec {lock.spec_hash})",
+        "prompts": [{"id": lock.prompt_id, "raw": prompt}],
+        "providers": [_promptfoo_provider(lock)],
+        "defaultTest": {"assert": [_assertion(lock.metric)]},
         "tests": cases,
     }
     body = yaml.dump(config, Dumper=_QuotedDumper, sort_keys=False, allow_unicode=True, width=120)

@@ -8,16 +8,15 @@ litellm call. It imports nothing from migrator.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pydantic import ValidationError
-
-from migrator.errors import SpecError
 from migrator.llm import Endpoint
 from migrator.models import is_local
 from migrator.outputs.exporters._shared import LOCAL_API_BASE, fill_in
+
+if TYPE_CHECKING:
+    from migrator.outputs import WinnerLock
 
 # The exported module is assembled from these parts, each with the winner's values
 # filled in. It mirrors migrator: PromptTemplate.render / render_text (prompts.py), the
@@ -168,36 +167,30 @@ def _py_literal(value: Any) -> str:
     return brackets[0] + "\n" + "".join(f"    {item},\n" for item in items) + brackets[1]
 
 
-def _snippet_endpoint(winner: Mapping[str, Any]) -> tuple[Endpoint, bool]:
+def _snippet_endpoint(lock: WinnerLock) -> tuple[Endpoint, bool]:
     """How migrator calls the winner (as Lockfile.prompt_for and `migrator eval` do), and
     whether it is a local model, whose server the snippet looks for at LOCAL_API_BASE."""
     from migrator.migration import endpoint_for
-    from migrator.spec import TargetSpec
 
-    fields = {k: v for k, v in (winner.get("endpoint") or {}).items() if k in ("mode", "api_base", "api_key_env")}
-    try:
-        target = TargetSpec(model=winner["model"], **fields)
-    except ValidationError as exc:
-        raise SpecError(f"malformed winner endpoint: {exc.errors()[0]['msg']}", where="endpoint") from None
-    endpoint = endpoint_for(target, {})
-    if is_local(target.model) and not endpoint.api_base:
+    endpoint = endpoint_for(lock.target(), {})
+    if is_local(lock.model) and not endpoint.api_base:
         return replace(endpoint, api_base=LOCAL_API_BASE), True
     return endpoint, False
 
 
-def _snippet_demos(winner: Mapping[str, Any]) -> tuple[bool, str]:
+def _snippet_demos(lock: WinnerLock) -> tuple[bool, str]:
     """Whether the winner picks kNN demos per input, and the constants its demos need."""
-    demos = winner.get("demos") or {}
-    k = int(demos.get("k", 0))
-    pool = list(demos.get("pool") or [])
-    if k > 0 and demos.get("strategy") == "knn" and pool:  # as Lockfile.demos_for; an empty pool gives none
-        fields = list((winner.get("dataset") or {}).get("input_fields") or pool[0]["inputs"])
+    demos = lock.demos
+    if demos.k > 0 and demos.strategy == "knn" and demos.pool:  # as Lockfile.demos_for; an empty pool gives none
+        fields = list(lock.dataset.input_fields or demos.pool[0].inputs)
+        pool = [p.model_dump(mode="json") for p in demos.pool]  # as the lockfile writes them
         return True, (
-            f"K = {k}\n"
+            f"K = {demos.k}\n"
             f"INPUT_FIELDS = {_py_literal(fields)}  # joined in this order to find an input's neighbours\n"
             f"DEMO_POOL = {_py_literal(pool)}\n"
         )
-    return False, f"DEMOS = {_py_literal(list(demos.get('fixed') or []) if k > 0 else [])}\n"
+    fixed = [d.model_dump(mode="json") for d in demos.fixed] if demos.k > 0 else []
+    return False, f"DEMOS = {_py_literal(fixed)}\n"
 
 
 @dataclass(frozen=True)
@@ -244,19 +237,17 @@ def _imports(road: _Road) -> str:
     return "\n".join(stdlib) + "\n\n" + "\n".join(third_party)
 
 
-def _header(winner: Mapping[str, Any], endpoint: Endpoint, road: _Road, *, local: bool, demo_constants: str) -> str:
+def _header(lock: WinnerLock, endpoint: Endpoint, road: _Road, *, local: bool, demo_constants: str) -> str:
     """The module's docstring, imports and constants: the winner's model, params, messages, demos."""
-    demos = winner.get("demos") or {}
-    scores = winner.get("scores") or {}
+    scores = lock.scores
     return fill_in(
         _PY_HEADER,
         {
-            "NAME": str(winner.get("name")),
-            "SPEC": str(winner.get("spec_hash")),
-            "LABEL": f"{winner['model']} · {winner.get('prompt_id')} · {demos.get('k', 0)} demos"
-            f" ({demos.get('strategy', 'none')}) · {endpoint.mode}",
-            "TEST": str(scores.get("test")),
-            "CI": str(scores.get("test_ci")),
+            "NAME": lock.name,
+            "SPEC": str(lock.spec_hash),
+            "LABEL": f"{lock.model} · {lock.prompt_id} · {lock.demos.k} demos ({lock.demos.strategy}) · {endpoint.mode}",
+            "TEST": str(scores.test if scores else None),
+            "CI": str(scores.test_ci if scores else None),
             "WHAT": "prompt" if road.completion else "messages",
             "RENDER": road.render,
             "IMPORTS": _imports(road),
@@ -264,8 +255,8 @@ def _header(winner: Mapping[str, Any], endpoint: Endpoint, road: _Road, *, local
             "BASE": repr(endpoint.api_base),
             "NOTE": "  # where your llama.cpp server listens (python -m llama_cpp.server ...)" if local else "",
             "KEYENV": repr(endpoint.api_key_env),
-            "PARAMS": _py_literal(dict(winner.get("params") or {})),
-            "MESSAGES": _py_literal([{"role": m["role"], "content": m["content"]} for m in winner["messages"]]),
+            "PARAMS": _py_literal(dict(lock.params)),
+            "MESSAGES": _py_literal([{"role": m.role, "content": m.content} for m in lock.messages]),
             "DEMOS": demo_constants,
         },
     )
@@ -285,12 +276,12 @@ def _call(road: _Road) -> str:
     )
 
 
-def python_snippet(winner: Mapping[str, Any]) -> str:
+def python_snippet(lock: WinnerLock) -> str:
     """A standalone Python module that sends the winner exactly the requests migrator scored."""
-    endpoint, local = _snippet_endpoint(winner)
-    knn, demo_constants = _snippet_demos(winner)
+    endpoint, local = _snippet_endpoint(lock)
+    knn, demo_constants = _snippet_demos(lock)
     road = _road(endpoint, knn)
-    header = _header(winner, endpoint, road, local=local, demo_constants=demo_constants)
+    header = _header(lock, endpoint, road, local=local, demo_constants=demo_constants)
     demo_code = _PY_KNN_DEMOS if road.knn else _PY_FIXED_DEMOS
     render_code = _PY_RENDER_TEXT if road.completion else _PY_RENDER_CHAT
     return header + demo_code + render_code + _PY_API_KEY + _call(road)

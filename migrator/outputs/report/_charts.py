@@ -13,7 +13,7 @@ import sys
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from migrator.redaction import redact
@@ -90,17 +90,10 @@ def _unit_scores(axes: Sequence[Axes], trials: Sequence[TrialOutcome]) -> None:
 
 
 def _latency_front(trials: Sequence[TrialOutcome]) -> list[TrialOutcome]:
-    """The trials no other trial beats on both dev score and latency p50.
+    """The trials no other trial beats on both dev score and latency p50 (as cost's front does)."""
+    from migrator.search import front  # loads numpy: only once a report is drawn
 
-    ``pareto_front`` weighs score against cost per example; it is given latency in the
-    cost's place, so both fronts on the page follow one definition of dominance.
-    """
-    from migrator.search import SearchResult, pareto_front  # loads numpy: only once a report is drawn
-
-    swapped = [replace(t, summary=replace(t.summary, cost_usd_per_example=t.summary.latency_p50_s)) for t in trials]
-    by_number = {t.number: t for t in trials}
-    front = pareto_front(SearchResult(trials=tuple(swapped), stopped_by=None, study_name="", storage=""))
-    return [by_number[t.number] for t in front]
+    return front(trials, lambda t: t.summary.latency_p50_s)
 
 
 def _pareto_axes(

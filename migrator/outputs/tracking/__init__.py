@@ -5,7 +5,8 @@
   thread and raises ``TrackingError`` from ``finish`` if MLflow failed.
 - ``_worker``: that thread (a queue of tasks, stopped at the first failure).
 - ``_mlflow``: what a migration, a trial and a result become in MLflow (tags, params,
-  metrics, artifacts), and ``import_mlflow``, the one place migrator loads mlflow.
+  metrics, artifacts), ``import_mlflow``, the one place migrator loads mlflow, and
+  ``MLFLOW_ENVIRONMENT``, the settings it loads mlflow with (``migrator ui`` too).
 - ``_registry``: ``register_prompt`` and ``download_lockfile``, for ``migrator export``.
 
 Used by :mod:`migrator.cli`; mlflow loads only when a tracker starts or the registry is
@@ -15,10 +16,12 @@ used, and importing this package changes nothing (not even the environment).
 from __future__ import annotations
 
 from migrator.errors import TrackingError
+from migrator.outputs.tracking._mlflow import MLFLOW_ENVIRONMENT
 from migrator.outputs.tracking._registry import download_lockfile, register_prompt
 from migrator.outputs.tracking._tracker import MlflowTracker, NullTracker, Tracker
 
 __all__ = [
+    "MLFLOW_ENVIRONMENT",
     "MlflowTracker",
     "NullTracker",
     "Tracker",

@@ -14,6 +14,7 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from migrator.candidates import PromptCandidate, Rejection
@@ -26,10 +27,11 @@ if TYPE_CHECKING:
     from migrator.migration import MigrationResult, Prepared
     from migrator.spec import MigrationSpec
 
-__all__ = ["MlflowRecorder", "import_mlflow", "mlflow_client"]
+__all__ = ["MLFLOW_ENVIRONMENT", "MlflowRecorder", "import_mlflow", "mlflow_client"]
 
-# Settings mlflow reads from the environment, as migrator runs it unless the user set them.
-_ENVIRONMENT = {
+# Settings mlflow reads from the environment, as migrator runs it (in process, and the
+# dashboard `migrator ui` starts) unless the user set them.
+MLFLOW_ENVIRONMENT: Mapping[str, str] = MappingProxyType({
     # MLflow 3 sends usage telemetry to its servers by default; migrator runs offline and
     # never phones home. Set MLFLOW_DISABLE_TELEMETRY=false yourself to allow it.
     "MLFLOW_DISABLE_TELEMETRY": "true",
@@ -38,7 +40,7 @@ _ENVIRONMENT = {
     # the middle of the caller's output. Its warnings and errors still show.
     "MLFLOW_LOGGING_LEVEL": "WARNING",
     "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
-}
+})
 
 _STATUS = {"complete": "FINISHED", "pruned": "KILLED", "failed": "FAILED"}
 # a nested trial run's metrics: MLflow's name for each field of the trial's dev Summary
@@ -65,7 +67,7 @@ def import_mlflow() -> Any:
     The defaults are set here, before mlflow first loads, because mlflow reads its
     logging level when it loads; importing :mod:`migrator` changes nothing.
     """
-    for name, value in _ENVIRONMENT.items():
+    for name, value in MLFLOW_ENVIRONMENT.items():
         os.environ.setdefault(name, value)
     import mlflow
 

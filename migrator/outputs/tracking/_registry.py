@@ -5,11 +5,13 @@ Used by ``migrator export`` (``--format mlflow``, and an MLflow run id as the so
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from migrator.outputs.tracking._mlflow import mlflow_client
+
+if TYPE_CHECKING:
+    from migrator.outputs import WinnerLock
 
 __all__ = ["download_lockfile", "register_prompt"]
 
@@ -18,20 +20,20 @@ _MODEL_CONFIG_PARAMS = ("temperature", "top_p", "max_tokens")
 
 
 def register_prompt(
-    tracking_uri: str, winner: Mapping[str, Any], *, name: str | None = None, alias: str = "production"
+    tracking_uri: str, lock: WinnerLock, *, name: str | None = None, alias: str = "production"
 ) -> tuple[str, int]:
     """Register the winner's prompt (template + model config) in MLflow's prompt registry.
 
     Returns the prompt's name and the new version, which ``alias`` now points to.
     """
     client = mlflow_client(tracking_uri, registry_uri=tracking_uri)
-    prompt_name = name or f"{winner['name']}-prompt"
+    prompt_name = name or f"{lock.name}-prompt"
     version = client.register_prompt(
         prompt_name,
-        template=[dict(m) for m in winner["messages"]],
-        commit_message=f"migrator winner for {winner['name']}: {winner['model']} · {winner['prompt_id']}",
-        tags=_prompt_tags(winner),
-        model_config=_model_config(winner),
+        template=[{"role": m.role, "content": m.content} for m in lock.messages],
+        commit_message=f"migrator winner for {lock.name}: {lock.model} · {lock.prompt_id}",
+        tags=_prompt_tags(lock),
+        model_config=_model_config(lock),
     )
     client.set_prompt_alias(prompt_name, alias=alias, version=int(version.version))
     return prompt_name, int(version.version)
@@ -42,21 +44,20 @@ def download_lockfile(tracking_uri: str, run_id: str, dest: Path) -> Path:
     return Path(mlflow_client(tracking_uri).download_artifacts(run_id, "winner.yaml", str(dest)))
 
 
-def _model_config(winner: Mapping[str, Any]) -> dict[str, Any]:
-    params = dict(winner.get("params") or {})
-    config = {k: v for k, v in params.items() if k in _MODEL_CONFIG_PARAMS}
-    config["model_name"] = str(winner["model"])
+def _model_config(lock: WinnerLock) -> dict[str, Any]:
+    config = {k: v for k, v in lock.params.items() if k in _MODEL_CONFIG_PARAMS}
+    config["model_name"] = lock.model
     return config
 
 
-def _prompt_tags(winner: Mapping[str, Any]) -> dict[str, str]:
+def _prompt_tags(lock: WinnerLock) -> dict[str, str]:
     """What the registry shows of the winner: where it came from, how it is called, how it scored."""
-    demos = winner.get("demos") or {}
     return {
-        "migrator.spec_hash": str(winner.get("spec_hash", "")),
-        "migrator.prompt_id": str(winner.get("prompt_id", "")),
-        "migrator.model": str(winner["model"]),
-        "migrator.mode": str((winner.get("endpoint") or {}).get("mode", "chat")),
-        "migrator.demos": f"{demos.get('k', 0)} ({demos.get('strategy', 'none')})",
-        "migrator.test_score": str((winner.get("scores") or {}).get("test")),
+        "migrator.spec_hash": lock.spec_hash or "",
+        "migrator.prompt_id": lock.prompt_id,
+        "migrator.model": lock.model,
+        # a lockfile that names no mode is read as a chat one (see Lockfile.config)
+        "migrator.mode": lock.endpoint.mode or "chat",
+        "migrator.demos": f"{lock.demos.k} ({lock.demos.strategy})",
+        "migrator.test_score": str(lock.scores.test if lock.scores else None),
     }

@@ -92,13 +92,15 @@ class MlflowTracker:
         artifact_dir: Path | None = None,
         on_failure: Callable[[TrackingError], None] | None = None,
     ) -> None:
-        self.tracking_uri = tracking_uri
-        self.experiment = experiment
-        self.artifact_dir = artifact_dir
         self.on_failure = on_failure
         self._recorder = MlflowRecorder(tracking_uri, experiment, artifact_dir)
         self._worker = Worker("migrator-mlflow", self._fail)
         self._failure: TrackingError | None = None
+
+    @property
+    def tracking_uri(self) -> str:
+        """The store the migration is recorded in (the recorder's; set once, read from any thread)."""
+        return self._recorder.tracking_uri
 
     @property
     def experiment_id(self) -> str | None:

@@ -20,7 +20,7 @@ class Worker:
 
     Once a task raises, the worker runs none of the tasks after it (they would build on
     what failed) and calls ``on_failure(what, exc)`` at once, from its thread, with the
-    description the failed task was queued under.
+    description the failed task was queued under; keeping the failure is the caller's job.
 
     Args:
         name: the thread's name.
@@ -30,7 +30,6 @@ class Worker:
     def __init__(self, name: str, on_failure: Callable[[str, Exception], None]) -> None:
         self.name = name
         self.on_failure = on_failure
-        self.failed = False
         self._tasks: queue.SimpleQueue[tuple[str, Task] | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._first_done = threading.Event()
@@ -64,19 +63,22 @@ class Worker:
         thread.join()
 
     def _run(self) -> None:
+        failed = False
         try:
             while (item := self._tasks.get()) is not None:
                 what, task = item
-                if not self.failed:
-                    self._attempt(what, task)
+                if not failed:
+                    failed = not self._attempt(what, task)
                 self._first_done.set()
         finally:
             # a thread that died must not leave a waiter blocked
             self._first_done.set()
 
-    def _attempt(self, what: str, task: Task) -> None:
+    def _attempt(self, what: str, task: Task) -> bool:
+        """Run one task; whether it succeeded (if not, ``on_failure`` has been told)."""
         try:
             task()
         except Exception as exc:
-            self.failed = True
             self.on_failure(what, exc)
+            return False
+        return True

@@ -23,7 +23,7 @@ import yaml
 from migrator import cli
 from migrator.llm import LiteLLMClient
 from migrator.outputs import evaluate_lockfile, load_lockfile
-from migrator.testing import KEY_ENV, TEMPLATED, FaultPlan, FaultServer, awkward_rows, server_spec
+from migrator.testing import KEY_ENV, TEMPLATED, FaultPlan, LoopbackServer, awkward_rows, server_spec
 
 ROOT = Path(__file__).resolve().parents[3]
 # installed by .ci/run (npm install --prefix .ci/node promptfoo@<pinned>)
@@ -59,7 +59,7 @@ def test_promptfoo_passes_exactly_the_examples_migrator_scored_right(
     data = tmp_path / "reviews.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in awkward_rows(awkward)))
     monkeypatch.setenv(KEY_ENV, KEY)
-    with FaultServer(FaultPlan()) as server:
+    with LoopbackServer(FaultPlan()) as server:
         target = {"model": "openai/fault-shaky", "api_base": server.api_base, "api_key_env": KEY_ENV, "mode": mode}
         spec = server_spec(
             server.api_base,
@@ -279,7 +279,7 @@ def test_the_exported_assertion_scores_as_migrator_does(
     metric = build_metric(MetricSpec(**spec))
     want = {f"c{i}": metric.score(o, e) for i, (o, e) in enumerate(cases)}
     assert len(set(want.values())) > 1  # the cases are not all one verdict
-    assert _echo_eval(tmp_path, _assertion(spec), cases) == pytest.approx(want)
+    assert _echo_eval(tmp_path, _assertion(MetricSpec(**spec)), cases) == pytest.approx(want)
 
 
 def test_a_python_metric_runs_in_promptfoo_as_in_migrator(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -298,4 +298,4 @@ def test_a_python_metric_runs_in_promptfoo_as_in_migrator(tmp_path: Path, monkey
     cases = [("positive", "positive"), ("a positive review", "positive"), ("negative", "positive"), ("3.0", 3.0)]
     want = {f"c{i}": metric.score(o, e) for i, (o, e) in enumerate(cases)}
     assert set(want.values()) == {0.0, 0.5, 1.0}
-    assert _echo_eval(tmp_path, _assertion(spec), cases) == want
+    assert _echo_eval(tmp_path, _assertion(MetricSpec(**spec)), cases) == want

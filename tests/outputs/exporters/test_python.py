@@ -25,7 +25,7 @@ from migrator.migration import prepare, run_migration
 from migrator.models import is_local
 from migrator.outputs import evaluate_lockfile, load_lockfile, winner_dict, write_outputs
 from migrator.spec import load_spec
-from migrator.testing import KEY_ENV, Attempt, FaultPlan, FaultServer, awkward_rows, server_spec
+from migrator.testing import KEY_ENV, Attempt, FaultPlan, LoopbackServer, awkward_rows, server_spec
 
 ROOT = Path(__file__).resolve().parents[3]
 KEY = "sk-test-export-python-0123456789abcdef"
@@ -112,7 +112,7 @@ def test_the_exported_module_sends_exactly_what_migrator_sent(
 ) -> None:
     monkeypatch.setenv(KEY_ENV, KEY)
     local = is_local(model)
-    with FaultServer(FaultPlan()) as server:
+    with LoopbackServer(FaultPlan()) as server:
         target: dict[str, Any] = {"model": model}
         if not local:
             target |= {"api_base": server.api_base, "api_key_env": KEY_ENV}

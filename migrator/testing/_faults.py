@@ -1,4 +1,4 @@
-"""What goes wrong on the loopback server, and a migration whose models live on it.
+"""What goes wrong on the loopback server.
 
 Faults are decided per request *attempt* by a seeded RNG, so a retry can succeed:
 
@@ -29,9 +29,8 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
-__all__ = ["ERRORS", "FAULTS", "KEY_ENV", "RETRYABLE_FAULTS", "FaultDraws", "FaultPlan", "server_spec"]
+__all__ = ["ERRORS", "FAULTS", "RETRYABLE_FAULTS", "FaultDraws", "FaultPlan"]
 
 FAULTS = ("rate_limit", "server_error", "unavailable", "reset", "hang", "malformed", "empty", "truncated", "auth")
 RETRYABLE_FAULTS = tuple(f for f in FAULTS if f not in ("truncated", "auth"))
@@ -59,7 +58,7 @@ class FaultPlan:
         broken_marker: requests containing this text get ``broken_kind`` every time.
         echo_key: error bodies quote the Authorization bearer token back.
         model_faults: models (as the server sees them) that get this fault every time.
-        hold_after: requests after the first N wait until ``FaultServer.release()``.
+        hold_after: requests after the first N wait until ``LoopbackServer.release()``.
         hold_key: hold (and count) only the requests that carry this bearer token.
     """
 
@@ -90,12 +89,16 @@ class FaultDraws:
     def __init__(self, plan: FaultPlan) -> None:
         self.plan = plan
         self._rng = random.Random(plan.seed)
+        # only bodies on a streak of faults are kept: a server answering millions stays small
         self._streak: Counter[str] = Counter()
         self._lock = threading.Lock()
+        self._quiet = not (any(plan.rates.values()) or plan.broken_marker or plan.model_faults)
 
     def decide(self, raw: bytes, model: str, text: Callable[[], str]) -> str | None:
         """The fault for this attempt, or None to answer it; ``text()`` is what it asks."""
         plan = self.plan
+        if self._quiet:
+            return None
         key = hashlib.sha256(raw).hexdigest()
         with self._lock:
             if model in plan.model_faults:
@@ -104,13 +107,13 @@ class FaultDraws:
                 return plan.broken_kind
             draw = self._rng.random()
             if plan.max_consecutive is not None and self._streak[key] >= plan.max_consecutive:
-                self._streak[key] = 0
+                self._streak.pop(key, None)
                 return None
             kind = self._kind(draw)
             if kind in RETRYABLE_FAULTS:
                 self._streak[key] += 1
             elif kind is None:
-                self._streak[key] = 0
+                self._streak.pop(key, None)
             return kind
 
     def _kind(self, draw: float) -> str | None:
@@ -120,52 +123,3 @@ class FaultDraws:
             if draw < edge:
                 return kind
         return None
-
-
-KEY_ENV = "FAULT_API_KEY"
-
-
-def server_spec(api_base: str, dataset: str, **overrides: Any) -> dict[str, Any]:
-    """A migration.yaml (as a mapping) whose legacy model and targets live on this server.
-
-    Top-level mappings in ``overrides`` are merged into the defaults; other values replace them.
-
-    ``fault-fewshot`` is right half the time without demos and always with 2, so the
-    search has one best config; ``fault-weak`` is right 40% of the time. Temperature is
-    left out of the space so no two configs tie at the top.
-    """
-
-    def at_server(model: str) -> dict[str, str]:
-        return {"model": model, "api_base": api_base, "api_key_env": KEY_ENV}
-
-    spec: dict[str, Any] = {
-        "name": "flaky-provider",
-        "app": {
-            **at_server("openai/fault-oracle"),
-            "messages": [
-                {"role": "system", "content": "Classify the sentiment of the review."},
-                {"role": "user", "content": "Review: {{ review }}"},
-            ],
-        },
-        "dataset": {"path": dataset, "id_field": "id", "expected_field": "label", "input_fields": ["review"]},
-        "metric": {"name": "label", "labels": ["positive", "negative"]},
-        "targets": [at_server("openai/fault-fewshot"), at_server("openai/fault-weak")],
-        "search_space": {
-            "temperature": None,
-            "demos": {"k": [0, 2], "strategies": ["random"]},
-            "pruner": "none",
-            "chunk_size": 10,
-            "max_retries": 4,
-            "timeout_s": 2.0,
-        },
-        "budget": {"trials": 5},
-        "seed": 0,
-    }
-    return {**spec, **{key: _merged(spec.get(key), value) for key, value in overrides.items()}}
-
-
-def _merged(default: Any, override: Any) -> Any:
-    """A mapping merged into the default mapping; anything else in its place."""
-    if isinstance(default, dict) and isinstance(override, dict):
-        return {**default, **override}
-    return override
