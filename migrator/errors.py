@@ -14,10 +14,13 @@ Hierarchy::
     │   └── LLMBadRequestError          the provider refused the request (not retried)
     ├── LocalModelError                 local weights or llama.cpp server
     ├── TrackingError (RuntimeError)    MLflow could not record the run: exit code 1
+    ├── StorageError (RuntimeError)     the study's database or the shared cache failed: exit code 1
     └── BudgetExhausted                 a budget (trials, USD, calls, minutes) is spent
 """
 
 from __future__ import annotations
+
+from migrator.redaction import redact
 
 __all__ = [
     "BudgetExhausted",
@@ -31,6 +34,7 @@ __all__ = [
     "LocalModelError",
     "MigratorError",
     "SpecError",
+    "StorageError",
     "TemplateError",
     "TrackingError",
 ]
@@ -111,6 +115,19 @@ class LocalModelError(MigratorError):
 
 class TrackingError(MigratorError, RuntimeError):
     """MLflow could not record the migration; the run's own outputs do not depend on it."""
+
+
+class StorageError(MigratorError, RuntimeError):
+    """A database migrator keeps state in failed (the server is gone, refused or full).
+
+    ``url`` is the database's URL with its password redacted; ``what`` names it.
+    """
+
+    def __init__(self, reason: str, *, url: str = "", what: str = "the study's database") -> None:
+        self.url = redact(url)
+        self.what = what
+        where = f" at {self.url}" if url else ""
+        super().__init__(redact(f"{what}{where} failed: {reason}"))
 
 
 class BudgetExhausted(MigratorError):

@@ -306,6 +306,8 @@ class MigrationSpec(_Strict):
     objective: tuple[Literal["quality", "cost", "latency"], ...] = ("quality",)
     tracking: TrackingSpec = TrackingSpec()
     study: str | None = None
+    # where the study lives (an SQLAlchemy URL); `migrator run --storage` overrides it
+    storage: str | None = None
     seed: int = Field(default=0, ge=0, lt=2**32)  # numpy and Optuna take 32-bit unsigned seeds
     base_dir: Path = Path(".")
     source_file: str = "migration.yaml"
@@ -345,10 +347,10 @@ class MigrationSpec(_Strict):
     def spec_hash(self) -> str:
         """Stable digest of everything that changes results: settings and file contents.
 
-        Paths and tracking are left out, so moving a project keeps its study; editing the
-        prompt file or the dataset starts a new one.
+        Paths, storage and tracking are left out, so moving a project (or its study's
+        database) keeps its study; editing the prompt file or the dataset starts a new one.
         """
-        payload = self.model_dump(mode="json", exclude={"base_dir", "source_file", "tracking", "description"})
+        payload = self.model_dump(mode="json", exclude={"base_dir", "source_file", "tracking", "storage", "description"})
         digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode())
         files = [self.dataset.path] + ([self.app.prompt_file] if self.app.prompt_file else [])
         for relative in files:

@@ -1,10 +1,12 @@
-"""Shared fixtures: fake-provider datasets and specs written to a temp dir."""
+"""Shared fixtures: fake-provider datasets and specs written to a temp dir, and real PostgreSQL and mlflow servers."""
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+import re
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +15,14 @@ import yaml
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-from migrator.testing import base_spec, make_sentiment_rows, register_fake_provider
+from migrator.testing import (
+    MlflowServer,
+    PostgresServer,
+    base_spec,
+    make_sentiment_rows,
+    postgres_available,
+    register_fake_provider,
+)
 
 pytest_plugins = ["pytester"]
 
@@ -32,7 +41,7 @@ def _fail_a_skip_under_ci(report: pytest.TestReport | pytest.CollectReport) -> N
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
-    """Under CI=true a skipped test fails: a missing chromium, promptfoo or llama.cpp is a red run.
+    """Under CI=true a skipped test fails: a missing chromium, promptfoo, llama.cpp or PostgreSQL is a red run.
 
     Elsewhere a test that needs a component the machine lacks skips with the reason.
     """
@@ -65,3 +74,28 @@ def write_spec(tmp_path: Path) -> SpecWriter:
         return path
 
     return write
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One throwaway PostgreSQL cluster for the session; skips (fails under CI=true) where it cannot run."""
+    reason = postgres_available()
+    if reason is not None:
+        pytest.skip(reason)
+    with PostgresServer() as server:
+        yield server
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer, request: pytest.FixtureRequest) -> str:
+    """The SQLAlchemy URL of a fresh, empty database of this test's own on ``postgres_server``."""
+    stem = re.sub(r"[^a-z0-9]+", "_", request.node.name.lower()).strip("_")[:40]
+    return postgres_server.create_database(f"t_{stem}_{uuid.uuid4().hex[:8]}")
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(postgres_server: PostgresServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
+    """One real ``mlflow server`` for the session, its runs in a database of its own on ``postgres_server``."""
+    backend = postgres_server.create_database("mlflow")
+    with MlflowServer(backend, artifacts=tmp_path_factory.mktemp("mlflow-artifacts")) as server:
+        yield server

@@ -19,6 +19,7 @@ from migrator.cli._commands import (
     cmd_ui,
 )
 from migrator.cli._terminal import log, terminal
+from migrator.cli._workers import cmd_worker
 from migrator.errors import BudgetExhausted, InputError, MigratorError
 
 __all__ = ["build_parser", "main"]
@@ -59,11 +60,20 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="search for the best config for the target models")
     run.add_argument("spec", type=Path, help="migration.yaml")
     run.add_argument("--out", type=Path, required=True, help="output directory (re-running resumes)")
-    run.add_argument("--cache", type=Path, help="response cache file (default: OUT/cache.db)")
-    run.add_argument("--no-cache", action="store_true", help="do not reuse or store replies")
-    run.add_argument("--no-tracking", action="store_true", help="do not record in MLflow")
-    run.add_argument("--quiet", action="store_true", help="no progress bar or table")
+    _shared_arguments(run, cache_default="OUT/cache.db, or the study's PostgreSQL database")
+    run.add_argument("--workers", type=int, default=1, metavar="N",
+                     help="processes running trials: this one and N-1 `migrator worker` processes it starts")
     run.set_defaults(func=cmd_run)
+
+    worker = sub.add_parser("worker", help="join a migration's study (from any machine) and run its trials")
+    worker.add_argument("spec", type=Path, help="the same migration.yaml as the run's")
+    worker.add_argument("--out", type=Path, help="where local model servers log (default: ./.migrator-worker)")
+    _shared_arguments(worker, cache_default="cache.db beside a SQLite study, or the study's PostgreSQL database")
+    worker.add_argument("--wait", type=float, default=600.0, metavar="S",
+                        help="seconds to wait for `migrator run` to create the study (default: 600)")
+    worker.add_argument("--api-base", action="append", metavar="MODEL=URL",
+                        help="call a local model at this address instead of starting its server")
+    worker.set_defaults(func=cmd_worker)
 
     ev = sub.add_parser("eval", help="re-score a winner lockfile (for CI gates)")
     ev.add_argument("winner", type=Path, help="winner.yaml")
@@ -89,9 +99,22 @@ def build_parser() -> argparse.ArgumentParser:
     ex.set_defaults(func=cmd_export)
 
     ui = sub.add_parser("ui", help="open the trial dashboard (MLflow UI, or optuna-dashboard) on a run")
-    ui.add_argument("--out", type=Path, required=True, help="the run's output directory")
+    ui.add_argument("--out", type=Path, help="the run's output directory")
+    ui.add_argument("--tracking-uri", help="an MLflow server (http://...) or store (postgresql+psycopg://...) instead of --out")
     ui.add_argument("--host", default="127.0.0.1")
     ui.add_argument("--port", type=int, default=5000)
     ui.add_argument("--optuna", action="store_true", help="serve optuna-dashboard on the study instead")
+    ui.add_argument("--open", action="store_true", help="open the page in a browser")
     ui.set_defaults(func=cmd_ui)
     return parser
+
+
+def _shared_arguments(parser: argparse.ArgumentParser, cache_default: str) -> None:
+    """The arguments ``run`` and ``worker`` share: where the study, the replies and MLflow live."""
+    parser.add_argument("--storage", metavar="URL",
+                        help="the study's database: sqlite:///PATH or postgresql+psycopg://USER@HOST/DB (default: OUT/study.db)")
+    parser.add_argument("--tracking-uri", metavar="URL", help="MLflow: http://HOST:PORT or a store URI (default: OUT/mlflow.db)")
+    parser.add_argument("--cache", help=f"response cache: a file or a PostgreSQL URL (default: {cache_default})")
+    parser.add_argument("--no-cache", action="store_true", help="do not reuse or store replies")
+    parser.add_argument("--no-tracking", action="store_true", help="do not record in MLflow")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar or table")

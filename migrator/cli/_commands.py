@@ -18,6 +18,7 @@ from migrator.cli._progress import Progress, print_demo_result, print_run_result
 from migrator.cli._terminal import log
 from migrator.errors import InputError
 from migrator.models import is_local, local_name
+from migrator.redaction import redact
 
 if TYPE_CHECKING:
     from migrator.llm import LiteLLMClient
@@ -47,6 +48,7 @@ EXIT_OK, EXIT_ERROR, EXIT_INPUT, EXIT_BUDGET, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Search, write summary.json, report.html and winner.yaml, record in MLflow; show the table."""
+    from migrator.cli._workers import local_workers, study_attrs
     from migrator.migration import default_out_paths, prepare
     from migrator.spec import load_spec
 
@@ -55,16 +57,25 @@ def cmd_run(args: argparse.Namespace) -> int:
     out_dir: Path = args.out
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = default_out_paths(out_dir)
-    storage, study_name = _study_of(spec, paths["storage"])
-    cache_path = None if args.no_cache else (args.cache or Path(paths["cache"]))
-    client = _client(cache_path, calls=spec.budget.calls, usd=spec.budget.usd, space=spec.search_space, seed=spec.seed)
-    tracker = _tracker(spec, paths["tracking"], out_dir, enabled=not args.no_tracking)
+    storage, study_name = study_of(spec, args.storage, paths["storage"])
+    cache = None if args.no_cache else cache_location(args.cache, storage, Path(paths["cache"]))
+    client = make_client(cache, calls=spec.budget.calls, usd=spec.budget.usd, space=spec.search_space, seed=spec.seed)
+    tracking_uri = args.tracking_uri or spec.tracking.uri or paths["tracking"]
+    tracker = _tracker(spec, tracking_uri, out_dir, enabled=not args.no_tracking)
     progress = Progress(spec.budget.trials, client, enabled=not args.quiet)
     # MLflow opens its store in the background while local servers start and the search runs.
     tracker.start(prepared, study_name, {})
     try:
-        with _model_servers(_models_of(spec), out_dir / "logs") as api_bases, progress.progress:
-            result = _search(prepared, client, tracker, progress, storage=storage, study_name=study_name, api_bases=api_bases)
+        with (
+            model_servers(models_of(spec), out_dir / "logs") as api_bases,
+            progress.progress,
+            local_workers(args, storage, tracking_uri, cache, api_bases, out_dir / "logs") as spawned,
+        ):
+            # workers log their trials under this run's parent run, so they wait for its id
+            attrs = study_attrs(tracker, tracking_uri) if spawned or args.storage else {}
+            result = _search(
+                prepared, client, tracker, progress, storage=storage, study_name=study_name, api_bases=api_bases, attrs=attrs
+            )
         files = _write_run_outputs(result, tracker, out_dir, quiet=args.quiet)
         tracking_whole = _finish_tracking(tracker, result, files, out_dir)
     finally:
@@ -73,14 +84,38 @@ def cmd_run(args: argparse.Namespace) -> int:
     return _run_exit_code(result, tracking_whole)
 
 
-def _study_of(spec: MigrationSpec, default_storage: str) -> tuple[str, str]:
-    """The study's storage and name: ``spec.study`` is a storage URL or a study name."""
-    storage = spec.study if spec.study and "://" in spec.study else default_storage
+def study_of(spec: MigrationSpec, storage: str | None, default_storage: str | None) -> tuple[str, str]:
+    """The study's storage and name: ``--storage``, else ``spec.storage``, else ``spec.study`` if it is a URL.
+
+    ``spec.study`` is a storage URL or a study name (default: the spec's name and hash).
+    """
+    from migrator.errors import SpecError
+
+    url_in_study = spec.study if spec.study and "://" in spec.study else None
+    chosen = storage or spec.storage or url_in_study or default_storage
+    if chosen is None:
+        raise SpecError("a worker needs the study's database: pass --storage URL or set storage:", file=spec.source_file, where="storage")
+    where = "--storage" if storage else "storage" if spec.storage else "study"
+    if chosen != "memory" and not chosen.startswith(("sqlite:///", "postgresql://", "postgresql+")):
+        raise SpecError(
+            f"expected a database URL such as sqlite:///PATH or postgresql+psycopg://USER@HOST/DB, got {chosen.split('://')[0]!r}",
+            file=spec.source_file if where != "--storage" else None,
+            where=where,
+        )
     study_name = spec.study if spec.study and "://" not in spec.study else f"{spec.name}-{spec.spec_hash()}"
-    return storage, study_name
+    return chosen, study_name
 
 
-def _models_of(spec: MigrationSpec) -> list[str]:
+def cache_location(cache: str | None, storage: str, default: Path | None) -> str | Path | None:
+    """The response cache: ``--cache`` (a file or a URL), else the study's PostgreSQL database, else ``default``."""
+    if cache:
+        return cache if "://" in cache else Path(cache)
+    if storage.startswith("postgresql"):
+        return storage
+    return default
+
+
+def models_of(spec: MigrationSpec) -> list[str]:
     """Every model the run calls: targets, the legacy model, the proposer."""
     models = [t.model for t in spec.targets] + [spec.app.model]
     if spec.search_space.prompt.proposer is not None:
@@ -111,6 +146,7 @@ def _search(
     storage: str,
     study_name: str,
     api_bases: Mapping[str, str],
+    attrs: Mapping[str, Any],
 ) -> MigrationResult:
     from migrator.migration import run_migration
 
@@ -123,6 +159,7 @@ def _search(
         callbacks=[tracker.log_trial, progress.on_trial],
         on_progress=progress.on_event,
         on_candidates=tracker.log_candidates,
+        study_attrs=attrs,
     )
 
 
@@ -179,7 +216,7 @@ def _run_exit_code(result: MigrationResult, tracking_whole: bool) -> int:
 
 
 @contextlib.contextmanager
-def _model_servers(models: Sequence[str], log_dir: Path) -> Iterator[dict[str, str]]:
+def model_servers(models: Sequence[str], log_dir: Path) -> Iterator[dict[str, str]]:
     """Start what the models need: local llama.cpp servers, the fake provider."""
     if any(m.startswith("fake/") for m in models):
         from migrator.testing import register_fake_provider
@@ -198,11 +235,11 @@ def _model_servers(models: Sequence[str], log_dir: Path) -> Iterator[dict[str, s
         yield {f"local/{name}": server.api_base(name) for name in local}
 
 
-def _client(cache_path: Path | None, *, calls: int | None, usd: float | None, space: SearchSpace, seed: int) -> LiteLLMClient:
-    from migrator.llm import Limits, LiteLLMClient, ResponseCache
+def make_client(cache: str | Path | None, *, calls: int | None, usd: float | None, space: SearchSpace, seed: int) -> LiteLLMClient:
+    from migrator.llm import Limits, LiteLLMClient, open_cache
 
     return LiteLLMClient(
-        cache=ResponseCache(cache_path) if cache_path else None,
+        cache=open_cache(cache) if cache else None,
         limits=Limits(calls=calls, usd=usd),
         concurrency=space.concurrency,
         timeout_s=space.timeout_s,
@@ -221,8 +258,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     lock = load_lockfile(args.winner, args.dataset)
     cache = None if args.no_cache else (args.cache or args.winner.parent / "cache.db")
-    client = _client(cache, calls=None, usd=None, space=SearchSpace(), seed=0)
-    with _model_servers([lock.target.model], args.winner.parent / "logs") as api_bases:
+    client = make_client(cache, calls=None, usd=None, space=SearchSpace(), seed=0)
+    with model_servers([lock.target.model], args.winner.parent / "logs") as api_bases:
         ev = evaluate_lockfile(lock, client, args.split, api_bases)
     print(
         f"{lock.target.model} · {lock.config.prompt_id}: {args.split} score {ev.test.score:.3f} "
@@ -241,7 +278,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"migrator demo: migrating {spec_path.parent.name} (prompt written for gpt-4o-mini) to two local models")
     print("  local/qwen2.5-coder-0.5b-instruct (chat) and local/gemma-3-270m (base, completion), served by llama.cpp")
     run_args = argparse.Namespace(
-        spec=spec_path, out=args.out, cache=None, no_cache=False, no_tracking=False, quiet=args.quiet
+        spec=spec_path, out=args.out, cache=None, no_cache=False, no_tracking=False, quiet=args.quiet,
+        storage=None, tracking_uri=None, workers=1,
     )
     code = cmd_run(run_args)
     summary_path = args.out / "summary.json"
@@ -267,12 +305,34 @@ def cmd_ui(args: argparse.Namespace) -> int:
     """Serve the MLflow UI (or optuna-dashboard) on a run's stores until Ctrl-C."""
     import subprocess
 
-    command = _dashboard_command(args)
+    try:
+        command = _dashboard_command(args)
+    except _ServerAlreadyUp as up:
+        return _point_at_server(str(up), args)
     print(f"serving {'the Optuna dashboard' if args.optuna else 'the MLflow UI'} on http://{args.host}:{args.port} (Ctrl-C stops it)")
     try:
         return subprocess.call(command, env={**_dashboard_environment(), **os.environ})
     except KeyboardInterrupt:
         return EXIT_OK
+
+
+def _point_at_server(uri: str, args: argparse.Namespace) -> int:
+    """Print the experiment's page on a running MLflow server (checked to answer), and open it with --open."""
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=10) as reply:
+            reply.read()
+    except OSError as exc:
+        log.error("error: the MLflow server at %s does not answer: %s", redact(uri), exc)
+        return EXIT_ERROR
+    page = uri.rstrip("/") + "/#/experiments"
+    print(f"the MLflow UI is served by {redact(uri)}: {redact(page)}")
+    if getattr(args, "open", False):
+        import webbrowser
+
+        webbrowser.open(page)
+    return EXIT_OK
 
 
 def _dashboard_environment() -> dict[str, str]:
@@ -292,20 +352,44 @@ def _dashboard_environment() -> dict[str, str]:
 
 
 def _dashboard_command(args: argparse.Namespace) -> list[str]:
-    out: Path = args.out
+    if args.out is None and not args.tracking_uri:
+        raise InputError("pass --out DIR (a run's directory) or --tracking-uri URL (an MLflow server or store)")
     if args.optuna:
-        db = out / "study.db"
+        return _optuna_dashboard(args)
+    if args.tracking_uri:
+        store = _store_behind(args.tracking_uri)
+    else:
+        db = args.out / "mlflow.db"
         if not db.is_file():
-            raise InputError("no Optuna study here (expected study.db); run `migrator run` first", file=str(out))
-        return [sys.executable, "-m", "optuna_dashboard", f"sqlite:///{db.resolve()}", "--host", args.host, "--port", str(args.port)]
-    db = out / "mlflow.db"
-    if not db.is_file():
-        raise InputError("no MLflow store here (expected mlflow.db); run `migrator run` first", file=str(out))
+            raise InputError("no MLflow store here (expected mlflow.db); run `migrator run` first", file=str(args.out))
+        store = f"sqlite:///{db.resolve()}"
     return [
         sys.executable, "-m", "mlflow", "ui",
-        "--backend-store-uri", f"sqlite:///{db.resolve()}",
+        "--backend-store-uri", store,
         "--host", args.host, "--port", str(args.port),
     ]
+
+
+def _optuna_dashboard(args: argparse.Namespace) -> list[str]:
+    if args.out is None:
+        raise InputError("--optuna needs --out DIR (a run's directory with study.db)")
+    db = args.out / "study.db"
+    if not db.is_file():
+        raise InputError("no Optuna study here (expected study.db); run `migrator run` first", file=str(args.out))
+    return [sys.executable, "-m", "optuna_dashboard", f"sqlite:///{db.resolve()}", "--host", args.host, "--port", str(args.port)]
+
+
+def _store_behind(uri: str) -> str:
+    """The store a tracking URI names; a running MLflow server is opened where it is, not served again."""
+    if uri.startswith(("http://", "https://")):
+        raise _ServerAlreadyUp(uri)
+    if not uri.startswith(("sqlite:///", "postgresql", "mysql", "file:")):
+        raise InputError(f"--tracking-uri: expected http://HOST:PORT or a store URI (sqlite:///, postgresql+psycopg://), got {uri.split(':')[0]!r}")
+    return uri
+
+
+class _ServerAlreadyUp(Exception):
+    """``migrator ui --tracking-uri http://...``: the MLflow server is the UI already."""
 
 
 def cmd_export(args: argparse.Namespace) -> int:

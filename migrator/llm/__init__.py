@@ -13,8 +13,10 @@ Inside:
 - ``_errors``: the one place litellm's, aiohttp's and asyncio's exceptions and HTTP
   error statuses become :mod:`migrator.errors`' ``LLMError``s, secrets redacted.
 - ``_reply``: the one reader of chat and text completions, whichever road they took.
-- ``_cache``: ``ResponseCache``, the content-addressed SQLite cache (and the WAL set-up
-  the study's storage shares: ``SQLITE_ENGINE_KWARGS``, ``wal_on_connect``).
+- ``_cache``: the content-addressed response caches behind ``Cache``: ``ResponseCache``
+  (one SQLite file), ``PostgresCache`` (one database for many machines) and
+  ``open_cache``, which picks one from a path or URL; and the WAL set-up the study's
+  storage shares (``SQLITE_ENGINE_KWARGS``, ``wal_on_connect``).
 - ``_ledger``: what a study has spent (``MemoryLedger``, ``StoredLedger``), so budgets
   hold across kills and resumes.
 
@@ -25,7 +27,7 @@ litellm itself is imported only through :func:`migrator.models.import_litellm`.
 
 from __future__ import annotations
 
-from migrator.llm._cache import SQLITE_ENGINE_KWARGS, ResponseCache, wal_on_connect
+from migrator.llm._cache import SQLITE_ENGINE_KWARGS, Cache, PostgresCache, ResponseCache, open_cache, wal_on_connect
 from migrator.llm._client import LiteLLMClient
 from migrator.llm._ledger import Ledger, MemoryLedger, Spent, StoredLedger
 from migrator.llm._transports import (
@@ -49,6 +51,7 @@ from migrator.llm._types import (
 
 __all__ = [
     "SQLITE_ENGINE_KWARGS",
+    "Cache",
     "CallStats",
     "DefaultTransport",
     "Endpoint",
@@ -63,11 +66,13 @@ __all__ = [
     "MemoryLedger",
     "MockHandler",
     "MockTransport",
+    "PostgresCache",
     "RawReply",
     "ResponseCache",
     "Spent",
     "StoredLedger",
     "Transport",
+    "open_cache",
     "request_key",
     "wal_on_connect",
 ]

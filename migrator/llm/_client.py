@@ -29,7 +29,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 
 from migrator.errors import BudgetExhausted, LLMBadRequestError, LLMError, LLMRateLimitError
-from migrator.llm._cache import ResponseCache
+from migrator.llm._cache import Cache
 from migrator.llm._ledger import Ledger, MemoryLedger
 from migrator.llm._reply import read_reply
 from migrator.llm._transports import DefaultTransport, Transport
@@ -68,7 +68,7 @@ class LiteLLMClient:
     def __init__(
         self,
         *,
-        cache: ResponseCache | None = None,
+        cache: Cache | None = None,
         limits: Limits = _NO_LIMITS,
         ledger: Ledger | None = None,
         concurrency: int = 8,
@@ -118,7 +118,7 @@ class LiteLLMClient:
             raise
         async with semaphore:
             response = await self._with_retries(request, api_key)
-        self.ledger.add_cost(response.cost_usd)
+        await self.ledger.aadd_cost(response.cost_usd)  # written even if this call is cancelled meanwhile
         self.stats.add_reply(response)
         await self._store(key, request, response)
         return response
@@ -150,7 +150,7 @@ class LiteLLMClient:
     async def _with_retries(self, request: LLMRequest, api_key: str | None) -> LLMResponse:
         attempt = 0
         while True:
-            self._reserve_call()
+            await self._reserve_call()
             try:
                 reply = await self.transport.send(request, api_key=api_key, timeout_s=self.timeout_s)
                 return read_reply(reply, request.endpoint)
@@ -162,9 +162,9 @@ class LiteLLMClient:
                 self.stats.retried += 1
                 await self._sleep(self._backoff(attempt, exc))
 
-    def _reserve_call(self) -> None:
+    async def _reserve_call(self) -> None:
         """Count the attempt about to be sent, or raise if a budget is spent."""
-        over = self.ledger.reserve_call(self.limits.calls, self.limits.usd)
+        over = await self.ledger.areserve_call(self.limits.calls, self.limits.usd)
         if over == "calls":
             raise BudgetExhausted("calls", f"the call budget ({self.limits.calls}) is spent")
         if over is not None:

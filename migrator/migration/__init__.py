@@ -6,6 +6,8 @@ dev, the verdict on test.
 - ``_rewrites``: prompt rewrites per target family before the search.
 - ``_verdict``: ``judge_on_test`` scores the naive migrations and the finalists on the
   held-out test split and pairs the winner against them.
+- ``_shared``: the study every process of a migration shares: ``set_up_study`` (rewrites
+  and warm starts, once), ``join_migration`` (a worker's trials, no verdict).
 - ``_run``: ``run_migration`` ties the steps together and returns a ``MigrationResult``.
 
 Returns data only; :mod:`migrator.outputs` writes it and :mod:`migrator.cli` shows it.
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 from migrator.migration._prepare import Prepared, build_setup, default_out_paths, endpoint_for, load_template, prepare
 from migrator.migration._run import MigrationResult, run_migration
+from migrator.migration._shared import join_migration
 from migrator.migration._verdict import Evaluated, Verdict, judge_on_test, scored
 
 __all__ = [
@@ -25,6 +28,7 @@ __all__ = [
     "build_setup",
     "default_out_paths",
     "endpoint_for",
+    "join_migration",
     "judge_on_test",
     "load_template",
     "prepare",

@@ -7,17 +7,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from migrator.candidates import PromptCandidate, Rejection
-from migrator.llm import Endpoint, LLMClient, MemoryLedger, Spent, StoredLedger
+from migrator.llm import Endpoint, LLMClient, Spent
 from migrator.migration._prepare import Prepared, build_setup
-from migrator.migration._rewrites import rewrites
+from migrator.migration._shared import ledger_of_the_study, set_up_study, verdict_reserve
 from migrator.migration._verdict import Verdict, judge_on_test
-from migrator.search import SearchResult, SearchSetup, TrialOutcome, pareto_front, run_search
+from migrator.search import SearchResult, TrialOutcome, pareto_front, run_search, shared_study
 from migrator.spec import MigrationSpec
 
 __all__ = ["MigrationResult", "run_migration"]
@@ -61,60 +60,36 @@ def run_migration(
     callbacks: Sequence[Callable[[TrialOutcome], None]] = (),
     on_progress: Progress = lambda *_: None,
     on_candidates: OnCandidates = lambda *_: None,
+    study_attrs: Mapping[str, Any] | None = None,
 ) -> MigrationResult:
-    """Search on dev, then score baseline, legacy and the best configs on test.
+    """Set the study up, search on dev (with any workers that join), then score on test.
 
     What the run spends is counted in the study's ledger (see :mod:`migrator.llm._ledger`), so a
-    resumed run continues the count of the runs before it, whoever calls this.
+    resumed run, and every worker, continue one count.
+
+    Args:
+        study_attrs: stored in the study for the workers that join it (where MLflow records the run).
     """
     study_name = study_name or f"{prepared.spec.name}-{prepared.spec.spec_hash()}"
-    with _ledger_of_the_study(client, storage, study_name):
-        return _migrate(prepared, client, storage, study_name, api_bases or {}, callbacks, on_progress, on_candidates)
-
-
-@contextmanager
-def _ledger_of_the_study(client: LLMClient, storage: str, study_name: str) -> Iterator[None]:
-    """The client counts in the study's stored ledger while the migration runs (unless it has one)."""
-    if storage == "memory" or not isinstance(client.ledger, MemoryLedger):
-        yield
-        return
-    ledger = StoredLedger(storage, study_name)
-    previous, client.ledger = client.ledger, ledger
-    try:
-        yield
-    finally:
-        client.ledger = previous
-        ledger.close()
-
-
-def _migrate(
-    prepared: Prepared,
-    client: LLMClient,
-    storage: str,
-    study_name: str,
-    api_bases: Mapping[str, str],
-    callbacks: Sequence[Callable[[TrialOutcome], None]],
-    on_progress: Progress,
-    on_candidates: OnCandidates,
-) -> MigrationResult:
     started = time.monotonic()
-    test = prepared.splits.test
-    with asyncio.Runner() as runner:
-        setup, rejected = _with_rewrites(runner, client, prepared, api_bases, on_progress)
-        on_candidates(list(setup.prompts.values()), list(rejected))
-        # baselines and finalists on the test split, plus one probe of the legacy model
-        reserve = len(test) * (len(setup.endpoints) + prepared.spec.budget.finalists) + 1
-        search = run_search(
-            setup,
-            client,
-            runner,
-            storage=storage,
-            study_name=study_name,
-            reserve_calls=reserve,
-            callbacks=callbacks,
-            on_progress=on_progress,
-        )
-        verdict = judge_on_test(runner, client, setup, search, test, on_progress)
+    api_bases = api_bases or {}
+    with ledger_of_the_study(client, storage, study_name), asyncio.Runner() as runner:
+        with shared_study(build_setup(prepared, api_bases), storage, study_name, role="run") as shared:
+            setup, rejected = set_up_study(shared, runner, client, prepared, api_bases, on_progress, study_attrs or {})
+            on_candidates(list(setup.prompts.values()), list(rejected))
+            search = run_search(
+                setup,
+                client,
+                runner,
+                storage=storage,
+                study_name=study_name,
+                shared=shared,
+                reserve_calls=verdict_reserve(prepared, setup),
+                callbacks=callbacks,
+                on_progress=on_progress,
+            )
+        verdict = judge_on_test(runner, client, setup, search, prepared.splits.test, on_progress)
+        spent = client.ledger.spent()
     return MigrationResult(
         prepared=prepared,
         search=search,
@@ -123,15 +98,6 @@ def _migrate(
         rejected=tuple(rejected),
         endpoints=setup.endpoints,
         stats=client.stats.as_dict(),
-        spent=client.ledger.spent(),
+        spent=spent,
         wall_s=time.monotonic() - started,
     )
-
-
-def _with_rewrites(
-    runner: asyncio.Runner, client: LLMClient, prepared: Prepared, api_bases: Mapping[str, str], on_progress: Progress
-) -> tuple[SearchSetup, list[Rejection]]:
-    """The search's setup, its prompts extended by the rewrites the proposer wrote."""
-    setup = build_setup(prepared, api_bases)
-    accepted, rejected = rewrites(runner, client, setup, prepared, api_bases, on_progress)
-    return replace(setup, prompts={**prepared.prompts, **{c.id: c for c in accepted}}), rejected

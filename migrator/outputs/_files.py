@@ -151,7 +151,7 @@ def summary_dict(result: MigrationResult, mlflow: Mapping[str, Any], files: Mapp
         },
         "wall_s": round(result.wall_s, 3),
         "splits": {k: len(result.prepared.splits.get(k)) for k in ("train", "dev", "test")},
-        "study": {"storage": result.search.storage, "name": result.search.study_name},
+        "study": {"storage": redact(result.search.storage), "name": result.search.study_name},
         "mlflow": dict(mlflow),
         "files": {k: str(v) for k, v in files.items()},
     }

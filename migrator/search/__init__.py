@@ -13,8 +13,11 @@ benchmarks. optuna is imported in this package on first use (not at import); its
 lines are muted while a search runs and its ExperimentalWarning only around the two calls
 that raise it, and both are as the caller had them afterwards.
 
+Many processes may run one study (``shared_study``; ``migrator worker``): ``_coordination``
+holds the study's lock, heartbeats and the table of its workers.
+
 Inside: ``_loop`` (ask, evaluate chunk by chunk, report, tell), ``_storage`` (storage,
-study, resume repairs), ``_space`` (suggestions, configs, warm start), ``_planner``,
+study, repairs of lost trials), ``_coordination``, ``_space`` (suggestions, configs, warm start), ``_planner``,
 ``_pruners`` (pruner and sampler), ``_budget``, ``_trials`` (one scan of the trials per
 step), ``_ranking``, ``_setup`` (the boundary types), ``_optuna`` (the lazy import).
 """
@@ -26,18 +29,24 @@ from migrator.search._planner import Planner, Space
 from migrator.search._ranking import best_trials, front, pareto_front
 from migrator.search._setup import SearchResult, SearchSetup, TrialOutcome, rendered_prompt
 from migrator.search._space import config_from_params, space_points
+from migrator.search._storage import READY_ATTR, SharedStudy, queue_warm_starts, shared_study, study_names
 
 __all__ = [
+    "READY_ATTR",
     "Planner",
     "SearchResult",
     "SearchSetup",
+    "SharedStudy",
     "Space",
     "TrialOutcome",
     "best_trials",
     "config_from_params",
     "front",
     "pareto_front",
+    "queue_warm_starts",
     "rendered_prompt",
     "run_search",
+    "shared_study",
     "space_points",
+    "study_names",
 ]

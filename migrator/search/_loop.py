@@ -3,11 +3,19 @@
 The loop is ask/tell rather than ``study.optimize`` so that budgets stop it between
 chunks, and so that the sampler is re-seeded from the trial count before each trial
 (see ``_pruners``). Each step decides from one scan of the study's trials.
+
+Any number of processes may run this loop on one study (``migrator worker``). Each step
+first repairs the trials a lost process left running, then, under the study's lock,
+scans, proposes and asks, so two processes never take one config. A running trial counts
+as taken: when the trial budget or the space is spoken for, a process waits for the
+running trials (one may be lost and queued again) and ends when none is left.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -17,18 +25,20 @@ from migrator.errors import BudgetExhausted
 from migrator.evaluate import Config, ExampleResult, Summary, evaluate, summarize
 from migrator.llm import LLMClient
 from migrator.search._budget import SearchBudget
-from migrator.search._optuna import load_optuna, quiet_logs
+from migrator.search._optuna import experimental_features, load_optuna, quiet_logs
 from migrator.search._planner import Planner
 from migrator.search._pruners import make_sampler, trial_seed
 from migrator.search._setup import SearchResult, SearchSetup, TrialOutcome, rendered_prompt
 from migrator.search._space import planner_for, suggest
-from migrator.search._storage import open_study, queue_first_trials
+from migrator.search._storage import SharedStudy, queue_warm_starts, repair_lost_trials, shared_study
 from migrator.search._trials import TrialsView, counted_outcomes, scan, summary_attrs, trial_outcome
 
 Progress = Callable[[str, Mapping[str, Any]], None]
 
 # pruners that compare trials example by example, so each dev example is one reported step
 _PER_EXAMPLE_PRUNERS = ("wilcoxon", "improvement")
+# how often a process with nothing to start looks again at the trials other processes run
+_POLL_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -38,11 +48,15 @@ class _Search:
     setup: SearchSetup
     client: LLMClient
     runner: asyncio.Runner
-    study: Any
+    shared: SharedStudy
     budget: SearchBudget
     planner: Planner | None
     callbacks: Sequence[Callable[[TrialOutcome], None]]
     on_progress: Progress
+
+    @property
+    def study(self) -> Any:
+        return self.shared.study
 
     @property
     def chunk(self) -> int:
@@ -86,26 +100,37 @@ def run_search(
     *,
     storage: str,
     study_name: str,
+    shared: SharedStudy | None = None,
     reserve_calls: int = 0,
     callbacks: Sequence[Callable[[TrialOutcome], None]] = (),
     on_progress: Progress = lambda *_: None,
 ) -> SearchResult:
-    """Run (or resume) the study until the trial budget or another budget is spent.
+    """Run (or resume, or join) the study until the trial budget or another budget is spent.
 
     Args:
         runner: the event loop the evaluations run on (kept for the whole run).
+        shared: the study as the caller already holds it (``shared_study``); opened here if None.
         reserve_calls: calls kept back for the final test evaluation.
         callbacks: called with each finished trial (tracking, progress).
     """
+    if shared is None:
+        with shared_study(setup, storage, study_name) as opened:
+            with opened.coordinator.lock():
+                queue_warm_starts(opened.study, setup)
+            return run_search(
+                setup, client, runner, storage=storage, study_name=study_name, shared=opened,
+                reserve_calls=reserve_calls, callbacks=callbacks, on_progress=on_progress,
+            )
     with quiet_logs():
-        study = open_study(setup, storage, study_name)
-        queue_first_trials(study, setup)
         client.ledger.start_clock()
         try:
             budget = SearchBudget(setup, client, reserve_calls)
-            search = _Search(setup, client, runner, study, budget, planner_for(setup), callbacks, on_progress)
+            search = _Search(setup, client, runner, shared, budget, planner_for(setup), callbacks, on_progress)
             stopped_by, exhausted = _trials_until_done(search)
-            outcomes = counted_outcomes(study, setup)
+            if shared.coordinator.role == "run":
+                # the verdict reads every trial: the workers' last ones (and their MLflow records) first
+                shared.coordinator.wait_for_workers()
+            outcomes = counted_outcomes(shared.study, setup)
         finally:
             client.ledger.stop_clock()  # budget.minutes counts the search, not the verdict or the report
     counts = {
@@ -121,41 +146,57 @@ def _trials_until_done(search: _Search) -> tuple[str | None, bool]:
     """Trials until a budget is spent or the space is: (the budget that stopped it, exhausted)."""
     upcoming = min(search.chunk, len(search.setup.dev))
     while True:
-        view = scan(search.study)
-        if view.counted >= search.setup.spec.budget.trials:
-            return None, False
-        # the warm starts run on the verdict's reserve: without them there is no baseline
-        stopped_by = search.budget.spent(keep_reserve=not view.warm_start_waiting, upcoming=upcoming)
-        if stopped_by:
-            return stopped_by, False
-        if not _queue_next(search, view):
-            # Every config has been scored: more trials would only repeat them.
-            return None, True
-        stopped_by = _run_trial(search)
+        repair_lost_trials(search.study, search.shared.coordinator)
+        with search.shared.coordinator.lock():
+            view = scan(search.study)
+            if view.counted >= search.setup.spec.budget.trials:
+                return None, False
+            # the warm starts run on the verdict's reserve: without them there is no baseline
+            stopped_by = search.budget.spent(keep_reserve=not view.warm_start_waiting, upcoming=upcoming)
+            if stopped_by:
+                return stopped_by, False
+            trial = None
+            if view.counted + view.running < search.setup.spec.budget.trials:
+                trial = _ask_next(search, view)
+        if trial is None:
+            if not view.running:
+                # Every config has been scored: more trials would only repeat them.
+                return None, True
+            time.sleep(_POLL_S)  # the rest is in other processes' hands; one of them may be lost
+            continue
+        stopped_by = _run_trial(search, trial)
         if stopped_by:
             return stopped_by, False
 
 
-def _queue_next(search: _Search, view: TrialsView) -> bool:
-    """Seeds the sampler for the next trial and queues the planner's pick; False if it has none left."""
+def _ask_next(search: _Search, view: TrialsView) -> Any | None:
+    """The next trial, asked and marked as this process's; None if the planner has no config left.
+
+    Called under the study's lock: the seed, the proposal and the ask see the same trials.
+    """
     # seeded by the trials an uninterrupted run would have had at this point
     search.study.sampler = make_sampler(search.setup, view.seen, planned=search.planner is not None)
-    if search.planner is None or view.waiting:
-        return True
-    planned = search.planner.propose(view.observed, seed=trial_seed(search.setup, view.seen))
-    if planned is None:
-        return False
-    search.study.enqueue_trial(planned)
-    return True
+    if search.planner is not None and not view.waiting:
+        planned = search.planner.propose(view.observed, seed=trial_seed(search.setup, view.seen), taken=view.taken)
+        if planned is None:
+            return None
+        search.study.enqueue_trial(planned)
+    with experimental_features(), warnings.catch_warnings():
+        # optuna warns that heartbeats are meant for study.optimize; here the coordinator beats
+        warnings.filterwarnings("ignore", message="Heartbeat of storage")
+        trial = search.study.ask()
+    trial.set_user_attr("worker", search.shared.coordinator.identity)
+    search.shared.coordinator.watch(trial._trial_id)
+    return trial
 
 
-def _run_trial(search: _Search) -> str | None:
-    """Asks for a trial, evaluates and tells it, calls back; the budget that stopped it, if one did."""
-    trial = search.study.ask()
+def _run_trial(search: _Search, trial: Any) -> str | None:
+    """Evaluates and tells an asked trial, calls back; the budget that stopped it, if one did."""
     config = suggest(trial, search.setup)
     search.on_progress("trial_start", {"number": trial.number, "label": config.label()})
     evaluation = _evaluate(search, trial, config)
     frozen = _tell(search, trial, config, evaluation)
+    search.shared.coordinator.unwatch()
     outcome = trial_outcome(frozen, search.setup, evaluation.results)
     outcome = replace(outcome, prompt_text=rendered_prompt(search.setup, config))
     for callback in search.callbacks:

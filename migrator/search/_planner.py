@@ -136,20 +136,24 @@ class Planner:
         x[[self.vocab[t] for t in _tokens(params) if t in self.vocab]] = 1.0
         return x
 
-    def propose(self, observed: Sequence[tuple[Choice, float, int, bool]], seed: int) -> Choice | None:
-        """The unscored candidate that is best under one posterior draw; None if all are scored.
+    def propose(
+        self, observed: Sequence[tuple[Choice, float, int, bool]], seed: int, taken: Sequence[Choice] = ()
+    ) -> Choice | None:
+        """The unscored candidate that is best under one posterior draw; None if all are scored or taken.
 
         Args:
             observed: (params, mean dev score, examples scored, is a score) of every
                 finished trial. A failed trial (every call failed) is not a score: it
                 teaches the model nothing, and its config is tried again once (an
                 outage passes) before it counts as tried.
+            taken: params of trials running or queued (by any worker): not proposed again.
         """
         from sklearn.linear_model import BayesianRidge
 
         failures = Counter(_key(p) for p, _, n, scored in observed if n > 0 and not scored)
         done = {_key(p) for p, _, n, scored in observed if n > 0 and scored}
         done |= {key for key, times in failures.items() if times >= _TRIES_OF_A_FAILING_CONFIG}
+        done |= {_key(p) for p in taken}
         fresh = [i for i, key in enumerate(self.keys) if key not in done]
         if not fresh:
             return None

@@ -1,8 +1,8 @@
 """The study's trials as the search reads them: one scan per decision, outcomes from stored trials.
 
-A trial in flight when a run was killed is failed and queued again on resume (see
-``_storage``); it carries ``INTERRUPTED_NOTE`` and is not counted, since the re-queued
-copy stands for it.
+A trial its process lost is failed and queued again (see ``_storage``); it is not counted,
+since the queued copy (``requeued_from`` its number) stands for it. Studies of older
+versions marked such a trial with a note starting "interrupted" instead.
 """
 
 from __future__ import annotations
@@ -15,8 +15,6 @@ from migrator.evaluate import ExampleResult, Summary
 from migrator.search._planner import Choice
 from migrator.search._setup import SearchSetup, TrialOutcome
 from migrator.search._space import config_from_params
-
-INTERRUPTED_NOTE = "interrupted; re-queued"
 
 _STATES = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed", "RUNNING": "running", "WAITING": "waiting"}
 
@@ -47,13 +45,27 @@ def _stored_summary(attrs: Mapping[str, Any]) -> Summary:
     return Summary(**fields)
 
 
-def _interrupted(trial: Any) -> bool:
-    return str(trial.user_attrs.get("note", "")).startswith("interrupted")
+def _requeued(trials: Sequence[Any]) -> set[int]:
+    """The numbers of the trials some later trial was queued again for."""
+    return {int(n) for t in trials if (n := t.user_attrs.get("requeued_from")) is not None}
+
+
+def _interrupted(trial: Any, requeued: set[int]) -> bool:
+    return trial.number in requeued or str(trial.user_attrs.get("note", "")).startswith("interrupted")
 
 
 def _counted(trials: Sequence[Any]) -> list[Any]:
     """The finished trials, each counted once (an interrupted one is counted when it reruns)."""
-    return [t for t in trials if t.state.is_finished() and not _interrupted(t)]
+    requeued = _requeued(trials)
+    return [t for t in trials if t.state.is_finished() and not _interrupted(t, requeued)]
+
+
+def _params(trial: Any) -> Choice:
+    """What a trial runs with: fixed when it was queued, and what it has suggested so far.
+
+    A running trial suggests its params one by one: another process may read it halfway.
+    """
+    return {**(trial.system_attrs.get("fixed_params") or {}), **trial.params}
 
 
 def _observation(trial: Any) -> Observation:
@@ -70,27 +82,35 @@ class TrialsView:
         seen: the trials an uninterrupted run would have had by now (all but the interrupted).
         waiting: some trial is queued (a warm start, a re-queued trial, the planner's pick).
         warm_start_waiting: some queued trial is a warm start.
+        running: trials some process is running now (this one or another worker).
         observed: every counted trial, as the planner reads it.
+        taken: the params of the running and queued trials: no one proposes them again.
     """
 
     counted: int
     seen: int
     waiting: bool
     warm_start_waiting: bool
+    running: int
     observed: tuple[Observation, ...]
+    taken: tuple[Choice, ...] = ()
 
 
 def scan(study: Any) -> TrialsView:
     """The view of the study's trials as they are now."""
     trials = study.get_trials(deepcopy=False)
     waiting = [t for t in trials if t.state.name == "WAITING"]
+    running = [t for t in trials if t.state.name == "RUNNING"]
     counted = _counted(trials)
+    requeued = _requeued(trials)
     return TrialsView(
         counted=len(counted),
-        seen=sum(not _interrupted(t) for t in trials),
+        seen=sum(not _interrupted(t, requeued) for t in trials),
         waiting=bool(waiting),
         warm_start_waiting=any(t.user_attrs.get("warm_start") for t in waiting),
+        running=len(running),
         observed=tuple(_observation(t) for t in counted),
+        taken=tuple(_params(t) for t in running + waiting),
     )
 
 

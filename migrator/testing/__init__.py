@@ -13,6 +13,9 @@ Inside:
 - ``_sleep``: ``RecordingSleep``, a backoff that records its waits and takes no time.
 - ``_specs``: specs of a small sentiment migration, on the fake provider (``base_spec``)
   or with its models on the server (``server_spec``, whose key is read from ``KEY_ENV``).
+- ``_postgres``: real servers for integration tests and benchmarks: ``PostgresServer``, a
+  throwaway PostgreSQL cluster (run as the ``postgres`` user under root), ``MlflowServer``,
+  an ``mlflow server`` process with its runs in it, and ``postgres_available`` (why not, if not).
 - ``_runs``: scaffolding for tests that run ``migrator run`` (projects, child processes,
   reading a study).
 
@@ -33,6 +36,7 @@ from migrator.testing._fake_provider import (
 )
 from migrator.testing._faults import FAULTS, RETRYABLE_FAULTS, FaultPlan
 from migrator.testing._loopback import LoopbackServer, Reply
+from migrator.testing._postgres import MlflowServer, PostgresServer, postgres_available
 from migrator.testing._replies import Attempt, Completion, Responder, answer, sentiment_reply
 from migrator.testing._runs import (
     TEMPLATED,
@@ -60,6 +64,8 @@ __all__ = [
     "FakeProfile",
     "FaultPlan",
     "LoopbackServer",
+    "MlflowServer",
+    "PostgresServer",
     "RecordingSleep",
     "Reply",
     "Responder",
@@ -69,6 +75,7 @@ __all__ = [
     "base_spec",
     "last_input",
     "make_sentiment_rows",
+    "postgres_available",
     "register_fake_provider",
     "run_command",
     "run_env",

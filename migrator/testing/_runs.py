@@ -36,7 +36,10 @@ def run_env(key: str) -> dict[str, str]:
 
 
 def study_rows(out: Path) -> list[StudyRow]:
-    """(number, state, params, values, note) of every trial, read while another process may write."""
+    """(number, state, params, values, note) of every trial, read while another process may write.
+
+    The note of a trial that its process lost, and that was queued again, is "interrupted".
+    """
     db = sqlite3.connect(f"file:{out / 'study.db'}?mode=ro", uri=True, timeout=30)
     try:
         trials = db.execute("SELECT trial_id, number, state FROM trials ORDER BY number").fetchall()
@@ -47,10 +50,15 @@ def study_rows(out: Path) -> list[StudyRow]:
         for trial_id, value in db.execute("SELECT trial_id, value FROM trial_values ORDER BY objective"):
             values.setdefault(trial_id, []).append(value)
         notes = dict(db.execute("SELECT trial_id, value_json FROM trial_user_attributes WHERE key = 'note'").fetchall())
+        requeued = {
+            int(json.loads(v))
+            for (v,) in db.execute("SELECT value_json FROM trial_user_attributes WHERE key = 'requeued_from'")
+        }
     finally:
         db.close()
     return [
-        (n, state, params.get(tid, {}), values.get(tid), json.loads(notes.get(tid, '""'))) for tid, n, state in trials
+        (n, state, params.get(tid, {}), values.get(tid), "interrupted" if n in requeued else json.loads(notes.get(tid, '""')))
+        for tid, n, state in trials
     ]
 
 

@@ -1,9 +1,14 @@
-"""The response cache: an identical request is never paid for twice, even across processes."""
+"""The response cache: an identical request is never paid for twice, even across processes and machines.
+
+The semantics are the same on both backends (a SQLite file, a PostgreSQL database), so most
+tests run on each: ``location`` is a file path or a database URL, as ``open_cache`` takes it.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import socket
 import sqlite3
 import threading
 from pathlib import Path
@@ -11,11 +16,52 @@ from typing import Any
 
 import pytest
 
-from migrator.llm import ResponseCache, request_key
+from migrator.errors import InputError, StorageError
+from migrator.llm import Cache, PostgresCache, ResponseCache, open_cache, request_key
+
+BACKENDS = ("sqlite", "postgres")
 
 
-def test_put_then_get_roundtrip(tmp_path: Path) -> None:
-    cache = ResponseCache(tmp_path / "cache.db")
+@pytest.fixture(params=BACKENDS)
+def location(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Where a cache lives: a SQLite file or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return str(tmp_path / "cache.db")
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
+class _WritesBlocked:
+    """Another process in the middle of a write that the cache's write of ``key`` must wait for."""
+
+    def __init__(self, location: str, key: str) -> None:
+        if "://" not in location:
+            self._sqlite: sqlite3.Connection | None = sqlite3.connect(location, isolation_level=None)
+            self._sqlite.execute("BEGIN IMMEDIATE")
+            return
+        import sqlalchemy as sa
+
+        # an uncommitted row under the same key: an insert of it waits to learn whether it stays
+        self._sqlite = None
+        self._engine = sa.create_engine(location)
+        self._conn = self._engine.connect()
+        self._conn.execute(
+            sa.text("INSERT INTO responses (key, model, value, created) VALUES (:k, 'm/other', '{}', 0)"), {"k": key}
+        )
+
+    def release(self) -> None:
+        """End the other write without keeping anything, so that the cache's write is the one that lands."""
+        if self._sqlite is not None:
+            self._sqlite.execute("COMMIT")
+            self._sqlite.close()
+            return
+        self._conn.rollback()
+        self._conn.close()
+        self._engine.dispose()
+
+
+def test_put_then_get_roundtrip(location: str) -> None:
+    cache = open_cache(location)
     value = {"text": "positive ✓", "usage": {"prompt_tokens": 12, "completion_tokens": 1}, "cost": 1.5e-5}
 
     cache.put("k1", "openai/gpt-4o-mini", value)
@@ -33,33 +79,34 @@ def test_cache_file_and_folder_are_created_on_first_use(tmp_path: Path) -> None:
     assert path.is_file()
 
 
-def test_entries_persist_across_instances(tmp_path: Path) -> None:
-    first = ResponseCache(tmp_path / "cache.db")
+def test_entries_persist_across_instances(location: str) -> None:
+    first = open_cache(location)
     first.put("k1", "m/a", {"text": "one"})
     first.close()
 
-    second = ResponseCache(tmp_path / "cache.db")
+    second = open_cache(location)
     assert second.get("k1") == {"text": "one"}
     assert len(second) == 1
 
 
-def test_the_first_stored_reply_wins(tmp_path: Path) -> None:
-    cache = ResponseCache(tmp_path / "cache.db")
+def test_the_first_stored_reply_wins(location: str) -> None:
+    cache = open_cache(location)
     cache.put("k", "m/a", {"text": "first"})
     cache.put("k", "m/a", {"text": "second"})
+    open_cache(location).put("k", "m/a", {"text": "another instance"})
     assert cache.get("k") == {"text": "first"}
     assert len(cache) == 1
 
 
-def test_usable_after_close(tmp_path: Path) -> None:
-    cache = ResponseCache(tmp_path / "cache.db")
+def test_usable_after_close(location: str) -> None:
+    cache = open_cache(location)
     cache.put("k", "m/a", {"text": "x"})
     cache.close()
     assert cache.get("k") == {"text": "x"}
 
 
-def test_threads_share_one_cache(tmp_path: Path) -> None:
-    cache = ResponseCache(tmp_path / "cache.db")
+def test_threads_share_one_cache(location: str) -> None:
+    cache = open_cache(location)
     errors: list[BaseException] = []
 
     def work(t: int) -> None:
@@ -79,11 +126,10 @@ def test_threads_share_one_cache(tmp_path: Path) -> None:
     assert len(cache) == 200
 
 
-def test_a_write_waiting_for_another_process_lock_leaves_the_event_loop_free(tmp_path: Path) -> None:
-    cache = ResponseCache(tmp_path / "cache.db")
-    cache.get("warm-up")  # the file and its table exist
-    other = sqlite3.connect(tmp_path / "cache.db", isolation_level=None)
-    other.execute("BEGIN IMMEDIATE")  # another process writing: our write must wait for it
+def test_a_write_waiting_for_another_process_lock_leaves_the_event_loop_free(location: str) -> None:
+    cache = open_cache(location)
+    cache.get("warm-up")  # the database and its table exist
+    other = _WritesBlocked(location, "k")  # another process writing: our write must wait for it
 
     async def meanwhile() -> int:
         """How many of 10 ticks the loop made while the write was still waiting."""
@@ -93,21 +139,19 @@ def test_a_write_waiting_for_another_process_lock_leaves_the_event_loop_free(tmp
             await asyncio.sleep(0.02)
             ticks += not put.done()  # a write blocking the loop would be done (or failed) first
         assert not put.done()
-        other.execute("COMMIT")
+        other.release()
         await put
         return ticks
 
     assert asyncio.run(meanwhile()) == 10
     assert cache.get("k") == {"text": "x"}
-    other.close()
 
 
-def test_a_write_whose_caller_is_cancelled_still_lands_before_the_cancellation(tmp_path: Path) -> None:
+def test_a_write_whose_caller_is_cancelled_still_lands_before_the_cancellation(location: str) -> None:
     # a sibling call spending the budget cancels the calls in flight; their paid replies stay
-    cache = ResponseCache(tmp_path / "cache.db")
+    cache = open_cache(location)
     cache.get("warm-up")
-    other = sqlite3.connect(tmp_path / "cache.db", isolation_level=None)
-    other.execute("BEGIN IMMEDIATE")  # keeps the write waiting while the caller is cancelled
+    other = _WritesBlocked(location, "k")  # keeps the write waiting while the caller is cancelled
 
     async def cancelled_midway() -> None:
         put = asyncio.create_task(cache.aput("k", "m/a", {"text": "paid"}))
@@ -115,17 +159,16 @@ def test_a_write_whose_caller_is_cancelled_still_lands_before_the_cancellation(t
         put.cancel()
         await asyncio.sleep(0.05)
         assert not put.done()  # still waiting for its write
-        other.execute("COMMIT")
+        other.release()
         with pytest.raises(asyncio.CancelledError):
             await put
 
     asyncio.run(cancelled_midway())
     assert cache.get("k") == {"text": "paid"}
-    other.close()
 
 
-def test_async_reads_and_writes_are_the_same_store(tmp_path: Path) -> None:
-    cache = ResponseCache(tmp_path / "cache.db")
+def test_async_reads_and_writes_are_the_same_store(location: str) -> None:
+    cache = open_cache(location)
 
     async def roundtrip() -> tuple[object, object]:
         await cache.aput("k", "m/a", {"text": "first"})
@@ -138,8 +181,8 @@ def test_async_reads_and_writes_are_the_same_store(tmp_path: Path) -> None:
     assert asyncio.run(cache.aget("k")) == {"text": "first"}  # usable after close, on a new loop too
 
 
-def _writer(path: str, worker: int, n: int, start: Any) -> None:
-    cache = ResponseCache(Path(path))
+def _writer(location: str, worker: int, n: int, start: Any) -> None:
+    cache = open_cache(location)
     cache.get("warm-up")  # open the connection and create the table before the race
     start.wait(timeout=30)
     for i in range(n):
@@ -149,23 +192,60 @@ def _writer(path: str, worker: int, n: int, start: Any) -> None:
     cache.close()
 
 
-def test_two_processes_writing_concurrently_lose_nothing(tmp_path: Path) -> None:
-    path = tmp_path / "cache.db"
+def test_two_processes_writing_concurrently_lose_nothing(location: str) -> None:
     ctx = multiprocessing.get_context("spawn")
     start = ctx.Barrier(2)
-    procs = [ctx.Process(target=_writer, args=(str(path), w, 200, start)) for w in range(2)]
+    procs = [ctx.Process(target=_writer, args=(location, w, 200, start)) for w in range(2)]
     for proc in procs:
         proc.start()
     for proc in procs:
         proc.join(timeout=60)
 
     assert [p.exitcode for p in procs] == [0, 0]
-    cache = ResponseCache(path)
+    cache = open_cache(location)
     assert len(cache) == 600
     for w in range(2):
         for i in range(200):
             assert cache.get(f"w{w}-{i}") == {"worker": w, "i": i}
     assert all(cache.get(f"shared-{i}") == {"i": i} for i in range(200))
+
+
+def test_the_location_picks_the_backend(tmp_path: Path) -> None:
+    path = tmp_path / "cache.db"
+    as_path, as_text, as_url = open_cache(path), open_cache(str(path)), open_cache(f"sqlite:///{path}")
+    assert all(isinstance(c, ResponseCache) and c.path == path for c in (as_path, as_text, as_url))
+    as_url.put("k", "m/a", {"text": "x"})
+    assert as_path.get("k") == {"text": "x"}  # one file, whichever way it was named
+    # a database URL: nothing is connected to until the cache is used
+    server = open_cache("postgresql+psycopg://migrator@db.invalid:5432/cache")
+    assert isinstance(server, PostgresCache) and isinstance(server, Cache)
+
+
+@pytest.mark.parametrize(
+    "location", ["mysql://migrator:s3cret-pass@db/cache", "sqlite://", "sqlite:///:memory:", "no such://x"]
+)
+def test_a_location_that_is_not_a_cache_is_refused_without_its_password(location: str) -> None:
+    with pytest.raises(InputError, match="The cache location must be") as refused:
+        open_cache(location)
+    assert "s3cret-pass" not in str(refused.value)
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_a_database_that_is_gone_is_one_storage_error_without_the_password() -> None:
+    pytest.importorskip("psycopg")
+    cache = open_cache(f"postgresql+psycopg://migrator:s3cret-pass@127.0.0.1:{_closed_port()}/cache")
+    for attempt in (lambda: cache.get("k"), lambda: asyncio.run(cache.aput("k", "m/a", {"text": "x"}))):
+        with pytest.raises(
+            StorageError, match=r"the response cache at postgresql\+psycopg://migrator:\*\*\*@"
+        ) as failed:
+            attempt()
+        assert "s3cret-pass" not in str(failed.value) and "s3cret-pass" not in failed.value.url
+        assert "refused" in str(failed.value).lower()
 
 
 def test_request_key_is_canonical() -> None:

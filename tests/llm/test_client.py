@@ -8,6 +8,7 @@ so the two behave the same way where a user can tell.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import subprocess
 import sys
 import time
@@ -18,7 +19,16 @@ from typing import Any
 import pytest
 
 from migrator.errors import BudgetExhausted, LLMBadRequestError, LLMProviderError, LLMRateLimitError, LLMTimeoutError
-from migrator.llm import Endpoint, Limits, LiteLLMClient, LLMRequest, LLMResponse, ResponseCache
+from migrator.llm import (
+    Endpoint,
+    Limits,
+    LiteLLMClient,
+    LLMRequest,
+    LLMResponse,
+    ResponseCache,
+    StoredLedger,
+    open_cache,
+)
 from migrator.testing import Attempt, Completion, LoopbackServer, RecordingSleep, Reply
 
 ROADS = ("direct", "litellm")
@@ -65,10 +75,14 @@ def test_a_completion_endpoint_gets_the_prompt(server: LoopbackServer) -> None:
     assert server.attempts[0].path == "/v1/completions" and server.attempts[0].body["prompt"] == "Review: fine\nAnswer:"
 
 
-def test_a_cache_hit_makes_no_call_and_survives_a_new_client(server: LoopbackServer, tmp_path: Path) -> None:
-    first = _client("direct", cache=ResponseCache(tmp_path / "cache.db"))
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_a_cache_hit_makes_no_call_and_survives_a_new_client(
+    server: LoopbackServer, tmp_path: Path, backend: str, request: pytest.FixtureRequest
+) -> None:
+    location = str(tmp_path / "cache.db") if backend == "sqlite" else request.getfixturevalue("postgres_url")
+    first = _client("direct", cache=open_cache(location))
     original = _ask(first, _endpoint(server))
-    second = _client("direct", cache=ResponseCache(tmp_path / "cache.db"))
+    second = _client("direct", cache=open_cache(location))  # another process's, or another machine's
     again = _ask(second, _endpoint(server))
     assert len(server.attempts) == 1
     assert again.cached and not original.cached
@@ -267,3 +281,23 @@ def test_the_reply_carries_the_latency_of_the_call(server: LoopbackServer) -> No
     started = time.perf_counter()
     response = _ask(_client("direct"), _endpoint(server))
     assert 0 < response.latency_s <= time.perf_counter() - started
+
+
+def test_the_ledger_is_written_off_the_event_loop_before_the_request_leaves(server: LoopbackServer, tmp_path: Path) -> None:
+    client = _client("direct", ledger=StoredLedger(f"sqlite:///{tmp_path / 'study.db'}", "s"))
+    other = sqlite3.connect(tmp_path / "study.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another worker writing the study: the reservation waits for it
+
+    async def meanwhile() -> tuple[int, int, str]:
+        call = asyncio.create_task(client.complete(LLMRequest(_endpoint(server), messages=(("user", "hello"),))))
+        ticks = 0
+        for _ in range(10):
+            await asyncio.sleep(0.02)
+            ticks += not call.done()  # a reservation blocking the loop would leave no tick
+        sent_unreserved = len(server.attempts)
+        other.execute("COMMIT")
+        return ticks, sent_unreserved, (await call).text
+
+    assert asyncio.run(meanwhile()) == (10, 0, "re: hello")
+    assert client.ledger.spent().calls == 1
+    other.close()

@@ -116,6 +116,15 @@ class MlflowRecorder:
         else:
             self._create_parent_run(prepared, study_name)
 
+    def join(self, prepared: Prepared, study_name: str, parent_run_id: str) -> None:
+        """Log trials under another process's parent run (a worker's), leaving that run as it is."""
+        self._client = mlflow_client(self.tracking_uri)
+        self._prepared = prepared
+        parent = self._client.get_run(parent_run_id)
+        if parent.data.tags.get("migrator.study") != study_name:
+            raise ValueError(f"MLflow run {parent_run_id} is not the parent run of study {study_name!r}")
+        self.experiment_id, self.parent_run_id = parent.info.experiment_id, parent_run_id
+
     def write_candidates(self, candidates: Sequence[PromptCandidate], rejected: Sequence[Rejection]) -> None:
         """Every prompt candidate's text and origin, and the rejected rewrites, as artifacts."""
         for cand in candidates:

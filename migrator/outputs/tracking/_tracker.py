@@ -121,6 +121,13 @@ class MlflowTracker:
         self._worker.start()
         self._worker.submit("opening the parent run", lambda: self._recorder.open(prepared, study_name))
 
+    def join(self, prepared: Prepared, study_name: str, parent_run_id: str) -> None:
+        """Start the worker on another process's parent run (``migrator worker``): only trials are logged."""
+        if self._worker.running:
+            raise RuntimeError("MlflowTracker.join was called on a started tracker")
+        self._worker.start()
+        self._worker.submit("joining the parent run", lambda: self._recorder.join(prepared, study_name, parent_run_id))
+
     def log_candidates(self, candidates: Sequence[PromptCandidate], rejected: Sequence[Rejection]) -> None:
         """Queue every prompt candidate's text and origin, and the rejected rewrites, as artifacts."""
         self._worker.submit("logging the prompt candidates", lambda: self._recorder.write_candidates(candidates, rejected))
