@@ -170,3 +170,75 @@ def test_a_worker_on_a_spec_nobody_runs_gives_up_with_one_line(tmp_path: Path, p
         code, _, err = _finish(_worker(spec, postgres_url, "--no-tracking", "--wait", "2", key=KEY, cwd=tmp_path / "w"))
     assert code == 2 and time.monotonic() - started < 60
     assert "no study" in err and "migrator run" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_storage_that_is_no_database_url_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    with LoopbackServer() as server:
+        spec = _project(tmp_path, server, 0.0)
+        code, _, err = _finish(_run(spec, tmp_path / "out", "--storage", "redis://cache:6379/0", "--no-tracking"))
+    assert code == 2
+    assert err.strip() == (
+        "migrator: error: --storage: expected a database URL such as sqlite:///PATH or postgresql+psycopg://USER@HOST/DB, got 'redis'"
+    )
+    assert not (tmp_path / "out").exists(), "nothing is written for a bad input"
+
+
+def test_an_unreachable_database_is_one_line_without_its_password(tmp_path: Path) -> None:
+    with LoopbackServer() as server:
+        spec = _project(tmp_path, server, 0.0)
+        url = "postgresql+psycopg://mig:hunter2-secret@127.0.0.1:1/migrator"
+        code, out, err = _finish(_run(spec, tmp_path / "out", "--storage", url, "--no-tracking"))
+    assert code == 1
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "127.0.0.1:1" in lines[0] and "mig:***@" in lines[0], err
+    assert "hunter2" not in err + out
+
+
+def test_a_password_in_the_storage_url_reaches_no_process_list_log_or_output(
+    tmp_path: Path, postgres_server: Any, mlflow_server: MlflowServer
+) -> None:
+    # the test server trusts every local connection, so any password gets in
+    secret = "pw-" + os.urandom(6).hex()
+    url = postgres_server.create_database("secret_" + os.urandom(4).hex()).replace("postgres@", f"postgres:{secret}@")
+    seen_in_ps: list[str] = []
+    with LoopbackServer() as server:
+        spec = _project(tmp_path, server, 0.3, budget={"trials": 6})
+        run = _run(spec, tmp_path / "out", "--workers", "3", "--storage", url, "--tracking-uri", mlflow_server.uri)
+        while run.poll() is None:
+            for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+                try:
+                    text = cmdline.read_bytes().decode(errors="replace")
+                except OSError:
+                    continue
+                if secret in text and str(run.pid) not in cmdline.parts[2]:
+                    seen_in_ps.append(text.replace("\0", " "))
+            time.sleep(0.2)
+        code, out, err = _finish(run)
+    assert code == 0, err
+    assert not seen_in_ps, f"a worker's command line shows the password: {seen_in_ps[0]}"
+    assert secret not in out + err
+    for path in (tmp_path / "out").rglob("*"):
+        if path.is_file() and path.suffix != ".db":
+            assert secret.encode() not in path.read_bytes(), f"{path} holds the password"
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["study"]["storage"].startswith("postgresql+psycopg://postgres:***@")
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=mlflow_server.uri)
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()], max_results=1000)
+    for r in runs:
+        assert secret not in json.dumps([r.data.params, r.data.tags, r.data.metrics])
+
+
+def test_migrator_ui_points_at_a_running_mlflow_server(mlflow_server: MlflowServer) -> None:
+    ui = subprocess.run(
+        [sys.executable, "-m", "migrator", "ui", "--tracking-uri", mlflow_server.uri],
+        capture_output=True, text=True, timeout=120, env=run_env(KEY),
+    )
+    assert ui.returncode == 0, ui.stderr
+    assert f"{mlflow_server.uri}/#/experiments" in ui.stdout
+    gone = subprocess.run(
+        [sys.executable, "-m", "migrator", "ui", "--tracking-uri", "http://127.0.0.1:1"],
+        capture_output=True, text=True, timeout=120, env=run_env(KEY),
+    )
+    assert gone.returncode == 1 and "does not answer" in gone.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -110,11 +111,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _shared_arguments(parser: argparse.ArgumentParser, cache_default: str) -> None:
-    """The arguments ``run`` and ``worker`` share: where the study, the replies and MLflow live."""
-    parser.add_argument("--storage", metavar="URL",
-                        help="the study's database: sqlite:///PATH or postgresql+psycopg://USER@HOST/DB (default: OUT/study.db)")
-    parser.add_argument("--tracking-uri", metavar="URL", help="MLflow: http://HOST:PORT or a store URI (default: OUT/mlflow.db)")
-    parser.add_argument("--cache", help=f"response cache: a file or a PostgreSQL URL (default: {cache_default})")
+    """The arguments ``run`` and ``worker`` share: where the study, the replies and MLflow live.
+
+    The three locations may come from the environment instead (``MIGRATOR_STORAGE``,
+    ``MIGRATOR_TRACKING_URI``, ``MIGRATOR_CACHE``): a URL with a password then stays out
+    of the process list, and it is how ``run --workers`` hands them to its workers.
+    """
+    parser.add_argument("--storage", metavar="URL", default=os.environ.get("MIGRATOR_STORAGE") or None,
+                        help="the study's database: sqlite:///PATH or postgresql+psycopg://USER@HOST/DB "
+                        "(default: $MIGRATOR_STORAGE, else OUT/study.db)")
+    parser.add_argument("--tracking-uri", metavar="URL", default=os.environ.get("MIGRATOR_TRACKING_URI") or None,
+                        help="MLflow: http://HOST:PORT or a store URI (default: $MIGRATOR_TRACKING_URI, else OUT/mlflow.db)")
+    parser.add_argument("--cache", default=os.environ.get("MIGRATOR_CACHE") or None,
+                        help=f"response cache: a file or a PostgreSQL URL (default: $MIGRATOR_CACHE, else {cache_default})")
     parser.add_argument("--no-cache", action="store_true", help="do not reuse or store replies")
     parser.add_argument("--no-tracking", action="store_true", help="do not record in MLflow")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or table")

@@ -55,9 +55,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec)
     prepared = prepare(spec)
     out_dir: Path = args.out
-    out_dir.mkdir(parents=True, exist_ok=True)
     paths = default_out_paths(out_dir)
     storage, study_name = study_of(spec, args.storage, paths["storage"])
+    out_dir.mkdir(parents=True, exist_ok=True)
     cache = None if args.no_cache else cache_location(args.cache, storage, Path(paths["cache"]))
     client = make_client(cache, calls=spec.budget.calls, usd=spec.budget.usd, space=spec.search_space, seed=spec.seed)
     tracking_uri = args.tracking_uri or spec.tracking.uri or paths["tracking"]

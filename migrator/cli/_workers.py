@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator, Mapping
@@ -59,16 +60,18 @@ def local_workers(
     if count and storage == "memory":
         raise InputError("--workers needs a study in a database (--storage)")
     log_dir.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "migrator", "worker", str(args.spec), "--storage", storage, "--quiet"]
-    command += ["--tracking-uri", tracking_uri] if not args.no_tracking else ["--no-tracking"]
-    command += ["--cache", str(cache)] if cache else ["--no-cache"]
+    command = [sys.executable, "-m", "migrator", "worker", str(args.spec), "--quiet"]
+    command += [] if not args.no_tracking else ["--no-tracking"]
+    command += [] if cache else ["--no-cache"]
     for model, base in api_bases.items():
         command += ["--api-base", f"{model}={base}"]
+    # the locations go by the environment: a password in a URL stays out of the process list
+    env = {**os.environ, "MIGRATOR_STORAGE": storage, "MIGRATOR_TRACKING_URI": tracking_uri, "MIGRATOR_CACHE": str(cache or "")}
     spawned: list[subprocess.Popen[bytes]] = []
     try:
         for i in range(count):
             with (log_dir / f"worker-{i + 1}.log").open("wb") as out:
-                spawned.append(subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT))
+                spawned.append(subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env))
         yield spawned
         for i, proc in enumerate(spawned):
             if proc.wait(timeout=120) != EXIT_OK:

@@ -27,7 +27,17 @@ litellm itself is imported only through :func:`migrator.models.import_litellm`.
 
 from __future__ import annotations
 
-from migrator.llm._cache import SQLITE_ENGINE_KWARGS, Cache, PostgresCache, ResponseCache, open_cache, wal_on_connect
+from migrator.llm._cache import (
+    PG_ENGINE_KWARGS,
+    SQLITE_ENGINE_KWARGS,
+    Cache,
+    PostgresCache,
+    ResponseCache,
+    db_errors,
+    open_cache,
+    sql_engine,
+    wal_on_connect,
+)
 from migrator.llm._client import LiteLLMClient
 from migrator.llm._ledger import Ledger, MemoryLedger, Spent, StoredLedger
 from migrator.llm._transports import (
@@ -50,6 +60,7 @@ from migrator.llm._types import (
 )
 
 __all__ = [
+    "PG_ENGINE_KWARGS",
     "SQLITE_ENGINE_KWARGS",
     "Cache",
     "CallStats",
@@ -72,7 +83,9 @@ __all__ = [
     "Spent",
     "StoredLedger",
     "Transport",
+    "db_errors",
     "open_cache",
     "request_key",
+    "sql_engine",
     "wal_on_connect",
 ]

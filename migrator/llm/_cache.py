@@ -38,6 +38,7 @@ from migrator.errors import InputError, StorageError
 from migrator.redaction import redact
 
 __all__ = [
+    "PG_ENGINE_KWARGS",
     "SQLITE_ENGINE_KWARGS",
     "Cache",
     "PostgresCache",
@@ -76,7 +77,7 @@ SQLITE_ENGINE_KWARGS: dict[str, Any] = {"connect_args": {"timeout": 60}}
 
 # Connections per process and engine on PostgreSQL: one thread off the loop uses one at a
 # time, a caller's thread another; pre-ping replaces a connection the server dropped.
-_PG_POOL: dict[str, Any] = {"pool_size": 2, "max_overflow": 2, "pool_pre_ping": True, "pool_recycle": 1800}
+PG_ENGINE_KWARGS: dict[str, Any] = {"pool_size": 2, "max_overflow": 2, "pool_pre_ping": True, "pool_recycle": 1800}
 
 
 def wal_on_connect(engine: Any) -> None:
@@ -99,7 +100,7 @@ def sql_engine(url: str) -> Any:
         engine = sa.create_engine(url, **SQLITE_ENGINE_KWARGS)
         wal_on_connect(engine)
         return engine
-    return sa.create_engine(url, **(_PG_POOL if url.startswith("postgresql") else {}))
+    return sa.create_engine(url, **(PG_ENGINE_KWARGS if url.startswith("postgresql") else {}))
 
 
 @contextmanager

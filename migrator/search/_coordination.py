@@ -278,13 +278,9 @@ class Coordinator:
     def _open_table(self) -> None:
         import sqlalchemy as sa
 
-        from migrator.llm import SQLITE_ENGINE_KWARGS, wal_on_connect
+        from migrator.llm import sql_engine
 
-        sqlite = self.url.startswith("sqlite")
-        pool = {} if sqlite else {"pool_size": 1, "max_overflow": 1, "pool_pre_ping": True}
-        self._engine = sa.create_engine(self.url, **(SQLITE_ENGINE_KWARGS if sqlite else pool))
-        if sqlite:
-            wal_on_connect(self._engine)
+        self._engine = sql_engine(self.url)
         meta = sa.MetaData()
         self._table = sa.Table(
             _WORKERS,

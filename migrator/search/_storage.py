@@ -27,16 +27,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from migrator.llm import SQLITE_ENGINE_KWARGS, wal_on_connect
+from migrator.llm import PG_ENGINE_KWARGS, SQLITE_ENGINE_KWARGS, db_errors, wal_on_connect
 from migrator.search._coordination import GRACE_S, HEARTBEAT_S, Coordinator, machine_id, pid_alive
 from migrator.search._optuna import experimental_features, load_optuna, quiet_logs
 from migrator.search._pruners import make_pruner
 from migrator.search._setup import SearchSetup
 from migrator.search._space import warm_start_params
-
-# PostgreSQL connections per process for Optuna's storage: the search uses one at a time,
-# the heartbeat thread another; N workers then hold at most 4N of the server's connections.
-_PG_POOL: dict[str, Any] = {"pool_size": 2, "max_overflow": 2, "pool_pre_ping": True, "pool_recycle": 1800}
 
 
 def open_storage(url: str) -> Any:
@@ -71,7 +67,7 @@ def _storage(url: str) -> Any:
         sqlite = url.startswith("sqlite:")
         storage = optuna.storages.RDBStorage(
             url,
-            engine_kwargs=SQLITE_ENGINE_KWARGS if sqlite else _PG_POOL if url.startswith("postgresql") else {},
+            engine_kwargs=SQLITE_ENGINE_KWARGS if sqlite else PG_ENGINE_KWARGS if url.startswith("postgresql") else {},
             heartbeat_interval=HEARTBEAT_S,
             grace_period=GRACE_S,
             heartbeat_stale_trial_callback=requeue,
@@ -88,7 +84,7 @@ def open_study(setup: SearchSetup, storage: str, study_name: str) -> Any:
     Its first objective (dev score) is maximized, any others (cost, latency) minimized.
     """
     objectives = setup.spec.objective
-    with quiet_logs() as optuna:
+    with quiet_logs() as optuna, db_errors(storage, "the study's database"):
         return optuna.create_study(
             study_name=study_name,
             storage=open_storage(storage),
