@@ -99,7 +99,9 @@ def local_name(model: str) -> str:
 def _litellm_info(model: str) -> ModelInfo:
     litellm = import_litellm()
     provider, _, name = model.partition("/")
-    entry = litellm.model_cost.get(name) or litellm.model_cost.get(model) or {}
+    # the full id first: azure/gpt-4o and gemini/gemini-2.5-flash have entries of their own,
+    # with their provider's retirement dates, besides OpenAI's gpt-4o and Vertex's gemini-2.5-flash
+    entry = litellm.model_cost.get(model) or litellm.model_cost.get(name) or {}
     try:
         supported = litellm.get_supported_openai_params(model=name, custom_llm_provider=provider) or []
     except Exception:  # litellm raises assorted errors for providers it cannot map

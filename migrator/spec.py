@@ -9,12 +9,24 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Mapping
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serializer, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from migrator.errors import InputError, SpecError
@@ -29,6 +41,7 @@ __all__ = [
     "Message",
     "MetricSpec",
     "MigrationSpec",
+    "ModelId",
     "ModelOverride",
     "PromptSpace",
     "SearchSpace",
@@ -37,6 +50,7 @@ __all__ = [
     "TrackingSpec",
     "load_search_space",
     "load_spec",
+    "merged",
     "read_yaml",
     "validated",
 ]
@@ -53,23 +67,26 @@ class Message(_Strict):
     content: str
 
 
+def _provider_prefixed(value: str) -> str:
+    spaced = " " in value or not value.isprintable()  # a space, tab, newline or control character
+    if "/" not in value or value.startswith("/") or value.endswith("/") or spaced:
+        raise ValueError(
+            f"must be a provider-prefixed model id such as 'openai/gpt-4o-mini', got {value!r}"
+        )
+    return value
+
+
+# a model id as apps write it and litellm routes it: provider/name
+ModelId = Annotated[str, Field(min_length=1), AfterValidator(_provider_prefixed)]
+
+
 class TargetSpec(_Strict):
     """A model to call: a litellm id, optionally behind an OpenAI-compatible endpoint."""
 
-    model: str = Field(min_length=1)
+    model: ModelId
     api_base: str | None = None
     api_key_env: str | None = None
     mode: Mode | None = None
-
-    @field_validator("model")
-    @classmethod
-    def _provider_prefixed(cls, value: str) -> str:
-        spaced = " " in value or not value.isprintable()  # a space, tab, newline or control character
-        if "/" not in value or value.startswith("/") or value.endswith("/") or spaced:
-            raise ValueError(
-                f"must be a provider-prefixed model id such as 'openai/gpt-4o-mini', got {value!r}"
-            )
-        return value
 
     @field_validator("api_key_env")
     @classmethod
@@ -292,6 +309,16 @@ class SearchSpace(_Strict):
         return value
 
 
+def _model_ids_as_targets(value: Any) -> Any:
+    """A list of targets may name a model by its id alone."""
+    if isinstance(value, list):
+        return [{"model": v} if isinstance(v, str) else v for v in value]
+    return value
+
+
+_CATALOG = TypeAdapter(tuple[TargetSpec, ...])
+
+
 class MigrationSpec(_Strict):
     """migration.yaml after validation; paths are resolved against ``base_dir``."""
 
@@ -301,6 +328,10 @@ class MigrationSpec(_Strict):
     dataset: DatasetSpec
     metric: MetricSpec
     targets: tuple[TargetSpec, ...] = Field(min_length=1)
+    # the approved models `targets: auto` picks from, and the team's retirement dates;
+    # load_spec has resolved `auto` into targets by the time a spec exists
+    catalog: tuple[TargetSpec, ...] = ()
+    deprecations: str | None = None
     search_space: SearchSpace = SearchSpace()
     budget: Budget = Budget()
     objective: tuple[Literal["quality", "cost", "latency"], ...] = ("quality",)
@@ -312,12 +343,10 @@ class MigrationSpec(_Strict):
     base_dir: Path = Path(".")
     source_file: str = "migration.yaml"
 
-    @field_validator("targets", mode="before")
+    @field_validator("targets", "catalog", mode="before")
     @classmethod
     def _target_strings(cls, value: Any) -> Any:
-        if isinstance(value, list):
-            return [{"model": v} if isinstance(v, str) else v for v in value]
-        return value
+        return _model_ids_as_targets(value)
 
     @field_validator("objective", mode="before")
     @classmethod
@@ -344,13 +373,20 @@ class MigrationSpec(_Strict):
         path = Path(relative)
         return path if path.is_absolute() else self.base_dir / path
 
+    def deprecations_file(self) -> Path | None:
+        """The team's deprecations.yaml the spec (or its fleet's defaults) names, if any."""
+        return None if self.deprecations is None else _normalised(self.resolve(self.deprecations))
+
     def spec_hash(self) -> str:
         """Stable digest of everything that changes results: settings and file contents.
 
         Paths, storage and tracking are left out, so moving a project (or its study's
         database) keeps its study; editing the prompt file or the dataset starts a new one.
+        The catalog and the deprecations file count only through the targets they resolved
+        ``targets: auto`` to.
         """
-        payload = self.model_dump(mode="json", exclude={"base_dir", "source_file", "tracking", "storage", "description"})
+        excluded = {"base_dir", "source_file", "tracking", "storage", "description", "catalog", "deprecations"}
+        payload = self.model_dump(mode="json", exclude=excluded)
         digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode())
         files = [self.dataset.path] + ([self.app.prompt_file] if self.app.prompt_file else [])
         for relative in files:
@@ -398,6 +434,8 @@ def read_yaml(path: Path, error: type[InputError] = SpecError) -> Any:
         where = f"line {mark.line + 1}" if mark is not None else None
         problem = getattr(exc, "problem", None) or "invalid YAML"
         raise error(f"invalid YAML: {problem}", file=str(path), where=where) from None
+    except ValueError as exc:  # a value YAML reads as a date or a time but is none: 2024-13-01
+        raise error(f"invalid YAML value: {exc}", file=str(path)) from None
 
 
 def validated(model: type[BaseModel], data: Any, file: Path, prefix: str = "") -> Any:
@@ -417,29 +455,140 @@ def load_search_space(path: Path) -> SearchSpace:
     return space
 
 
-def load_spec(path: str | Path) -> MigrationSpec:
-    """Load and validate migration.yaml; errors name the file and the field."""
+def load_spec(
+    path: str | Path,
+    *,
+    defaults: Mapping[str, Any] | None = None,
+    defaults_file: Path | None = None,
+    deprecations: Path | None = None,
+    today: date | None = None,
+) -> MigrationSpec:
+    """Load and validate migration.yaml; errors name the file and the field.
+
+    Args:
+        defaults: shared settings (a fleet's ``fleet.yaml``) under the spec's own. A mapping
+            set in both is merged key by key, the spec's keys winning (one level deep: the
+            spec's ``search_space.demos`` replaces the fleet's); anything else the spec sets
+            replaces the default.
+        defaults_file: where ``defaults`` were read: their ``search_space`` and
+            ``deprecations`` paths are relative to it, and an error in them names it.
+        deprecations: a deprecations.yaml for ``targets: auto``, instead of the spec's
+            (or the defaults') ``deprecations:``.
+        today: the day ``targets: auto`` judges retirements on (default:
+            :func:`migrator.retirement.today`, which ``MIGRATOR_TODAY`` sets).
+    """
     path = Path(path)
     raw = read_yaml(path)
     if not isinstance(raw, dict):
         raise SpecError("expected a mapping at the top level", file=str(path))
-    data = dict(raw)
-    space_ref = data.get("search_space")
-    if isinstance(space_ref, str):
-        space_path = Path(space_ref)
-        if not space_path.is_absolute():
-            space_path = path.parent / space_path
-        if not space_path.is_file():
-            raise SpecError(f"search space file not found: {space_path}", file=str(path), where="search_space")
-        data["search_space"] = load_search_space(space_path).model_dump()
+    own = _with_search_space(dict(raw), path)
     for key in ("base_dir", "source_file"):
-        if key in data:
+        if key in own:
             raise SpecError("unknown key (not one of the fields this section accepts)", file=str(path), where=key)
+    shared = dict(defaults or {})
+    if shared:
+        shared_file = defaults_file or path
+        shared = _with_search_space(shared, shared_file)
+        if isinstance(shared.get("deprecations"), str):
+            # a path in a spec is relative to the spec: the defaults' is made so
+            shared["deprecations"] = _relative_to(shared_file.parent / shared["deprecations"], path.parent)
+    data = merged(shared, own)
     data["base_dir"] = path.parent
     data["source_file"] = str(path)
-    spec: MigrationSpec = validated(MigrationSpec, data, path)
+    if data.get("targets") == "auto":
+        data["targets"] = _auto_targets(data, path, own, defaults_file, deprecations, today)
+    spec = _validated_spec(data, path, own, shared, defaults_file)
     if spec.app.prompt_file is not None and not spec.resolve(spec.app.prompt_file).is_file():
         raise SpecError(f"prompt file not found: {spec.resolve(spec.app.prompt_file)}", file=str(path), where="app.prompt_file")
     if not spec.resolve(spec.dataset.path).is_file():
         raise SpecError(f"dataset file not found: {spec.resolve(spec.dataset.path)}", file=str(path), where="dataset.path")
     return spec
+
+
+def _with_search_space(data: dict[str, Any], file: Path) -> dict[str, Any]:
+    """``data`` with a ``search_space: FILE`` (relative to ``file``) replaced by the file's validated settings."""
+    space_ref = data.get("search_space")
+    if isinstance(space_ref, str):
+        space_path = Path(space_ref)
+        if not space_path.is_absolute():
+            space_path = file.parent / space_path
+        if not space_path.is_file():
+            raise SpecError(f"search space file not found: {space_path}", file=str(file), where="search_space")
+        data["search_space"] = load_search_space(space_path).model_dump()
+    return data
+
+
+def _relative_to(target: Path, folder: Path) -> str:
+    return str(target) if target.is_absolute() else os.path.relpath(target, folder)
+
+
+def _normalised(path: Path) -> Path:
+    # a fleet's file seen from an app: apps/a/../deprecations.yaml is apps/deprecations.yaml
+    return Path(os.path.normpath(path))
+
+
+def merged(shared: Mapping[str, Any], own: Mapping[str, Any]) -> dict[str, Any]:
+    """``shared`` with ``own`` over it: a mapping in both is merged key by key, anything else replaced."""
+    out = dict(shared)
+    for key, value in own.items():
+        below = shared.get(key)
+        out[key] = {**below, **value} if isinstance(below, dict) and isinstance(value, dict) else value
+    return out
+
+
+def _origin(loc: tuple[Any, ...], own: Mapping[str, Any], shared: Mapping[str, Any], shared_file: Path | None, path: Path) -> Path:
+    """The file a merged value at ``loc`` came from: the spec, or the defaults' file."""
+    if shared_file is None or not loc:
+        return path
+    key = loc[0]
+    if key not in own:
+        return shared_file if key in shared else path
+    below, mine = shared.get(key), own[key]
+    if len(loc) > 1 and isinstance(below, dict) and isinstance(mine, dict) and loc[1] not in mine and loc[1] in below:
+        return shared_file
+    return path
+
+
+def _validated_spec(
+    data: dict[str, Any], path: Path, own: Mapping[str, Any], shared: Mapping[str, Any], shared_file: Path | None
+) -> MigrationSpec:
+    try:
+        return MigrationSpec.model_validate(data)
+    except ValidationError as exc:
+        # The first problem only: later ones are often echoes of it.
+        first = exc.errors()[0]
+        file = _origin(tuple(first["loc"]), own, shared, shared_file, path)
+        raise SpecError(_describe(dict(first)), file=str(file)) from None
+
+
+def _auto_targets(
+    data: Mapping[str, Any],
+    path: Path,
+    own: Mapping[str, Any],
+    shared_file: Path | None,
+    deprecations: Path | None,
+    today: date | None,
+) -> Any:
+    """The targets ``targets: auto`` stands for: the legacy model's successor, then the catalog's live models."""
+    # retirement reads its YAML through this module, so it is imported only when needed
+    from migrator import retirement
+
+    app = data.get("app")
+    legacy = app.get("model") if isinstance(app, dict) else None
+    if not isinstance(legacy, str):
+        return "auto"  # validation names app.model, which comes before targets
+    catalog_file = path if "catalog" in own or shared_file is None else shared_file
+    try:
+        catalog = _CATALOG.validate_python(_model_ids_as_targets(data.get("catalog") or []))
+    except ValidationError as exc:
+        raise SpecError("catalog." + _describe(dict(exc.errors()[0])), file=str(catalog_file)) from None
+    if deprecations is None and isinstance(data.get("deprecations"), str):
+        deprecations = _normalised(path.parent / data["deprecations"])
+    overrides = retirement.load_deprecations(deprecations) if deprecations is not None else {}
+    return retirement.auto_targets(
+        legacy,
+        [t.model_dump(exclude_none=True) for t in catalog],
+        overrides,
+        today or retirement.today(),
+        file=str(path),
+    )

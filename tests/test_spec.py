@@ -541,3 +541,117 @@ def test_spec_hash_changes_when_the_prompt_file_is_edited(spec_path: Path) -> No
         "messages:\n  - role: user\n    content: 'Classify this review: {{ review }}'\n"
     )
     assert load_spec(spec_path).spec_hash() != before
+
+
+# -- fleet defaults and targets: auto ---------------------------------------------------------
+
+TODAY = __import__("datetime").date(2026, 12, 1)  # litellm 1.110.2's map judged on a fixed day
+
+
+def _fleet_app(tmp_path: Path, app: dict[str, Any], fleet: dict[str, Any] | None = None) -> tuple[Path, Path]:
+    """An app folder under tmp_path/fleet with the given spec changes, and the fleet's fleet.yaml."""
+    data = _spec_dict()
+    for key, value in app.items():
+        if value is None:
+            data.pop(key, None)
+        else:
+            data[key] = value
+    spec = _write(tmp_path / "fleet" / "app", data)
+    fleet_file = tmp_path / "fleet" / "fleet.yaml"
+    fleet_file.write_text(yaml.safe_dump(fleet or {}))
+    return spec, fleet_file
+
+
+def _load(spec: Path, fleet_file: Path, **kwargs: Any) -> Any:
+    return load_spec(spec, defaults=yaml.safe_load(fleet_file.read_text()), defaults_file=fleet_file, today=TODAY, **kwargs)
+
+
+def test_fleet_defaults_sit_under_the_apps_own_settings(tmp_path: Path) -> None:
+    fleet = {"budget": {"trials": 30, "calls": 500}, "seed": 9, "search_space": "spaces/shared.yaml", "storage": "sqlite:///s.db"}
+    spec, fleet_file = _fleet_app(tmp_path, {"search_space": {"chunk_size": 4}}, fleet)
+    (fleet_file.parent / "spaces").mkdir()
+    (fleet_file.parent / "spaces" / "shared.yaml").write_text("sampler: tpe\nchunk_size: 20\n")
+
+    loaded = _load(spec, fleet_file)
+
+    assert (loaded.budget.trials, loaded.budget.usd, loaded.budget.calls) == (5, 2.5, 500)  # merged key by key
+    assert loaded.seed == 3  # the app's
+    assert loaded.storage == "sqlite:///s.db"  # the fleet's
+    assert (loaded.search_space.sampler, loaded.search_space.chunk_size) == ("tpe", 4)  # file relative to fleet.yaml
+
+
+@pytest.mark.parametrize(
+    ("fleet", "where"),
+    [
+        ({"budget": {"calls": 0}}, "budget.calls"),
+        ({"catalog": ["gpt-4o"]}, "catalog.0.model"),
+        ({"search_space": "missing.yaml"}, "search_space"),
+    ],
+)
+def test_a_bad_default_names_fleet_yaml(tmp_path: Path, fleet: dict[str, Any], where: str) -> None:
+    spec, fleet_file = _fleet_app(tmp_path, {"targets": "auto"}, fleet)
+    with pytest.raises(SpecError) as raised:
+        _load(spec, fleet_file)
+    assert str(raised.value).startswith(f"{fleet_file}: {where}: ")
+
+
+def test_targets_auto_are_the_successor_then_the_catalogs_live_models(tmp_path: Path) -> None:
+    catalog = ["openai/gpt-4o-mini-2024-07-18", "azure/gpt-4o-2024-08-06", "anthropic/claude-sonnet-4-5"]
+    spec, fleet_file = _fleet_app(
+        tmp_path, {"app": _spec_dict()["app"] | {"model": "openai/gpt-4-0613"}, "targets": "auto"}, {"catalog": catalog}
+    )
+
+    loaded = _load(spec, fleet_file)
+
+    # gpt-4-0613 retired on 2026-10-23 for gpt-5.6-sol; gpt-4o-mini retires within 90 days, claude-sonnet-4-5 has
+    assert [t.model for t in loaded.targets] == ["openai/gpt-5.6-sol", "azure/gpt-4o-2024-08-06"]
+    assert loaded.catalog[0].model == "openai/gpt-4o-mini-2024-07-18"
+
+
+def test_resolved_targets_hash_as_if_written_and_the_catalog_does_not_count(tmp_path: Path) -> None:
+    app = _spec_dict()["app"] | {"model": "openai/gpt-4-0613"}
+    auto, fleet_file = _fleet_app(tmp_path / "a", {"app": app, "targets": "auto"}, {"catalog": ["azure/gpt-4o-2024-08-06"]})
+    written = _write(tmp_path / "b", _spec_dict() | {"app": app, "targets": ["openai/gpt-5.6-sol", "azure/gpt-4o-2024-08-06"]})
+    with_catalog = _write(tmp_path / "c", yaml.safe_load(written.read_text()) | {"catalog": ["openai/gpt-5.1"], "deprecations": "d.yaml"})
+
+    assert _load(auto, fleet_file).spec_hash() == load_spec(written).spec_hash() == load_spec(with_catalog).spec_hash()
+    fleet_file.write_text(yaml.safe_dump({"catalog": ["openai/gpt-5.1"]}))  # a changed catalog is a new study
+    assert _load(auto, fleet_file).spec_hash() != load_spec(written).spec_hash()
+
+
+def test_targets_auto_reads_the_deprecations_of_the_fleet_unless_told_another(tmp_path: Path) -> None:
+    app = _spec_dict()["app"] | {"model": "anthropic/claude-3-5-sonnet-20240620"}  # undated in litellm's map
+    spec, fleet_file = _fleet_app(tmp_path, {"app": app, "targets": "auto"}, {"deprecations": "deprecations.yaml"})
+    (fleet_file.parent / "deprecations.yaml").write_text(
+        "- {model: anthropic/claude-3-5-sonnet-20240620, deprecation_date: 2025-10-22, successor: anthropic/claude-opus-4-1}\n"
+    )
+    other = tmp_path / "other.yaml"
+    other.write_text("- {model: anthropic/claude-3-5-sonnet-20240620, successor: anthropic/claude-haiku-4-5}\n")
+
+    assert [t.model for t in _load(spec, fleet_file).targets] == ["anthropic/claude-opus-4-1"]
+    assert [t.model for t in _load(spec, fleet_file, deprecations=other).targets] == ["anthropic/claude-haiku-4-5"]
+    assert _load(spec, fleet_file).deprecations_file() == fleet_file.parent / "deprecations.yaml"
+
+
+def test_targets_auto_without_a_legacy_model_names_app_model(tmp_path: Path) -> None:
+    app = {k: v for k, v in _spec_dict()["app"].items() if k != "model"}
+    spec = _write(tmp_path, _spec_dict() | {"app": app, "targets": "auto"})
+    with pytest.raises(SpecError, match=r"app\.model: required field is missing"):
+        load_spec(spec, today=TODAY)
+
+
+def test_targets_auto_with_no_model_left_exits_2_naming_the_file_and_targets(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MIGRATOR_TODAY", "2026-12-01")
+    app = _spec_dict()["app"] | {"model": "anthropic/claude-3-haiku-20240307"}  # no date, no successor
+    path = _write(tmp_path, _spec_dict() | {"app": app, "targets": "auto", "catalog": ["openai/gpt-4o-mini-2024-07-18"]})
+
+    code = main(["run", str(path), "--out", str(tmp_path / "out"), "--quiet", "--no-tracking"])
+
+    assert code == 2
+    assert capsys.readouterr().err == (
+        f"migrator: error: {path}: targets: auto found no model: legacy anthropic/claude-3-haiku-20240307 has no "
+        "known successor and the catalog's models are all retired or retiring\n"
+    )
+    assert not (tmp_path / "out").exists()

@@ -8,6 +8,8 @@ ran out before any winner, 130 interrupted (re-run to resume).
 - ``_app``: ``build_parser`` and ``main``, which maps migrator's errors to exit codes.
 - ``_commands``: one function per command (run, eval, demo, ui, export); thin, the work
   is in :mod:`migrator.migration` and :mod:`migrator.outputs`.
+- ``_check``: ``migrator check``, each app's legacy model and when it retires (exit 1 if
+  one is retired or retiring).
 - ``_progress``: the live progress bar of a run and the tables printed after it.
 - ``_terminal``: migrator's messages (the ``migrator`` logger) on stderr, the libraries'
   loggers turned down, while a command runs.

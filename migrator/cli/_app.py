@@ -6,8 +6,10 @@ import argparse
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from migrator import __version__
+from migrator.cli._check import cmd_check
 from migrator.cli._commands import (
     EXIT_BUDGET,
     EXIT_ERROR,
@@ -67,14 +69,31 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
 
     worker = sub.add_parser("worker", help="join a migration's study (from any machine) and run its trials")
-    worker.add_argument("spec", type=Path, help="the same migration.yaml as the run's")
+    worker.add_argument("spec", type=Path, help="the same migration.yaml as the run's, or a fleet's folder (every app in turn)")
     worker.add_argument("--out", type=Path, help="where local model servers log (default: ./.migrator-worker)")
     _shared_arguments(worker, cache_default="cache.db beside a SQLite study, or the study's PostgreSQL database")
     worker.add_argument("--wait", type=float, default=600.0, metavar="S",
                         help="seconds to wait for `migrator run` to create the study (default: 600)")
     worker.add_argument("--api-base", action="append", metavar="MODEL=URL",
                         help="call a local model at this address instead of starting its server")
+    worker.add_argument("--fleet", type=Path, metavar="ROOT",
+                        help="the spec is an app of the fleet at ROOT: its fleet.yaml defaults apply")
     worker.set_defaults(func=cmd_worker)
+
+    check = sub.add_parser("check", help="list each app's legacy model and its retirement date; exit 1 if one is retiring",
+                           description="One row per app: legacy model, retirement date, days left, successor, status "
+                           "(retired, retiring, ok, unknown) and where the date came from (litellm's map or a "
+                           "deprecations file). Exit 0 when no app is retired or retiring, 1 when one is, 2 on bad "
+                           "input. MIGRATOR_TODAY=YYYY-MM-DD fixes the day, for reproducible CI runs.")
+    check.add_argument("paths", type=Path, nargs="+", metavar="PATH",
+                       help="a folder of apps (each with a migration.yaml; its fleet.yaml gives defaults), or spec files")
+    check.add_argument("--within", type=int, metavar="DAYS",
+                       help="a model retiring within this many days is 'retiring' (default: 90)")
+    check.add_argument("--deprecations", type=Path, metavar="FILE",
+                       help="retirement dates and successors that win over litellm's (default: the deprecations: of fleet.yaml or the spec)")
+    check.add_argument("--json", action="store_true",
+                       help="print a JSON list, one object per app, instead of the table")
+    check.set_defaults(func=cmd_check)
 
     ev = sub.add_parser("eval", help="re-score a winner lockfile (for CI gates)")
     ev.add_argument("winner", type=Path, help="winner.yaml")
@@ -107,7 +126,32 @@ def build_parser() -> argparse.ArgumentParser:
     ui.add_argument("--optuna", action="store_true", help="serve optuna-dashboard on the study instead")
     ui.add_argument("--open", action="store_true", help="open the page in a browser")
     ui.set_defaults(func=cmd_ui)
+    _fleet_parsers(sub)
     return parser
+
+
+def _fleet_parsers(sub: Any) -> None:
+    """``migrator fleet run | report | export``."""
+    from migrator.cli._fleet import cmd_fleet_export, cmd_fleet_report, cmd_fleet_run
+
+    fleet = sub.add_parser("fleet", help="migrate every app of a folder tree (each folder with a migration.yaml)")
+    commands = fleet.add_subparsers(dest="fleet_command", required=True)
+    run = commands.add_parser("run", help="migrate every selected app; re-running resumes every app")
+    run.add_argument("paths", type=Path, nargs="+", help="the fleet's root folder (with an optional fleet.yaml), or app folders")
+    run.add_argument("--out", type=Path, required=True, help="output directory: DIR/<app>/, DIR/fleet.json, DIR/fleet.html")
+    run.add_argument("--only", choices=("retiring",), help="only the apps whose legacy model is retired or retiring")
+    run.add_argument("--within", type=int, default=90, metavar="DAYS", help="what 'retiring' means (default: 90 days)")
+    run.add_argument("--deprecations", type=Path, help="retirement dates that override litellm's (default: fleet.yaml's)")
+    run.add_argument("--workers", type=int, default=1, metavar="N", help="processes per app's study (see `run --workers`)")
+    _shared_arguments(run, cache_default="OUT/cache.db for every app, or the study's PostgreSQL database")
+    run.set_defaults(func=cmd_fleet_run)
+    report = commands.add_parser("report", help="rebuild fleet.json and fleet.html from what a fleet run stored")
+    report.add_argument("out", type=Path, help="the fleet run's output directory")
+    report.set_defaults(func=cmd_fleet_report)
+    export = commands.add_parser("export", help="write each app's winner.yaml next to its spec")
+    export.add_argument("out", type=Path, help="the fleet run's output directory")
+    export.add_argument("--to", type=Path, help="the fleet's root (default: each app's spec folder as recorded)")
+    export.set_defaults(func=cmd_fleet_export)
 
 
 def _shared_arguments(parser: argparse.ArgumentParser, cache_default: str) -> None:

@@ -48,11 +48,20 @@ EXIT_OK, EXIT_ERROR, EXIT_INPUT, EXIT_BUDGET, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Search, write summary.json, report.html and winner.yaml, record in MLflow; show the table."""
-    from migrator.cli._workers import local_workers, study_attrs
-    from migrator.migration import default_out_paths, prepare
     from migrator.spec import load_spec
 
-    spec = load_spec(args.spec)
+    return run_spec(load_spec(args.spec), args)
+
+
+def run_spec(spec: MigrationSpec, args: argparse.Namespace) -> int:
+    """``migrator run`` on a loaded spec (``migrator fleet run`` loads each app's with the fleet's defaults).
+
+    ``args`` may also carry ``experiment`` and ``tags`` (the MLflow experiment and parent-run
+    tags a fleet puts every app under) and ``artifacts`` (where that experiment keeps files).
+    """
+    from migrator.cli._workers import local_workers, study_attrs
+    from migrator.migration import default_out_paths, prepare
+
     prepared = prepare(spec)
     out_dir: Path = args.out
     paths = default_out_paths(out_dir)
@@ -61,7 +70,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     cache = None if args.no_cache else cache_location(args.cache, storage, Path(paths["cache"]))
     client = make_client(cache, calls=spec.budget.calls, usd=spec.budget.usd, space=spec.search_space, seed=spec.seed)
     tracking_uri = args.tracking_uri or spec.tracking.uri or paths["tracking"]
-    tracker = _tracker(spec, tracking_uri, out_dir, enabled=not args.no_tracking)
+    tracker = _tracker(spec, tracking_uri, getattr(args, "artifacts", None) or out_dir / "mlartifacts", args)
     progress = Progress(spec.budget.trials, client, enabled=not args.quiet)
     # MLflow opens its store in the background while local servers start and the search runs.
     tracker.start(prepared, study_name, {})
@@ -123,13 +132,14 @@ def models_of(spec: MigrationSpec) -> list[str]:
     return models
 
 
-def _tracker(spec: MigrationSpec, default_uri: str, out_dir: Path, *, enabled: bool) -> Tracker:
+def _tracker(spec: MigrationSpec, uri: str, artifact_dir: Path, args: argparse.Namespace) -> Tracker:
     from migrator.outputs.tracking import MlflowTracker, NullTracker
 
-    if not enabled:
+    if args.no_tracking:
         return NullTracker()
-    uri = spec.tracking.uri or default_uri
-    return MlflowTracker(uri, spec.tracking.experiment, out_dir / "mlartifacts", on_failure=_tracking_failed)
+    experiment = getattr(args, "experiment", None) or spec.tracking.experiment
+    tags = getattr(args, "tags", None) or {}
+    return MlflowTracker(uri, experiment, artifact_dir, on_failure=_tracking_failed, tags=tags)
 
 
 def _tracking_failed(error: Exception) -> None:

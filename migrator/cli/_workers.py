@@ -65,6 +65,8 @@ def local_workers(
     command += [] if cache else ["--no-cache"]
     for model, base in api_bases.items():
         command += ["--api-base", f"{model}={base}"]
+    if getattr(args, "fleet", None):
+        command += ["--fleet", str(args.fleet)]
     # the locations go by the environment: a password in a URL stays out of the process list
     env = {**os.environ, "MIGRATOR_STORAGE": storage, "MIGRATOR_TRACKING_URI": tracking_uri, "MIGRATOR_CACHE": str(cache or "")}
     spawned: list[subprocess.Popen[bytes]] = []
@@ -116,11 +118,33 @@ class _WorkerTracker:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    """Join a migration's study from any machine and run its trials until its budget is spent."""
-    from migrator.migration import join_migration, prepare
+    """Join a migration's study from any machine and run its trials until its budget is spent.
+
+    Given a fleet's folder instead of a spec, join each app's study in the fleet's order
+    (``migrator fleet run`` migrates them in that order), each with its fleet.yaml defaults.
+    """
     from migrator.spec import load_spec
 
-    spec = load_spec(args.spec)
+    if args.spec.is_dir():
+        from migrator.cli._fleet import load_app
+        from migrator.fleet import discover
+
+        fleet = discover([args.spec])
+        for app in fleet.apps:
+            try:
+                spec = load_app(fleet, app, fleet.deprecations_file())
+            except InputError as exc:
+                log.error("error: app %s: %s (skipped)", app.name, exc)
+                continue
+            _work_on(spec, args)
+        return EXIT_OK
+    spec = _fleet_app_spec(args.spec, args.fleet) if args.fleet else load_spec(args.spec)
+    return _work_on(spec, args)
+
+
+def _work_on(spec: Any, args: argparse.Namespace) -> int:
+    from migrator.migration import join_migration, prepare
+
     prepared = prepare(spec)
     storage, study_name = study_of(spec, args.storage, None)
     default_cache = Path(storage.removeprefix("sqlite:///")).parent / "cache.db" if storage.startswith("sqlite:///") else None
@@ -150,6 +174,15 @@ def cmd_worker(args: argparse.Namespace) -> int:
     ended = f"the {result.stopped_by} budget is spent" if result.stopped_by else "the study's trials are done"
     print(f"worker: ran {len(ran)} trials of study {study_name} ({json.dumps(result.counts)}); {ended}")
     return EXIT_OK
+
+
+def _fleet_app_spec(spec: Path, root: Path) -> Any:
+    """An app's spec as ``migrator fleet run`` loads it: with the fleet's fleet.yaml defaults."""
+    from migrator.cli._fleet import load_app
+    from migrator.fleet import App, discover
+
+    fleet = discover([root])
+    return load_app(fleet, App(spec.parent.name, spec), fleet.deprecations_file())
 
 
 def _api_base(value: str) -> tuple[str, str]:

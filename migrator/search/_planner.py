@@ -118,6 +118,11 @@ class Planner:
     """Proposes configs of one listed space; the features are built once per run."""
 
     def __init__(self, candidates: Sequence[Choice]) -> None:
+        # imported here, before the search: proposals run under the study's lock, and a
+        # first import there (about a second) held every other worker back
+        from sklearn.linear_model import BayesianRidge
+
+        self._ridge = BayesianRidge
         self.candidates = list(candidates)
         self.keys = [_key(c) for c in self.candidates]
         self.vocab: dict[str, int] = {}
@@ -148,8 +153,6 @@ class Planner:
                 outage passes) before it counts as tried.
             taken: params of trials running or queued (by any worker): not proposed again.
         """
-        from sklearn.linear_model import BayesianRidge
-
         failures = Counter(_key(p) for p, _, n, scored in observed if n > 0 and not scored)
         done = {_key(p) for p, _, n, scored in observed if n > 0 and scored}
         done |= {key for key, times in failures.items() if times >= _TRIES_OF_A_FAILING_CONFIG}
@@ -163,7 +166,7 @@ class Planner:
         rows = [(p, y, n) for p, y, n, scored in observed if n > 0 and scored]
         if len(rows) < 2:
             return dict(self.candidates[fresh[int(rng.integers(len(fresh)))]])
-        model = BayesianRidge(fit_intercept=True)
+        model = self._ridge(fit_intercept=True)
         x = np.array([self._row(p) for p, _, _ in rows])
         model.fit(x, np.array([y for _, y, _ in rows]), sample_weight=np.array([n for _, _, n in rows], dtype=float))
         draw = _posterior_draw(model.coef_, model.sigma_, rng)

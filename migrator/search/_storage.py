@@ -43,7 +43,7 @@ def open_storage(url: str) -> Any:
     still survives a killed process; only a power cut can lose the last commits.
 
     Workers that start at once on a new database race to create Optuna's tables; the
-    losers see "already exists" and open the tables the winner made.
+    losers see the winner's tables (or rows) and open them.
     """
     import sqlalchemy as sa
 
@@ -51,7 +51,9 @@ def open_storage(url: str) -> Any:
         try:
             return _storage(url)
         except sa.exc.DatabaseError as exc:
-            if ("already exists" not in str(exc) and "duplicate key" not in str(exc)) or attempt == _CREATE_ATTEMPTS - 1:
+            # PostgreSQL says "already exists" or "duplicate key"; SQLite "UNIQUE constraint failed"
+            raced = isinstance(exc, sa.exc.IntegrityError) or "already exists" in str(exc)
+            if not raced or attempt == _CREATE_ATTEMPTS - 1:
                 raise
             time.sleep(0.1 * (attempt + 1))
     raise AssertionError("unreachable")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from migrator.spec import merged
+
 __all__ = ["KEY_ENV", "base_spec", "server_spec"]
 
 # the environment variable a server spec's endpoints read their API key from
@@ -36,7 +38,7 @@ def base_spec(**overrides: Any) -> dict[str, Any]:
         "budget": {"trials": 10},
         "seed": 0,
     }
-    return _merged(spec, overrides)
+    return merged(spec, overrides)
 
 
 def server_spec(api_base: str, dataset: str, **overrides: Any) -> dict[str, Any]:
@@ -69,13 +71,4 @@ def server_spec(api_base: str, dataset: str, **overrides: Any) -> dict[str, Any]
         "budget": {"trials": 5},
         "seed": 0,
     }
-    return _merged(spec, overrides)
-
-
-def _merged(spec: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    """``spec`` with each override merged into the default mapping it names, or in place of the default."""
-    merged = dict(spec)
-    for key, value in overrides.items():
-        default = spec.get(key)
-        merged[key] = {**default, **value} if isinstance(default, dict) and isinstance(value, dict) else value
-    return merged
+    return merged(spec, overrides)

@@ -157,7 +157,7 @@ def test_a_trial_left_running_by_a_process_that_closed_is_run_again_at_once(stor
 
 def test_concurrent_setups_queue_the_warm_starts_once(storage: str, write_spec: Callable[..., Path]) -> None:
     setup = _setup(write_spec)
-    barrier = threading.Barrier(4)
+    barrier = threading.Barrier(4, timeout=60)  # a set-up that fails first must not hang the others
     errors: list[BaseException] = []
 
     def set_up() -> None:
@@ -169,7 +169,7 @@ def test_concurrent_setups_queue_the_warm_starts_once(storage: str, write_spec: 
         except BaseException as exc:
             errors.append(exc)
 
-    threads = [threading.Thread(target=set_up) for _ in range(4)]
+    threads = [threading.Thread(target=set_up, daemon=True) for _ in range(4)]
     for t in threads:
         t.start()
     for t in threads:

@@ -91,8 +91,11 @@ class MlflowRecorder:
         artifact_dir: where a new experiment keeps artifacts (a local store needs one).
     """
 
-    def __init__(self, tracking_uri: str, experiment: str | None, artifact_dir: Path | None) -> None:
+    def __init__(
+        self, tracking_uri: str, experiment: str | None, artifact_dir: Path | None, tags: Mapping[str, str] | None = None
+    ) -> None:
         self.tracking_uri = tracking_uri
+        self.tags = dict(tags or {})
         self.experiment = experiment
         self.artifact_dir = artifact_dir
         self.experiment_id: str | None = None
@@ -204,7 +207,7 @@ class MlflowRecorder:
 
     def _create_parent_run(self, prepared: Prepared, study_name: str) -> None:
         spec = prepared.spec
-        run = self._client.create_run(self.experiment_id, run_name=spec.name, tags=parent_tags(spec, study_name))
+        run = self._client.create_run(self.experiment_id, run_name=spec.name, tags={**parent_tags(spec, study_name), **self.tags})
         self.parent_run_id = run.info.run_id
         self._client.log_batch(self.parent_run_id, params=_params(parent_params(prepared)))
         self._client.log_text(self.parent_run_id, prepared.template.text(), "prompts/original.txt")

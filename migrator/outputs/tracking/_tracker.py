@@ -83,6 +83,7 @@ class MlflowTracker:
         experiment: experiment name (default: the migration's name).
         artifact_dir: where a new experiment keeps artifacts (a local store needs one).
         on_failure: called from the worker thread with the error when tracking fails.
+        tags: more tags on the parent run (a fleet's ``migrator.app``).
     """
 
     def __init__(
@@ -91,9 +92,10 @@ class MlflowTracker:
         experiment: str | None = None,
         artifact_dir: Path | None = None,
         on_failure: Callable[[TrackingError], None] | None = None,
+        tags: Mapping[str, str] | None = None,
     ) -> None:
         self.on_failure = on_failure
-        self._recorder = MlflowRecorder(tracking_uri, experiment, artifact_dir)
+        self._recorder = MlflowRecorder(tracking_uri, experiment, artifact_dir, tags)
         self._worker = Worker("migrator-mlflow", self._fail)
         self._failure: TrackingError | None = None
 
