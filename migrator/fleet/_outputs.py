@@ -112,7 +112,7 @@ def _cell(value: Any, sort: Any = None) -> str:
 
 def _html(rows: Sequence[Mapping[str, Any]]) -> str:
     head = ("app", "status", "legacy model", "retires", "days left", "winner", "test (95% CI)", "naive", "legacy",
-            "beats naive", "$/1k before", "$/1k after", "report")
+            "beats naive (p<0.05)", "$/1k before", "$/1k after", "report")
     body = []
     for row in sorted(rows, key=_order):
         winner, baseline = row.get("winner") or {}, row.get("baseline") or {}
