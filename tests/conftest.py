@@ -99,3 +99,12 @@ def mlflow_server(postgres_server: PostgresServer, tmp_path_factory: pytest.Temp
     backend = postgres_server.create_database("mlflow")
     with MlflowServer(backend, artifacts=tmp_path_factory.mktemp("mlflow-artifacts")) as server:
         yield server
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A study database on SQLite and on a real PostgreSQL server: the same tests run on both."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'study.db'}"
+    found: str = request.getfixturevalue("postgres_url")
+    return found

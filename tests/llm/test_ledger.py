@@ -21,12 +21,9 @@ from migrator.errors import StorageError
 from migrator.llm import MemoryLedger, StoredLedger
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'study.db'}"
-    found: str = request.getfixturevalue("postgres_url")
-    return found
+@pytest.fixture
+def url(database_url: str) -> str:
+    return database_url
 
 
 @pytest.mark.parametrize("kind", ["memory", "stored"])

@@ -26,12 +26,9 @@ from migrator.search._coordination import Coordinator, machine_id
 from migrator.spec import load_spec
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def storage(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'study.db'}"
-    url: str = request.getfixturevalue("postgres_url")
-    return url
+@pytest.fixture
+def storage(database_url: str) -> str:
+    return database_url
 
 
 def _setup(write_spec: Callable[..., Path], **overrides: Any) -> SearchSetup:
