@@ -11,7 +11,7 @@ import math
 import re
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from migrator.errors import SpecError
@@ -31,6 +31,13 @@ class Metric:
     score: Scorer
     labels: tuple[str, ...] = ()
     fields: tuple[str, ...] = ()
+    # the spec it was built from: a pickled metric (sent to another process) is built again from it
+    spec: MetricSpec | None = field(default=None, compare=False, repr=False)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        if self.spec is None:
+            return super().__reduce__()
+        return build_metric, (self.spec,)
 
     def format_hint(self) -> str:
         """One line describing the expected answer, derived from the metric."""
@@ -141,6 +148,10 @@ METRICS = ("exact", "label", "f1", "json_fields", "numeric", "python:<module>:<f
 
 def build_metric(spec: MetricSpec, *, file: str | None = None) -> Metric:
     """The scorer a spec names; errors name the ``metric`` field."""
+    return replace(_built(spec, file), spec=spec)
+
+
+def _built(spec: MetricSpec, file: str | None) -> Metric:
     name = spec.name
     if name == "exact":
         return Metric(name, _exact)

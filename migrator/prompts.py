@@ -51,6 +51,10 @@ class PromptTemplate:
     messages: tuple[tuple[str, str], ...]
     source: str = "prompt"
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # the compiled Jinja2 templates (cached on the instance) are compiled again where it is unpickled
+        return type(self), (self.messages, self.source)
+
     def _each(self, build: Callable[[str], Any]) -> list[Any]:
         """``build`` applied to each message's content; syntax errors name the message."""
         out = []

@@ -10,7 +10,8 @@ import argparse
 import contextlib
 import os
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -57,15 +58,52 @@ def run_spec(spec: MigrationSpec, args: argparse.Namespace) -> int:
     """``migrator run`` on a loaded spec (``migrator fleet run`` loads each app's with the fleet's defaults).
 
     ``args`` may also carry ``experiment`` and ``tags`` (the MLflow experiment and parent-run
-    tags a fleet puts every app under) and ``artifacts`` (where that experiment keeps files).
+    tags a fleet puts every app under), ``artifacts`` (where that experiment keeps files) and
+    ``default_storage`` (the study's database when neither ``--storage`` nor the spec names one).
     """
+    return search_app(spec, args).finish()
+
+
+@dataclass
+class SearchedApp:
+    """A run whose search and verdict are done and whose summary.json and winner.yaml are written.
+
+    What is left, ``finish``, needs no model: the report's charts and the MLflow record.
+    A fleet runs it on another thread while the next app searches.
+    """
+
+    result: MigrationResult
+    tracker: Tracker
+    files: dict[str, Path]
+    summary: dict[str, Any]
+    out_dir: Path
+    quiet: bool
+
+    def finish(self, write_report: Callable[[Path, MigrationResult, Mapping[str, Any]], None] | None = None) -> int:
+        """Write report.html (with ``write_report``, by default in this process), finish and close
+        the MLflow record; the run's exit code."""
+        if write_report is None:
+            from migrator.outputs.report import write_report
+        try:
+            write_report(self.files["report"], self.result, self.summary)
+            if not self.quiet:
+                exhausted_after = len(self.result.search.trials) if self.result.search.exhausted else None
+                print_run_result(self.summary, exhausted_after=exhausted_after, out_dir=self.out_dir, has_winner="winner" in self.files)
+            tracking_whole = _finish_tracking(self.tracker, self.result, self.files, self.out_dir)
+        finally:
+            self.tracker.close()
+        return _run_exit_code(self.result, tracking_whole)
+
+
+def search_app(spec: MigrationSpec, args: argparse.Namespace) -> SearchedApp:
+    """The search and verdict of ``migrator run``, up to summary.json and winner.yaml."""
     from migrator.cli._workers import local_workers, study_attrs
     from migrator.migration import default_out_paths, prepare
 
     prepared = prepare(spec)
     out_dir: Path = args.out
     paths = default_out_paths(out_dir)
-    storage, study_name = study_of(spec, args.storage, paths["storage"])
+    storage, study_name = study_of(spec, args.storage, getattr(args, "default_storage", None) or paths["storage"])
     out_dir.mkdir(parents=True, exist_ok=True)
     cache = None if args.no_cache else cache_location(args.cache, storage, Path(paths["cache"]))
     client = make_client(cache, calls=spec.budget.calls, usd=spec.budget.usd, space=spec.search_space, seed=spec.seed)
@@ -85,12 +123,12 @@ def run_spec(spec: MigrationSpec, args: argparse.Namespace) -> int:
             result = _search(
                 prepared, client, tracker, progress, storage=storage, study_name=study_name, api_bases=api_bases, attrs=attrs
             )
-        files = _write_run_outputs(result, tracker, out_dir, quiet=args.quiet)
-        tracking_whole = _finish_tracking(tracker, result, files, out_dir)
-    finally:
+        files, summary = _write_run_outputs(result, tracker, out_dir)
+    except BaseException:
         # an interrupted or failed run still records the trials that finished
         tracker.close()
-    return _run_exit_code(result, tracking_whole)
+        raise
+    return SearchedApp(result, tracker, files, summary, out_dir, args.quiet)
 
 
 def study_of(spec: MigrationSpec, storage: str | None, default_storage: str | None) -> tuple[str, str]:
@@ -173,10 +211,12 @@ def _search(
     )
 
 
-def _write_run_outputs(result: MigrationResult, tracker: Tracker, out_dir: Path, *, quiet: bool) -> dict[str, Path]:
-    """Write summary.json, winner.yaml (if there is a winner) and report.html; returns them by role."""
+def _write_run_outputs(result: MigrationResult, tracker: Tracker, out_dir: Path) -> tuple[dict[str, Path], dict[str, Any]]:
+    """Write summary.json and winner.yaml (if there is a winner); the output files by role, and the summary.
+
+    report.html (listed here, written by ``SearchedApp.finish``) is drawn from the same summary.
+    """
     from migrator.outputs import summary_dict, winner_dict, write_outputs
-    from migrator.outputs.report import write_report
 
     files = {"summary": out_dir / "summary.json", "report": out_dir / "report.html"}
     winner = winner_dict(result, out_dir)
@@ -184,11 +224,7 @@ def _write_run_outputs(result: MigrationResult, tracker: Tracker, out_dir: Path,
         files["winner"] = out_dir / "winner.yaml"
     summary = summary_dict(result, _run_ids(tracker), files)
     write_outputs(out_dir, summary, winner)
-    write_report(out_dir / "report.html", result, summary)
-    if not quiet:
-        exhausted_after = len(result.search.trials) if result.search.exhausted else None
-        print_run_result(summary, exhausted_after=exhausted_after, out_dir=out_dir, has_winner=winner is not None)
-    return files
+    return files, summary
 
 
 def _run_ids(tracker: Tracker) -> dict[str, Any]:

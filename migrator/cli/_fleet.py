@@ -11,13 +11,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
+import threading
 from collections.abc import Mapping
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from datetime import date
 from pathlib import Path
 from typing import Any
 
-from migrator.cli._commands import EXIT_INPUT, EXIT_INTERRUPTED, EXIT_OK, run_spec
+from migrator.cli._commands import EXIT_INPUT, EXIT_INTERRUPTED, EXIT_OK, SearchedApp, search_app
 from migrator.cli._terminal import log
 from migrator.errors import InputError, MigratorError
 
@@ -82,24 +86,24 @@ def cmd_fleet_run(args: argparse.Namespace) -> int:
         log.error("error: app %s: %s", row["app"], row["error"])
     totals = {"calls": 0, "usd": 0.0}
     interrupted = False
-    for done, (row, spec) in enumerate(selected):
-        _show(selected, done, row, totals, quiet=args.quiet)
-        try:
-            code = _migrate_app(args, fleet, row, spec)
-        except KeyboardInterrupt:
-            interrupted = True
-            break
-        except InputError as exc:  # found only when the app ran (its dataset, its template)
-            row.update(status="error", error=str(exc))
-            log.error("error: app %s: %s", row["app"], exc)
-            continue
-        except MigratorError as exc:  # a provider or a database failed for this app: the others go on
-            row.update(status="failed", error=str(exc))
-            log.error("error: app %s failed: %s", row["app"], exc)
-            continue
-        row["status"] = "ran" if code == EXIT_OK else f"exit {code}"
-        _add_spent(out / row["app"], totals)
-        write_plan(out, [r for r, _ in planned])
+    # An app's report and MLflow record are finished on another thread while the next app searches.
+    with _Finisher(out, [r for r, _ in planned], totals) as finisher:
+        for done, (row, spec) in enumerate(selected):
+            _show(selected, done, row, totals, quiet=args.quiet)
+            try:
+                searched = _migrate_app(args, fleet, row, spec)
+            except KeyboardInterrupt:
+                interrupted = True
+                break
+            except InputError as exc:  # found only when the app ran (its dataset, its template)
+                row.update(status="error", error=str(exc))
+                log.error("error: app %s: %s", row["app"], exc)
+                continue
+            except MigratorError as exc:  # a provider or a database failed for this app: the others go on
+                row.update(status="failed", error=str(exc))
+                log.error("error: app %s failed: %s", row["app"], exc)
+                continue
+            finisher.submit(row, searched)
     write_plan(out, [r for r, _ in planned])
     rows = fleet_rows(out, [r for r, _ in planned])
     json_path, html_path = write_fleet_outputs(out, rows)
@@ -120,19 +124,77 @@ def _selected(row: Mapping[str, Any], only: str | None) -> bool:
     return only is None or row.get("retirement") in ("retired", "retiring")
 
 
-def _migrate_app(args: argparse.Namespace, fleet: Any, row: dict[str, Any], spec: Any) -> int:
-    """One app's ``migrator run`` into DIR/<app>/, under the fleet's experiment, cache and tracking."""
+class _Finisher:
+    """Finishes each searched app on one thread, in order, and records its status.
+
+    The report's charts are drawn in a child process, on another core: a thread of this
+    process would hold the GIL while the next app's search waits to read its replies.
+    The MLflow record is finished here (its own worker thread does the writing).
+    """
+
+    def __init__(self, out: Path, rows: list[dict[str, Any]], totals: dict[str, Any]) -> None:
+        self._out, self._rows, self._totals = out, rows, totals
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="migrator-fleet-finish")
+        self._drawer = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> _Finisher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._pool.shutdown(wait=True)  # every report is written before fleet.json links it
+        self._drawer.shutdown(wait=True)
+
+    def submit(self, row: dict[str, Any], searched: SearchedApp | None) -> None:
+        self._pool.submit(self._finish, row, searched)
+
+    def _write_report(self, path: Path, result: Any, summary: Mapping[str, Any]) -> None:
+        from migrator.outputs.report import write_report
+
+        try:
+            self._drawer.submit(write_report, path, result, summary).result()
+        except BrokenProcessPool:  # the drawing process died (killed, out of memory): draw here
+            write_report(path, result, summary)
+
+    def _finish(self, row: dict[str, Any], searched: SearchedApp | None) -> None:
+        try:
+            code = EXIT_OK if searched is None else searched.finish(self._write_report)
+        except Exception as exc:  # noqa: BLE001 - one app's report must not stop the fleet's
+            row.update(status="failed", error=f"{type(exc).__name__}: {exc}")
+            log.error("error: app %s: its report or MLflow record failed: %s", row["app"], exc)
+            return
+        from migrator.fleet import write_plan
+
+        with self._lock:
+            row["status"] = "ran" if code == EXIT_OK else f"exit {code}"
+            _add_spent(self._out / row["app"], self._totals)
+            # copies (each one atomic): the main thread may be updating the running app's row
+            write_plan(self._out, [dict(r) for r in self._rows])
+
+
+def _migrate_app(args: argparse.Namespace, fleet: Any, row: dict[str, Any], spec: Any) -> SearchedApp | None:
+    """One app's search and verdict into DIR/<app>/, under the fleet's experiment, cache and tracking.
+
+    None when an earlier fleet run finished the app (its summary.json records its current
+    study, and its report was written).
+    """
     out: Path = args.out
     app_out = out / row["app"]
     summary = app_out / "summary.json"
-    if summary.is_file() and json.loads(summary.read_text()).get("study", {}).get("name") == row["study"]:
-        return EXIT_OK  # done by an earlier fleet run: nothing to pay for again
+    done = summary.is_file() and (app_out / "report.html").is_file()
+    if done and json.loads(summary.read_text()).get("study", {}).get("name") == row["study"]:
+        return None  # nothing to pay for again
     row["status"] = "running"
     storage = args.storage
+    # Every app's study in one database of the fleet (opening a new one costs a quarter of a
+    # second), unless an earlier fleet run left this app's in its own folder.
+    own = app_out / "study.db"
+    default_storage = f"sqlite:///{(own if own.is_file() else out / 'studies.db').resolve()}"
     run_args = argparse.Namespace(
         spec=Path(row["spec"]),
         out=app_out,
         storage=storage,
+        default_storage=default_storage,
         tracking_uri=args.tracking_uri or f"sqlite:///{(out / 'mlflow.db').resolve()}",
         cache=args.cache or (None if storage and storage.startswith("postgresql") else str(out / "cache.db")),
         no_cache=args.no_cache,
@@ -144,7 +206,7 @@ def _migrate_app(args: argparse.Namespace, fleet: Any, row: dict[str, Any], spec
         artifacts=out / "mlartifacts",
         fleet=fleet.root,
     )
-    return run_spec(spec, run_args)
+    return search_app(spec, run_args)
 
 
 def _add_spent(app_out: Path, totals: dict[str, Any]) -> None:

@@ -26,7 +26,7 @@ import asyncio
 import os
 import random
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 from migrator.errors import BudgetExhausted, LLMBadRequestError, LLMError, LLMRateLimitError
 from migrator.llm._cache import Cache
@@ -93,6 +93,7 @@ class LiteLLMClient:
         self._rng = random.Random(seed)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._semaphore: asyncio.Semaphore | None = None
+        self._in_flight: dict[str, asyncio.Future[tuple[LLMResponse | None, BaseException | None]]] = {}
 
     async def __aenter__(self) -> LiteLLMClient:
         return self
@@ -105,11 +106,46 @@ class LiteLLMClient:
         await self.transport.aclose()
 
     async def complete(self, request: LLMRequest) -> LLMResponse:
-        """One reply, from the cache when this exact request was answered before."""
+        """One reply, from the cache when this exact request was answered before.
+
+        With a cache, an identical request already on its way is not sent again: this one
+        waits for that reply (counted as cached), so two evaluations at once pay once.
+        """
         key = request.cache_key()
-        hit = await self._cached(key)
-        if hit is not None:
-            return hit
+        if self.cache is None:
+            return await self._paid(key, request)
+        # registered before the first await, so an identical request that comes next waits for this one
+        in_flight = self._in_flight_of_loop()
+        if key in in_flight:
+            response, error = await asyncio.shield(in_flight[key])
+            if error is None and response is None:  # the first one was cancelled: send it ourselves
+                return await self.complete(request)
+            if error is not None:
+                raise error
+            self.stats.cached += 1
+            return replace(response, cached=True)
+        shared: asyncio.Future[tuple[LLMResponse | None, BaseException | None]] = asyncio.get_running_loop().create_future()
+        in_flight[key] = shared
+        try:
+            hit = await self._cached(key)
+            response = hit if hit is not None else await self._paid(key, request)
+        except asyncio.CancelledError:
+            shared.set_result((None, None))
+            raise
+        except BaseException as exc:
+            shared.set_result((None, exc))
+            raise
+        finally:
+            del in_flight[key]
+        shared.set_result((response, None))
+        return response
+
+    def _in_flight_of_loop(self) -> dict[str, asyncio.Future[tuple[LLMResponse | None, BaseException | None]]]:
+        self._bound()  # a new loop starts with nothing in flight
+        return self._in_flight
+
+    async def _paid(self, key: str, request: LLMRequest) -> LLMResponse:
+        """Send the request (with retries, within the budget), count its cost and store the reply."""
         semaphore = self._bound()
         try:
             api_key = self._api_key(request.endpoint)
@@ -145,6 +181,7 @@ class LiteLLMClient:
         if self._semaphore is None or self._loop is not loop:
             # A new loop (each asyncio.run / Runner): the old loop's semaphore cannot be awaited here.
             self._loop, self._semaphore = loop, asyncio.Semaphore(self.concurrency)
+            self._in_flight = {}
         return self._semaphore
 
     async def _with_retries(self, request: LLMRequest, api_key: str | None) -> LLMResponse:

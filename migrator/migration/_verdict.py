@@ -5,16 +5,17 @@ winner, the legacy app as it runs today, and paired tests of the winner against 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping, Sequence
+import functools
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from migrator.dataset import Example
-from migrator.errors import BudgetExhausted, LLMError
+from migrator.errors import BudgetExhausted
 from migrator.evaluate import Config, ExampleResult, Summary, evaluate, seeded, summarize
 from migrator.llm import LLMClient
 from migrator.migration._prepare import endpoint_for
-from migrator.models import model_info
+from migrator.models import is_local, model_info
 from migrator.search import SearchResult, SearchSetup, TrialOutcome, best_trials
 from migrator.stats import PairedTest, bootstrap_ci, paired_test
 
@@ -59,30 +60,77 @@ def scored(role: str, config: Config, dev: Summary | None, results: list[Example
 def judge_on_test(
     runner: asyncio.Runner, client: LLMClient, setup: SearchSetup, search: SearchResult, test: Sequence[Example], on_progress: Progress
 ) -> Verdict:
-    """Score each target's warm start and the best configs on test, then pick winner and baseline."""
+    """Score each target's warm start and the best configs on test, then pick winner and baseline.
+
+    The evaluations run at once, as one batch at the client's concurrency, so no evaluation
+    waits for another's last reply; the legacy model, last, is scored for information.
+    They run one after another on local models, or when the calls budget cannot pay for
+    the legacy model's calls beside the others (or the budget is in USD).
+    """
     on_progress("final", {"what": "scoring baseline and finalists on the test split"})
     seed = setup.spec.seed
+    jobs = [(o, "baseline") for o in _first_per_target(_warm_starts(search))]
+    jobs += [(o, "finalist") for o in best_trials(search, setup.spec.budget.finalists)]
+    legacy = _Legacy.of(setup, test)
+    scoring = [functools.partial(_on_test, client, setup, outcome, test) for outcome, _ in jobs]
+    if legacy is not None:
+        scoring.append(functools.partial(legacy.scores, client))
+    models = [outcome.config.model for outcome, _ in jobs] + ([legacy.config.model] if legacy else [])
+    if any(is_local(m) for m in models) or (legacy is not None and not _legacy_fits(client, setup, len(jobs), len(test))):
+        # one after another: llama.cpp servers share the cores, and a legacy model that
+        # does not fit the budget beside the others must not take the finalists' calls
+        done = [runner.run(_batch([score()]))[0] for score in scoring]
+    else:
+        done = runner.run(_batch([score() for score in scoring]))
     baselines: dict[str, Evaluated] = {}
     finalists: list[Evaluated] = []
     stopped_by = search.stopped_by
-    try:
-        for outcome in _warm_starts(search):
-            if outcome.config.model not in baselines:
-                baselines[outcome.config.model] = _on_test(runner, client, setup, outcome, "baseline", test)
-        for outcome in best_trials(search, setup.spec.budget.finalists):
-            finalists.append(_on_test(runner, client, setup, outcome, "finalist", test))
-    except BudgetExhausted as exc:
-        # Configs scored so far keep their verdict; the rest are reported as not scored.
-        stopped_by = exc.which
-        on_progress("final", {"what": f"the {exc.which} budget ran out during the test verdict"})
+    for (outcome, role), results in zip(jobs, done, strict=False):
+        if isinstance(results, BudgetExhausted):
+            # configs scored before the budget ran out keep their verdict; the rest are reported as not scored
+            stopped_by = stopped_by or results.which
+            continue
+        evaluated = scored(role, outcome.config, outcome.summary, results, seed, outcome.number)
+        if role == "baseline":
+            baselines[outcome.config.model] = evaluated
+        else:
+            finalists.append(evaluated)
+    if stopped_by and stopped_by != search.stopped_by:
+        on_progress("final", {"what": f"the {stopped_by} budget ran out during the test verdict"})
     winner = finalists[0] if finalists else None
     baseline = _naive_migration(baselines, len(setup.dev))
     same = baselines.get(winner.config.model) if winner is not None else None
-    legacy, legacy_note = _evaluate_legacy(runner, client, setup, test)
+    legacy_scored, legacy_note = legacy.verdict(done[len(jobs)], seed) if legacy is not None else _LEGACY_IS_A_TARGET
     return Verdict(
-        winner, baseline, legacy, legacy_note, tuple(finalists), baselines,
+        winner, baseline, legacy_scored, legacy_note, tuple(finalists), baselines,
         _paired(winner, baseline, seed), _paired(winner, same, seed), stopped_by,
     )  # fmt: skip
+
+
+async def _batch(scoring: Sequence[Awaitable[Any]]) -> list[Any]:
+    """Each evaluation's results, or the BudgetExhausted it ran into; any other error is raised."""
+    done = await asyncio.gather(*scoring, return_exceptions=True)
+    for outcome in done:
+        if isinstance(outcome, BaseException) and not isinstance(outcome, BudgetExhausted):
+            raise outcome
+    return list(done)
+
+
+def _first_per_target(warm_starts: Sequence[TrialOutcome]) -> list[TrialOutcome]:
+    seen: dict[str, TrialOutcome] = {}
+    for outcome in warm_starts:
+        seen.setdefault(outcome.config.model, outcome)
+    return list(seen.values())
+
+
+def _legacy_fits(client: LLMClient, setup: SearchSetup, evaluations: int, n_test: int) -> bool:
+    """Whether the calls budget (the spec's, or the client's own) pays for the legacy model's test calls
+    beside the verdict's; under a USD budget that is never known beforehand."""
+    budget, limits = setup.spec.budget, getattr(client, "limits", None)
+    if budget.usd is not None or (limits is not None and limits.usd is not None):
+        return False
+    caps = [c for c in (budget.calls, limits.calls if limits is not None else None) if c is not None]
+    return not caps or client.ledger.spent().calls + (evaluations + 1) * n_test <= min(caps)
 
 
 def _warm_starts(search: SearchResult) -> list[TrialOutcome]:
@@ -97,14 +145,10 @@ def _warm_starts(search: SearchResult) -> list[TrialOutcome]:
     ]  # fmt: skip
 
 
-def _on_test(
-    runner: asyncio.Runner, client: LLMClient, setup: SearchSetup, outcome: TrialOutcome, role: str, test: Sequence[Example]
-) -> Evaluated:
+def _on_test(client: LLMClient, setup: SearchSetup, outcome: TrialOutcome, test: Sequence[Example]) -> Awaitable[list[ExampleResult]]:
     config = outcome.config
     template = setup.prompts[config.prompt_id].template
-    endpoint = setup.endpoints[config.model]
-    results = runner.run(evaluate(client, config, endpoint, template, test, setup.metric, setup.demos_for(config)))
-    return scored(role, config, outcome.summary, results, setup.spec.seed, outcome.number)
+    return evaluate(client, config, setup.endpoints[config.model], template, test, setup.metric, setup.demos_for(config))
 
 
 def _naive_migration(baselines: Mapping[str, Evaluated], dev_size: int) -> Evaluated | None:
@@ -124,26 +168,42 @@ def _paired(winner: Evaluated | None, other: Evaluated | None, seed: int) -> Pai
     return paired_test([r.score for r in winner.results], [r.score for r in other.results], seed=seed)
 
 
-def _evaluate_legacy(
-    runner: asyncio.Runner, client: LLMClient, setup: SearchSetup, test: Sequence[Example]
-) -> tuple[Evaluated | None, str]:
-    """The app as it runs today, if its model still answers; reported once otherwise."""
-    spec = setup.spec
-    app = spec.app
-    if app.model in setup.endpoints:
-        return None, "the legacy model is also a target; see its baseline"
-    endpoint = endpoint_for(app, {})
-    params = tuple(sorted(seeded(app.params, model_info(app.model, api_base=endpoint.api_base).accepts, spec.seed).items()))
-    config = Config(app.model, "original", 0, "none", params, endpoint.mode)
-    template = setup.prompts["original"].template
-    try:
-        probe = runner.run(evaluate(client, config, endpoint, template, test[:1], setup.metric))
+_LEGACY_IS_A_TARGET = (None, "the legacy model is also a target; see its baseline")
+
+
+@dataclass(frozen=True)
+class _Legacy:
+    """The app as it runs today: the legacy model with the original prompt, scored if it still answers."""
+
+    config: Config
+    endpoint: Any
+    setup: SearchSetup
+    test: Sequence[Example]
+
+    @classmethod
+    def of(cls, setup: SearchSetup, test: Sequence[Example]) -> _Legacy | None:
+        """None when the legacy model is also a target (its baseline is the same config)."""
+        spec = setup.spec
+        app = spec.app
+        if app.model in setup.endpoints:
+            return None
+        endpoint = endpoint_for(app, {})
+        params = tuple(sorted(seeded(app.params, model_info(app.model, api_base=endpoint.api_base).accepts, spec.seed).items()))
+        return cls(Config(app.model, "original", 0, "none", params, endpoint.mode), endpoint, setup, test)
+
+    async def scores(self, client: LLMClient) -> list[ExampleResult]:
+        """One example first: a model that no longer answers costs one failed request, not one per example."""
+        template = self.setup.prompts["original"].template
+        probe = await evaluate(client, self.config, self.endpoint, template, self.test[:1], self.setup.metric)
         if probe[0].error is not None:
-            reason = probe[0].error.removeprefix(f"{app.model}: ").splitlines()[0][:240]
-            return None, f"legacy model {app.model} is unreachable, so the app as it runs today has no live score ({reason})"
-        results = probe + runner.run(evaluate(client, config, endpoint, template, test[1:], setup.metric))
-    except BudgetExhausted as exc:  # the legacy score is for information: the run still reports
-        return None, f"legacy model {app.model} was not scored: {exc}"
-    except LLMError as exc:  # pragma: no cover - evaluate scores per-example failures
-        return None, f"legacy model {app.model} failed: {exc}"
-    return scored("legacy", config, None, results, spec.seed, None), ""
+            return probe
+        return probe + await evaluate(client, self.config, self.endpoint, template, self.test[1:], self.setup.metric)
+
+    def verdict(self, results: list[ExampleResult] | BaseException, seed: int) -> tuple[Evaluated | None, str]:
+        model = self.config.model
+        if isinstance(results, BudgetExhausted):  # the legacy score is for information: the run still reports
+            return None, f"legacy model {model} was not scored: {results}"
+        if results[0].error is not None:  # the probe: scores() sent nothing more
+            reason = results[0].error.removeprefix(f"{model}: ").splitlines()[0][:240]
+            return None, f"legacy model {model} is unreachable, so the app as it runs today has no live score ({reason})"
+        return scored("legacy", self.config, None, results, seed, None), ""

@@ -238,6 +238,8 @@ def _evaluate_chunk(search: _Search, config: Config, part: Sequence[Example]) ->
 
 def _pruned(search: _Search, trial: Any, results: list[ExampleResult], start: int) -> bool:
     """Reports the scores so far (from example ``start`` on) to the pruner; whether it prunes the trial."""
+    if search.setup.space.pruner == "none":
+        return False  # nothing would read the reports: a storage write per chunk saved
     if search.setup.space.pruner in _PER_EXAMPLE_PRUNERS:
         for i, r in enumerate(results[start:], start=start):
             trial.report(r.score, step=i)
@@ -251,7 +253,7 @@ def _tell(search: _Search, trial: Any, config: Config, evaluation: _Evaluation) 
     """Stores the trial's summary and state in the study; the stored (frozen) trial."""
     summary = summarize(evaluation.results)
     evaluation.fail_if_every_call_failed(summary)
-    for key, value in {**summary_attrs(summary), "label": config.label(), "note": evaluation.note}.items():
+    for key, value in summary_attrs(summary, config.label(), evaluation.note).items():
         trial.set_user_attr(key, value)
     if evaluation.state == "COMPLETE":
         return search.study.tell(trial, _objective_values(summary, search.setup))

@@ -73,11 +73,18 @@ def _storage(url: str) -> Any:
             heartbeat_interval=HEARTBEAT_S,
             grace_period=GRACE_S,
             heartbeat_stale_trial_callback=requeue,
+            # the schema check reads Optuna's migration scripts (a quarter of a second); once per database
+            skip_compatibility_check=url in _CHECKED,
         )
+        _CHECKED.add(url)
         if sqlite:
             wal_on_connect(storage.engine)
             storage.engine.dispose()
         return storage
+
+
+# the databases whose schema this process has checked (or created) already
+_CHECKED: set[str] = set()
 
 
 def open_study(setup: SearchSetup, storage: str, study_name: str) -> Any:
@@ -117,6 +124,8 @@ def repair_lost_trials(study: Any, coordinator: Coordinator) -> int:
     """Fail and queue again every trial its process lost (see the module's list); how many."""
     optuna = load_optuna()
     with experimental_features(), quiet_logs():
+        if not study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+            return 0  # only a running trial can be lost: one query, in the common case
         before = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,)))
         optuna.storages.fail_stale_trials(study)  # by heartbeat, on any machine; requeues through the callback
         running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))

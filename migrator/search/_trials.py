@@ -35,13 +35,20 @@ _SUMMARY_ATTRS: tuple[tuple[str, str, type[float] | type[int]], ...] = (
 Observation = tuple[Choice, float, int, bool]
 
 
-def summary_attrs(summary: Summary) -> dict[str, Any]:
-    """The user attrs that store ``summary`` with its trial."""
-    return {attr: getattr(summary, name) for attr, name, _ in _SUMMARY_ATTRS}
+SUMMARY_ATTR = "summary"
+
+
+def summary_attrs(summary: Summary, label: str, note: str) -> dict[str, Any]:
+    """The user attrs that store ``summary`` with its trial: one attribute (one write), and the note if any."""
+    stored = {"label": label, **{attr: getattr(summary, name) for attr, name, _ in _SUMMARY_ATTRS}}
+    return {SUMMARY_ATTR: stored, **({"note": note} if note else {})}
 
 
 def _stored_summary(attrs: Mapping[str, Any]) -> Summary:
-    fields: dict[str, Any] = {name: kind(attrs.get(attr, kind())) for attr, name, kind in _SUMMARY_ATTRS}
+    # studies written before the summary was one attribute kept each field as its own
+    stored = attrs.get(SUMMARY_ATTR)
+    source = stored if isinstance(stored, Mapping) else attrs
+    fields: dict[str, Any] = {name: kind(source.get(attr, kind())) for attr, name, kind in _SUMMARY_ATTRS}
     return Summary(**fields)
 
 
@@ -69,8 +76,8 @@ def _params(trial: Any) -> Choice:
 
 
 def _observation(trial: Any) -> Observation:
-    attrs, scored = trial.user_attrs, trial.state.name != "FAIL"  # a failed trial's zero is no score
-    return dict(trial.params), float(attrs.get("dev_score", 0.0)), int(attrs.get("n_evaluated", 0)), scored
+    summary, scored = _stored_summary(trial.user_attrs), trial.state.name != "FAIL"  # a failed trial's zero is no score
+    return dict(trial.params), summary.score, summary.n, scored
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from migrator.llm import (
     StoredLedger,
     open_cache,
 )
-from migrator.testing import Attempt, Completion, LoopbackServer, RecordingSleep, Reply
+from migrator.testing import Attempt, Completion, FaultPlan, LoopbackServer, RecordingSleep, Reply
 
 ROADS = ("direct", "litellm")
 
@@ -88,6 +88,49 @@ def test_a_cache_hit_makes_no_call_and_survives_a_new_client(
     assert again.cached and not original.cached
     assert (again.text, again.prompt_tokens, again.cost_usd) == (original.text, original.prompt_tokens, original.cost_usd)
     assert (second.stats.made, second.stats.cached) == (0, 1)
+
+
+def test_identical_requests_at_once_are_sent_once_and_both_get_the_reply(tmp_path: Path) -> None:
+    with LoopbackServer(FaultPlan(latency_s=0.2), reply=_echo) as server:
+        client = _client("direct", cache=open_cache(tmp_path / "cache.db"))
+        request = LLMRequest(_endpoint(server), messages=(("user", "same"),), params=(("max_tokens", 5),))
+        other = LLMRequest(_endpoint(server), messages=(("user", "other"),), params=(("max_tokens", 5),))
+
+        async def at_once() -> list[LLMResponse]:
+            return list(await asyncio.gather(client.complete(request), client.complete(request), client.complete(other)))
+
+        first, second, third = asyncio.run(at_once())
+    assert sorted(a.body["messages"][-1]["content"] for a in server.attempts) == ["other", "same"]
+    assert first.text == second.text == "re: same" and third.text == "re: other"
+    assert [r.cached for r in (first, second)].count(True) == 1
+    assert (client.stats.made, client.stats.cached) == (2, 1)
+
+
+def test_a_waiting_identical_request_shares_a_failure_but_sends_itself_after_a_cancel(tmp_path: Path) -> None:
+    with LoopbackServer(FaultPlan(latency_s=0.3), reply=_echo) as server:
+        client = _client("direct", cache=open_cache(tmp_path / "cache.db"), max_retries=0)
+        request = LLMRequest(_endpoint(server), messages=(("user", "same"),), params=(("max_tokens", 5),))
+
+        async def first_cancelled() -> LLMResponse:
+            first = asyncio.ensure_future(client.complete(request))
+            await asyncio.sleep(0.05)
+            waiting = asyncio.ensure_future(client.complete(request))
+            await asyncio.sleep(0.05)
+            first.cancel()
+            return await waiting
+
+        reply = asyncio.run(first_cancelled())
+    assert reply.text == "re: same" and not reply.cached
+    assert len(server.attempts) == 2, "the waiter sent the request itself once the first was cancelled"
+
+    missing = LLMRequest(Endpoint("openai/scripted", api_base="http://127.0.0.1:9/v1"), messages=(("user", "x"),))
+    client = _client("direct", cache=open_cache(tmp_path / "cache2.db"), max_retries=0)
+
+    async def both_fail() -> list[Any]:
+        return list(await asyncio.gather(client.complete(missing), client.complete(missing), return_exceptions=True))
+
+    errors = asyncio.run(both_fail())
+    assert all(isinstance(e, LLMProviderError) for e in errors) and client.stats.sent == 1
 
 
 @pytest.mark.parametrize("road", ROADS)
