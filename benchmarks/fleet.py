@@ -194,8 +194,32 @@ def sub_fleet(root: Path, into: Path, names: list[str]) -> Path:
     return into
 
 
+def _tree(pid: int) -> list[int]:
+    """``pid`` and its descendants, from /proc; [] once ``pid`` is gone."""
+    if not Path(f"/proc/{pid}").exists():
+        return []
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        for children in Path(f"/proc/{current}/task").glob("*/children"):
+            try:
+                todo += [int(c) for c in children.read_text().split()]
+            except OSError:
+                continue
+    return found
+
+
+def _rss_mb(pid: int) -> float:
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0.0
+    return next((int(line.split()[1]) / 1024 for line in text.splitlines() if line.startswith("VmRSS:")), 0.0)
+
+
 class Run:
-    """One ``migrator fleet run`` child process, its resident memory sampled every half second."""
+    """One ``migrator fleet run`` child process, its resident memory (with its children's) sampled every half second."""
 
     def __init__(self, root: Path, out: Path, *, tracking: bool) -> None:
         cmd = [sys.executable, "-m", "migrator", "fleet", "run", str(root), "--out", str(out), "--quiet"]
@@ -219,15 +243,14 @@ class Run:
         self._streams[name] = stream.read()
 
     def _sample(self) -> None:
-        status = Path(f"/proc/{self.proc.pid}/status")
+        """Every half second, the resident memory of the fleet process and of all its descendants
+        (the process that draws the reports), summed."""
         while self.proc.returncode is None:
-            try:
-                text = status.read_text()
-            except OSError:
+            pids = _tree(self.proc.pid)
+            if not pids:
                 return
-            for line in text.splitlines():
-                if line.startswith("VmRSS:"):
-                    self.rss.append((time.time() - self.launched, int(line.split()[1]) / 1024))
+            total = sum(_rss_mb(pid) for pid in pids)
+            self.rss.append((time.time() - self.launched, total))
             time.sleep(0.5)
 
     def kill(self) -> None:
@@ -268,6 +291,7 @@ def timed_run(root: Path, out: Path, log: RequestLog, setting: dict[str, Any], *
     run["ratio"] = run["wall_s"] / ideal if ideal else None
     run["phases"] = phases(entries, out, run, latency, c)
     run["rss_mb"] = rss_profile(proc.rss)
+    run["tree_rss_mb"] = max((mb for _, mb in proc.rss), default=0.0)
     run["statuses"] = dict(Counter(fleet_rows(out).values()))
     return run
 
@@ -278,8 +302,9 @@ def phases(
     """Where the wall time goes: before the first request, each app's requests against its own ideal, between apps.
 
     An app is at the server from its first request to its last reply; after that it writes
-    summary.json (the verdict's statistics), then report.html (its charts); the next app
-    starts (study, planner, first ask) until its first request.
+    summary.json (the verdict's statistics) and the next app starts (study, planner, first
+    ask) until its first request. Its report.html (the charts) is drawn meanwhile, in
+    another process: the time to it overlaps the next app's.
     """
     spans: dict[str, list[float]] = {}
     counts: Counter[str] = Counter()
@@ -292,7 +317,7 @@ def phases(
     ideal = [counts[a] * latency / c for a in order]
     summary = [(out / a / "summary.json").stat().st_mtime - (spans[a][1] + latency) for a in order]
     report = [(out / a / "report.html").stat().st_mtime - (out / a / "summary.json").stat().st_mtime for a in order]
-    setup = [spans[b][0] - (out / a / "report.html").stat().st_mtime for a, b in itertools.pairwise(order)]
+    setup = [spans[b][0] - (out / a / "summary.json").stat().st_mtime for a, b in itertools.pairwise(order)]
 
     def stats(values: list[float]) -> dict[str, float]:
         return {"median": statistics.median(values), "total": sum(values)} if values else {"median": 0.0, "total": 0.0}
@@ -308,7 +333,7 @@ def phases(
         "at_server_beyond_ideal_s": stats([s - i for s, i in zip(at_server, ideal, strict=True)]),
         "last_reply_to_summary_s": stats(summary),
         "summary_to_report_s": stats(report),
-        "report_to_next_app_s": stats(setup),
+        "summary_to_next_app_s": stats(setup),
         "after_last_report_s": run["ended"] - (out / order[-1] / "report.html").stat().st_mtime,
     }
 
@@ -465,7 +490,8 @@ def main() -> None:
         "kill": _rounded(kill),
         "targets": {
             "wall_over_ideal": {"value": round(timed["ratio"], 3), "target": 1.25, "met": timed["ratio"] <= 1.25},
-            "max_rss_mb": {"value": round(timed["max_rss_mb"]), "target": 2048, "met": timed["max_rss_mb"] < 2048},
+            # the fleet process and the one that draws the reports, together
+            "max_rss_mb": {"value": round(timed["tree_rss_mb"]), "target": 2048, "met": timed["tree_rss_mb"] < 2048},
             "repaid_calls": {"value": kill["repaid"], "target": 0, "met": kill["repaid"] == 0},
         },
     }
@@ -530,7 +556,8 @@ def report(result: dict[str, Any]) -> None:
         ("ideal = requests x latency / C", f"{timed['ideal_s']:.1f} s", ""),
         ("wall, launch to exit", f"{timed['wall_s']:.1f} s", ""),
         ("wall / ideal", f"{timed['ratio']:.3f}", "<= 1.25"),
-        ("max RSS of the fleet process", f"{timed['max_rss_mb']:.0f} MB", "< 2048 MB"),
+        ("peak RSS, fleet process + report drawer (sampled)", f"{timed['tree_rss_mb']:.0f} MB", "< 2048 MB"),
+        ("  of the fleet process alone (os.wait4)", f"{timed['max_rss_mb']:.0f} MB", ""),
         ("re-paid calls after SIGKILL + rerun", f"{kill['repaid']}", "0"),
         ("  of them of the chunk the kill interrupted", f"{kill['repaid_of_last_chunk']}", ""),
         ("  requests in flight at the kill (server)", f"{kill['in_flight_at_kill']}", ""),
@@ -539,8 +566,8 @@ def report(result: dict[str, Any]) -> None:
         ("  ideal", med_total("ideal_per_app_s"), ""),
         ("  at the server beyond the ideal", med_total("at_server_beyond_ideal_s"), ""),
         ("  last reply -> summary.json", med_total("last_reply_to_summary_s"), ""),
-        ("  summary.json -> report.html", med_total("summary_to_report_s"), ""),
-        ("  report.html -> next app's first request", med_total("report_to_next_app_s"), ""),
+        ("  summary.json -> next app's first request", med_total("summary_to_next_app_s"), ""),
+        ("  summary.json -> report.html (drawn meanwhile)", med_total("summary_to_report_s"), ""),
         ("before the first request", f"{ph['before_first_request_s']:.1f} s", ""),
         ("after the last report", f"{ph['after_last_report_s']:.1f} s", ""),
         (

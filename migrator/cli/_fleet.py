@@ -3,8 +3,13 @@
 Each app is a ``migrator run`` of its own (its study, its outputs in ``DIR/<app>/``), loaded
 with the fleet's ``fleet.yaml`` defaults; all record under one MLflow experiment (parent
 runs tagged ``migrator.app``) and share one response cache, so an identical request from
-two apps is paid once. A bad app spec is reported and skipped. Re-running resumes every
-app: one whose summary.json already records its current study is not run again.
+two apps is paid once. The studies share one database, ``DIR/studies.db`` (or
+``--storage``). A bad app spec is reported and skipped. Re-running resumes every app: one
+whose summary.json already records its current study, and whose report was written, is
+not run again.
+
+While an app's report is drawn (in a child process) and its MLflow record finished, the
+next app already searches.
 """
 
 from __future__ import annotations
@@ -124,6 +129,10 @@ def _selected(row: Mapping[str, Any], only: str | None) -> bool:
     return only is None or row.get("retirement") in ("retired", "retiring")
 
 
+# apps searched but not yet finished, at most: a fast search does not pile up results in memory
+_QUEUED_FINISHES = 2
+
+
 class _Finisher:
     """Finishes each searched app on one thread, in order, and records its status.
 
@@ -137,6 +146,7 @@ class _Finisher:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="migrator-fleet-finish")
         self._drawer = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
         self._lock = threading.Lock()
+        self._slots = threading.BoundedSemaphore(_QUEUED_FINISHES)
 
     def __enter__(self) -> _Finisher:
         return self
@@ -146,7 +156,15 @@ class _Finisher:
         self._drawer.shutdown(wait=True)
 
     def submit(self, row: dict[str, Any], searched: SearchedApp | None) -> None:
-        self._pool.submit(self._finish, row, searched)
+        """Queue the app's finish; waits while two are queued already (each holds its app's results)."""
+        self._slots.acquire()
+        self._pool.submit(self._finish_and_release, row, searched)
+
+    def _finish_and_release(self, row: dict[str, Any], searched: SearchedApp | None) -> None:
+        try:
+            self._finish(row, searched)
+        finally:
+            self._slots.release()
 
     def _write_report(self, path: Path, result: Any, summary: Mapping[str, Any]) -> None:
         from migrator.outputs.report import write_report
