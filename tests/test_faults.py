@@ -133,9 +133,9 @@ def _trials(out: Path) -> list[tuple[Any, ...]]:
     """Every trial in the study: number, state, value, failed examples, params."""
     db = sqlite3.connect(out / "study.db")
     rows = db.execute(
-        "SELECT t.trial_id, t.number, t.state, v.value, a.value_json FROM trials t "
+        "SELECT t.trial_id, t.number, t.state, v.value, json_extract(a.value_json, '$.failed_examples') FROM trials t "
         "LEFT JOIN trial_values v ON v.trial_id = t.trial_id "
-        "LEFT JOIN trial_user_attributes a ON a.trial_id = t.trial_id AND a.key = 'failed_examples' ORDER BY t.number"
+        "LEFT JOIN trial_user_attributes a ON a.trial_id = t.trial_id AND a.key = 'summary' ORDER BY t.number"
     ).fetchall()
     params: dict[int, list[tuple[str, float]]] = {}
     for trial_id, name, value in db.execute(
@@ -190,7 +190,7 @@ def test_with_30_percent_faults_the_migration_finds_the_fault_free_winner(tmp_pa
     assert flaky["winner"]["test_failed"] == 0 and flaky["winner"]["test_n"] == clean["splits"]["test"]
     assert _verdict(flaky) == _verdict(clean)
     assert _trials(flaky_out) == _trials(clean_out)
-    assert all(failed == "0" for *_, failed, _ in _trials(flaky_out))
+    assert all(failed == 0 for *_, failed, _ in _trials(flaky_out))
     assert flaky["winner"]["dev_score"] == max(
         value for _, state, value, *_ in _trials(flaky_out) if state == "COMPLETE"
     )
@@ -210,7 +210,7 @@ def test_an_example_that_stays_broken_is_scored_wrong_and_counted(tmp_path: Path
     assert sum(a.fault == "unavailable" for a in server.attempts) == 2 * calls["failed"]  # a try and a retry each
     # the trials (on dev) never saw it; each test verdict lost exactly that example
     assert summary["trials"]["failed"] == 0 and summary["trials"]["complete"] == summary["trials"]["total"]
-    assert all(failed == "0" for *_, failed, _ in _trials(out))
+    assert all(failed == 0 for *_, failed, _ in _trials(out))
     for role in ("winner", "baseline"):
         verdict = summary[role]
         assert verdict["test_failed"] == 1 and verdict["test_n"] == summary["splits"]["test"]
