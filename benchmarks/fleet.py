@@ -493,6 +493,8 @@ def main() -> None:
             # the fleet process and the one that draws the reports, together
             "max_rss_mb": {"value": round(timed["tree_rss_mb"]), "target": 2048, "met": timed["tree_rss_mb"] < 2048},
             "repaid_calls": {"value": kill["repaid"], "target": 0, "met": kill["repaid"] == 0},
+            # a SIGKILL loses the replies of requests in flight (sent, never read): the floor for the above
+            "repaid_beyond_in_flight": {"value": _beyond(kill), "target": 0, "met": _beyond(kill) == 0},
         },
     }
     report(result)
@@ -507,6 +509,11 @@ def main() -> None:
         print(f"\nsmoke run done after {result['wall_s']:.0f}s (nothing written; pass --out to keep it)")
     if problems:
         raise SystemExit(1)
+
+
+def _beyond(kill: dict[str, Any]) -> int:
+    """Calls paid again beyond those in flight when the process was killed."""
+    return max(0, kill["repaid"] - kill["in_flight_at_kill"])
 
 
 def _rounded(value: Any) -> Any:
@@ -561,6 +568,7 @@ def report(result: dict[str, Any]) -> None:
         ("re-paid calls after SIGKILL + rerun", f"{kill['repaid']}", "0"),
         ("  of them of the chunk the kill interrupted", f"{kill['repaid_of_last_chunk']}", ""),
         ("  requests in flight at the kill (server)", f"{kill['in_flight_at_kill']}", ""),
+        ("  re-paid beyond those in flight", f"{targets['repaid_beyond_in_flight']['value']}", "0"),
         ("  killed + rerun requests / timed run's", f"{kill['requests_total']} / {kill['requests_reference']}", ""),
         ("per app, median (sum over apps):", "", ""),
         ("  ideal", med_total("ideal_per_app_s"), ""),
