@@ -30,7 +30,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict
 
 from migrator.errors import InputError, SpecError
-from migrator.models import model_info
+from migrator.models import import_litellm, is_local, model_info
 from migrator.spec import ModelId, read_yaml, validated
 
 __all__ = [
@@ -41,6 +41,7 @@ __all__ = [
     "Status",
     "auto_targets",
     "load_deprecations",
+    "missing_key",
     "retirement_of",
     "status",
     "today",
@@ -202,6 +203,26 @@ def _successors(model: str, overrides: Mapping[str, Deprecation]) -> Iterator[st
         nxt = retirement_of(nxt, overrides).successor
 
 
+def missing_key(target: Mapping[str, Any]) -> str | None:
+    """The API key a hosted target needs from the environment and lacks (``"OPENAI_API_KEY"``), else None.
+
+    Only providers reached by an API key are judged: a self-hosted endpoint (``api_base``),
+    a local or fake model, and a provider reached by other credentials (AWS, Azure AD, a
+    service account) never lack one here. litellm says which variables a provider reads.
+    """
+    model = str(target["model"])
+    if target.get("api_base") or is_local(model) or model.startswith("fake/"):
+        return None
+    if target.get("api_key_env"):
+        name = str(target["api_key_env"])
+        return None if os.environ.get(name) else name
+    missing = list(import_litellm().validate_environment(model).get("missing_keys") or [])
+    keys = [k for k in missing if k.endswith("_API_KEY")]
+    if not keys or len(keys) < len(missing) or any(os.environ.get(k) for k in keys):
+        return None
+    return " or ".join(keys)
+
+
 def auto_targets(
     legacy_model: str,
     catalog: Sequence[str | Mapping[str, Any]],
@@ -210,6 +231,7 @@ def auto_targets(
     within_days: int = WITHIN_DAYS,
     *,
     file: str | None = None,
+    unreachable: dict[str, str] | None = None,
 ) -> list[dict[str, Any]]:
     """What ``targets: auto`` stands for, as target mappings: the successor first, then the catalog's live models.
 
@@ -217,6 +239,10 @@ def auto_targets(
     retired or retiring; catalog models that are, and the legacy model itself, are left
     out. A catalog entry's mapping (its ``api_base``, ``mode``) is kept, for the
     successor too when the catalog lists it.
+
+    Args:
+        unreachable: when given, picks whose API key is not set (:func:`missing_key`) are
+            left out too, and recorded here as model -> the missing variable.
 
     Raises:
         SpecError: no model is left (naming ``file`` and ``targets``).
@@ -232,6 +258,13 @@ def auto_targets(
     for entry in others:
         if all(p["model"] != entry["model"] for p in picks) and _live(entry["model"], overrides, today, within_days):
             picks.append(entry)
+    if unreachable is not None:
+        lacking = {p["model"]: key for p in picks if (key := missing_key(p)) is not None}
+        unreachable.update(lacking)
+        if lacking and len(lacking) == len(picks):
+            keys = ", ".join(f"{m} needs {k}" for m, k in lacking.items())
+            raise SpecError(f"auto found no model it can reach: {keys}, which is not set", file=file, where="targets")
+        picks = [p for p in picks if p["model"] not in lacking]
     if not picks:
         raise SpecError(f"auto found no model: {_why_none(legacy_model, line, entries, others)}", file=file, where="targets")
     return picks

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import os
 from collections.abc import Callable, Mapping
@@ -462,6 +463,7 @@ def load_spec(
     defaults_file: Path | None = None,
     deprecations: Path | None = None,
     today: date | None = None,
+    unreachable: Literal["drop", "keep"] = "drop",
 ) -> MigrationSpec:
     """Load and validate migration.yaml; errors name the file and the field.
 
@@ -476,6 +478,10 @@ def load_spec(
             (or the defaults') ``deprecations:``.
         today: the day ``targets: auto`` judges retirements on (default:
             :func:`migrator.retirement.today`, which ``MIGRATOR_TODAY`` sets).
+        unreachable: what ``targets: auto`` does with a hosted model whose API key is not
+            set: ``drop`` leaves it out with a warning (a run migrates to what it can
+            reach; a worker started with the run's environment resolves the same
+            targets), ``keep`` keeps it (``migrator check`` makes no call).
     """
     path = Path(path)
     raw = read_yaml(path)
@@ -496,7 +502,7 @@ def load_spec(
     data["base_dir"] = path.parent
     data["source_file"] = str(path)
     if data.get("targets") == "auto":
-        data["targets"] = _auto_targets(data, path, own, defaults_file, deprecations, today)
+        data["targets"] = _auto_targets(data, path, own, defaults_file, deprecations, today, unreachable)
     spec = _validated_spec(data, path, own, shared, defaults_file)
     if spec.app.prompt_file is not None and not spec.resolve(spec.app.prompt_file).is_file():
         raise SpecError(f"prompt file not found: {spec.resolve(spec.app.prompt_file)}", file=str(path), where="app.prompt_file")
@@ -568,6 +574,7 @@ def _auto_targets(
     shared_file: Path | None,
     deprecations: Path | None,
     today: date | None,
+    unreachable: str = "drop",
 ) -> Any:
     """The targets ``targets: auto`` stands for: the legacy model's successor, then the catalog's live models."""
     # retirement reads its YAML through this module, so it is imported only when needed
@@ -585,10 +592,21 @@ def _auto_targets(
     if deprecations is None and isinstance(data.get("deprecations"), str):
         deprecations = _normalised(path.parent / data["deprecations"])
     overrides = retirement.load_deprecations(deprecations) if deprecations is not None else {}
-    return retirement.auto_targets(
+    lacking: dict[str, str] | None = None if unreachable == "keep" else {}
+    picks = retirement.auto_targets(
         legacy,
         [t.model_dump(exclude_none=True) for t in catalog],
         overrides,
         today or retirement.today(),
         file=str(path),
+        unreachable=lacking,
     )
+    for model, key in (lacking or {}).items():
+        if (str(path), model) not in _WARNED:
+            _WARNED.add((str(path), model))
+            logging.getLogger("migrator").warning("%s: targets: auto leaves out %s: %s is not set", path, model, key)
+    return picks
+
+
+# (spec, model) pairs already warned about: a fleet loads each spec more than once
+_WARNED: set[tuple[str, str]] = set()

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from migrator.errors import InputError, SpecError
-from migrator.retirement import Retirement, auto_targets, load_deprecations, retirement_of, status, today
+from migrator.retirement import Retirement, auto_targets, load_deprecations, missing_key, retirement_of, status, today
 
 TODAY = date(2026, 12, 1)
 ANTHROPIC_NOTICE = "https://docs.anthropic.com/en/docs/about-claude/model-deprecations"
@@ -212,3 +212,19 @@ def test_auto_targets_that_find_no_model_say_why(tmp_path: Path, legacy: str, ca
     message = str(raised.value)
     assert message.startswith("apps/a/migration.yaml: targets: auto found no model: legacy ")
     assert why in message
+
+
+def test_a_hosted_target_lacks_its_key_only_when_its_provider_reads_one_and_none_is_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("OPENAI_API_KEY", "GEMINI_API_KEY", "GOOGLE_API_KEY", "MY_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    assert missing_key({"model": "openai/gpt-5.6-sol"}) == "OPENAI_API_KEY"
+    assert missing_key({"model": "openai/gpt-5.6-sol", "api_key_env": "MY_KEY"}) == "MY_KEY"
+    assert missing_key({"model": "gemini/gemini-2.0-flash"}) == "GOOGLE_API_KEY or GEMINI_API_KEY"
+    # self-hosted, local, and providers that sign in without an API key are never judged
+    assert missing_key({"model": "openai/qwen", "api_base": "http://127.0.0.1:8080/v1"}) is None
+    assert missing_key({"model": "local/qwen2.5-coder-0.5b-instruct"}) is None
+    assert missing_key({"model": "bedrock/anthropic.claude-v2"}) is None
+    monkeypatch.setenv("GEMINI_API_KEY", "test-key")
+    monkeypatch.setenv("MY_KEY", "test-key")
+    assert missing_key({"model": "gemini/gemini-2.0-flash"}) is None
+    assert missing_key({"model": "openai/gpt-5.6-sol", "api_key_env": "MY_KEY"}) is None

@@ -562,6 +562,13 @@ def _fleet_app(tmp_path: Path, app: dict[str, Any], fleet: dict[str, Any] | None
     return spec, fleet_file
 
 
+@pytest.fixture
+def provider_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keys for the hosted providers the auto tests pick (never sent: nothing is called)."""
+    for name in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY"):
+        monkeypatch.setenv(name, "sk-test-not-a-real-key-0000")
+
+
 def _load(spec: Path, fleet_file: Path, **kwargs: Any) -> Any:
     return load_spec(spec, defaults=yaml.safe_load(fleet_file.read_text()), defaults_file=fleet_file, today=TODAY, **kwargs)
 
@@ -588,14 +595,14 @@ def test_fleet_defaults_sit_under_the_apps_own_settings(tmp_path: Path) -> None:
         ({"search_space": "missing.yaml"}, "search_space"),
     ],
 )
-def test_a_bad_default_names_fleet_yaml(tmp_path: Path, fleet: dict[str, Any], where: str) -> None:
+def test_a_bad_default_names_fleet_yaml(tmp_path: Path, fleet: dict[str, Any], where: str, provider_keys: None) -> None:
     spec, fleet_file = _fleet_app(tmp_path, {"targets": "auto"}, fleet)
     with pytest.raises(SpecError) as raised:
         _load(spec, fleet_file)
     assert str(raised.value).startswith(f"{fleet_file}: {where}: ")
 
 
-def test_targets_auto_are_the_successor_then_the_catalogs_live_models(tmp_path: Path) -> None:
+def test_targets_auto_are_the_successor_then_the_catalogs_live_models(tmp_path: Path, provider_keys: None) -> None:
     catalog = ["openai/gpt-4o-mini-2024-07-18", "azure/gpt-4o-2024-08-06", "anthropic/claude-sonnet-4-5"]
     spec, fleet_file = _fleet_app(
         tmp_path, {"app": _spec_dict()["app"] | {"model": "openai/gpt-4-0613"}, "targets": "auto"}, {"catalog": catalog}
@@ -608,7 +615,7 @@ def test_targets_auto_are_the_successor_then_the_catalogs_live_models(tmp_path: 
     assert loaded.catalog[0].model == "openai/gpt-4o-mini-2024-07-18"
 
 
-def test_resolved_targets_hash_as_if_written_and_the_catalog_does_not_count(tmp_path: Path) -> None:
+def test_resolved_targets_hash_as_if_written_and_the_catalog_does_not_count(tmp_path: Path, provider_keys: None) -> None:
     app = _spec_dict()["app"] | {"model": "openai/gpt-4-0613"}
     auto, fleet_file = _fleet_app(tmp_path / "a", {"app": app, "targets": "auto"}, {"catalog": ["azure/gpt-4o-2024-08-06"]})
     written = _write(tmp_path / "b", _spec_dict() | {"app": app, "targets": ["openai/gpt-5.6-sol", "azure/gpt-4o-2024-08-06"]})
@@ -619,7 +626,7 @@ def test_resolved_targets_hash_as_if_written_and_the_catalog_does_not_count(tmp_
     assert _load(auto, fleet_file).spec_hash() != load_spec(written).spec_hash()
 
 
-def test_targets_auto_reads_the_deprecations_of_the_fleet_unless_told_another(tmp_path: Path) -> None:
+def test_targets_auto_reads_the_deprecations_of_the_fleet_unless_told_another(tmp_path: Path, provider_keys: None) -> None:
     app = _spec_dict()["app"] | {"model": "anthropic/claude-3-5-sonnet-20240620"}  # undated in litellm's map
     spec, fleet_file = _fleet_app(tmp_path, {"app": app, "targets": "auto"}, {"deprecations": "deprecations.yaml"})
     (fleet_file.parent / "deprecations.yaml").write_text(
@@ -631,6 +638,46 @@ def test_targets_auto_reads_the_deprecations_of_the_fleet_unless_told_another(tm
     assert [t.model for t in _load(spec, fleet_file).targets] == ["anthropic/claude-opus-4-1"]
     assert [t.model for t in _load(spec, fleet_file, deprecations=other).targets] == ["anthropic/claude-haiku-4-5"]
     assert _load(spec, fleet_file).deprecations_file() == fleet_file.parent / "deprecations.yaml"
+
+
+def test_targets_auto_leaves_out_a_hosted_model_whose_key_is_not_set_and_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    local = {"model": "openai/qwen-local", "api_base": "http://127.0.0.1:8080/v1"}  # self-hosted: needs no key
+    catalog = [local, "azure/gpt-4o-2024-08-06"]  # azure may sign in without a key: never judged
+    spec, fleet_file = _fleet_app(
+        tmp_path, {"app": _spec_dict()["app"] | {"model": "openai/gpt-4-0613"}, "targets": "auto"}, {"catalog": catalog}
+    )
+
+    with caplog.at_level("WARNING", logger="migrator"):
+        loaded = _load(spec, fleet_file)
+
+    assert [t.model for t in loaded.targets] == ["openai/qwen-local", "azure/gpt-4o-2024-08-06"]
+    assert f"{spec}: targets: auto leaves out openai/gpt-5.6-sol: OPENAI_API_KEY is not set" in caplog.messages
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-real-key-0000")
+    assert [t.model for t in _load(spec, fleet_file).targets][0] == "openai/gpt-5.6-sol"
+    # migrator check makes no call: it keeps what auto picks
+    monkeypatch.delenv("OPENAI_API_KEY")
+    assert [t.model for t in _load(spec, fleet_file, unreachable="keep").targets][0] == "openai/gpt-5.6-sol"
+
+
+def test_targets_auto_that_can_reach_no_model_exits_2_naming_the_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MIGRATOR_TODAY", "2026-12-01")
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    app = _spec_dict()["app"] | {"model": "openai/gpt-4-0613"}  # retired, for openai/gpt-5.6-sol
+    path = _write(tmp_path, _spec_dict() | {"app": app, "targets": "auto"})
+
+    code = main(["run", str(path), "--out", str(tmp_path / "out"), "--quiet", "--no-tracking"])
+
+    assert code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"migrator: error: {path}: targets: auto found no model it can reach: openai/gpt-5.6-sol needs "
+        "OPENAI_API_KEY, which is not set"
+    )
+    assert not (tmp_path / "out").exists()
 
 
 def test_targets_auto_without_a_legacy_model_names_app_model(tmp_path: Path) -> None:

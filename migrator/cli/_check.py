@@ -71,7 +71,7 @@ def _row(
     row: dict[str, Any] = {"app": app.name, "spec": str(app.spec)}
     try:
         spec = load_spec(app.spec, defaults=fleet.defaults, defaults_file=fleet.defaults_file,
-                         deprecations=deprecations, today=today)
+                         deprecations=deprecations, today=today, unreachable="keep")
         overrides = chosen
         if overrides is None:
             path = spec.deprecations_file()

@@ -38,10 +38,18 @@ def _today() -> date:
     return date.fromisoformat(fixed) if fixed else date.today()
 
 
-def load_app(fleet: Any, app: Any, deprecations: Path | None) -> Any:
+def load_app(fleet: Any, app: Any, deprecations: Path | None, unreachable: str = "drop") -> Any:
+    """An app's spec under its fleet's defaults (``unreachable`` as :func:`migrator.spec.load_spec` takes it)."""
     from migrator.spec import load_spec
 
-    return load_spec(app.spec, defaults=fleet.defaults, defaults_file=fleet.defaults_file, deprecations=deprecations, today=_today())
+    return load_spec(
+        app.spec,
+        defaults=fleet.defaults,
+        defaults_file=fleet.defaults_file,
+        deprecations=deprecations,
+        today=_today(),
+        unreachable=unreachable,  # type: ignore[arg-type]
+    )
 
 
 def _plan_row(fleet: Any, app: Any, deprecations: Path | None, within: int) -> tuple[dict[str, Any], Any]:
