@@ -203,3 +203,25 @@ def test_the_command_as_a_nightly_job_runs_it(fleet: Path) -> None:
     rows = json.loads(proc.stdout)
     assert [(r["app"], r["status"]) for r in rows][:2] == [("summaries", "retired"), ("invoices", "retired")]
     assert rows[0]["spec"] == "fleet/summaries/migration.yaml" and rows[0]["source"] == "fleet/deprecations.yaml"
+
+
+def test_the_shipped_example_fleet_has_a_retired_app_retiring_ones_and_an_undated_one(capsys: pytest.CaptureFixture[str]) -> None:
+    datasets = Path(__file__).resolve().parents[2] / "datasets"
+
+    code, out, _ = _check(capsys, str(datasets), "--json")
+
+    rows = {row["app"]: row for row in json.loads(out)}
+    assert code == 1  # some are retired or retiring: a nightly job alerts
+    assert {app: row["status"] for app, row in rows.items()} == {
+        "support-sentiment": "retired",
+        "invoice-extraction": "retiring",
+        "order-math": "retiring",
+        "order-math-gpt41": "retiring",
+        "review-sentiment": "retiring",
+        "claude-invoices": "unknown",
+    }
+    # the team's own file moves the retired app in-house; litellm dates the others
+    assert rows["support-sentiment"]["source"] == str(datasets / "deprecations.yaml")
+    assert rows["support-sentiment"]["successor"] == "local/qwen2.5-coder-0.5b-instruct"
+    assert {rows[app]["source"] for app in ("invoice-extraction", "order-math-gpt41")} == {"litellm"}
+    assert rows["claude-invoices"]["source"] is None and rows["claude-invoices"]["deprecation_date"] is None
