@@ -34,7 +34,7 @@ class Metric:
     # the spec it was built from: a pickled metric (sent to another process) is built again from it
     spec: MetricSpec | None = field(default=None, compare=False, repr=False)
 
-    def __reduce__(self) -> tuple[Any, ...]:
+    def __reduce__(self) -> str | tuple[Any, ...]:
         if self.spec is None:
             return super().__reduce__()
         return build_metric, (self.spec,)

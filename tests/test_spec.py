@@ -656,10 +656,10 @@ def test_targets_auto_leaves_out_a_hosted_model_whose_key_is_not_set_and_says_so
     assert [t.model for t in loaded.targets] == ["openai/qwen-local", "azure/gpt-4o-2024-08-06"]
     assert f"{spec}: targets: auto leaves out openai/gpt-5.6-sol: OPENAI_API_KEY is not set" in caplog.messages
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-real-key-0000")
-    assert [t.model for t in _load(spec, fleet_file).targets][0] == "openai/gpt-5.6-sol"
+    assert _load(spec, fleet_file).targets[0].model == "openai/gpt-5.6-sol"
     # migrator check makes no call: it keeps what auto picks
     monkeypatch.delenv("OPENAI_API_KEY")
-    assert [t.model for t in _load(spec, fleet_file, unreachable="keep").targets][0] == "openai/gpt-5.6-sol"
+    assert _load(spec, fleet_file, unreachable="keep").targets[0].model == "openai/gpt-5.6-sol"
 
 
 def test_targets_auto_that_can_reach_no_model_exits_2_naming_the_key(

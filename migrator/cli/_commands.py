@@ -83,7 +83,9 @@ class SearchedApp:
         """Write report.html (with ``write_report``, by default in this process), finish and close
         the MLflow record; the run's exit code."""
         if write_report is None:
-            from migrator.outputs.report import write_report
+            from migrator.outputs.report import write_report as write_here
+
+            write_report = write_here
         try:
             write_report(self.files["report"], self.result, self.summary)
             if not self.quiet:

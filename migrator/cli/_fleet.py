@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
-import os
 import threading
 from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
@@ -34,8 +33,9 @@ __all__ = ["cmd_fleet_export", "cmd_fleet_report", "cmd_fleet_run", "load_app"]
 
 
 def _today() -> date:
-    fixed = os.environ.get("MIGRATOR_TODAY")
-    return date.fromisoformat(fixed) if fixed else date.today()
+    from migrator.retirement import today  # MIGRATOR_TODAY, checked as `migrator check` checks it
+
+    return today()
 
 
 def load_app(fleet: Any, app: Any, deprecations: Path | None, unreachable: str = "drop") -> Any:
@@ -185,7 +185,7 @@ class _Finisher:
     def _finish(self, row: dict[str, Any], searched: SearchedApp | None) -> None:
         try:
             code = EXIT_OK if searched is None else searched.finish(self._write_report)
-        except Exception as exc:  # noqa: BLE001 - one app's report must not stop the fleet's
+        except Exception as exc:  # one app's report must not stop the fleet's
             row.update(status="failed", error=f"{type(exc).__name__}: {exc}")
             log.error("error: app %s: its report or MLflow record failed: %s", row["app"], exc)
             return

@@ -122,6 +122,7 @@ class LiteLLMClient:
                 return await self.complete(request)
             if error is not None:
                 raise error
+            assert response is not None
             self.stats.cached += 1
             return replace(response, cached=True)
         shared: asyncio.Future[tuple[LLMResponse | None, BaseException | None]] = asyncio.get_running_loop().create_future()

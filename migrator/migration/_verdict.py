@@ -72,7 +72,9 @@ def judge_on_test(
     jobs = [(o, "baseline") for o in _first_per_target(_warm_starts(search))]
     jobs += [(o, "finalist") for o in best_trials(search, setup.spec.budget.finalists)]
     legacy = _Legacy.of(setup, test)
-    scoring = [functools.partial(_on_test, client, setup, outcome, test) for outcome, _ in jobs]
+    scoring: list[Callable[[], Awaitable[list[ExampleResult]]]] = [
+        functools.partial(_on_test, client, setup, outcome, test) for outcome, _ in jobs
+    ]
     if legacy is not None:
         scoring.append(functools.partial(legacy.scores, client))
     models = [outcome.config.model for outcome, _ in jobs] + ([legacy.config.model] if legacy else [])
@@ -203,6 +205,8 @@ class _Legacy:
         model = self.config.model
         if isinstance(results, BudgetExhausted):  # the legacy score is for information: the run still reports
             return None, f"legacy model {model} was not scored: {results}"
+        if isinstance(results, BaseException):  # the batch re-raises any other error before it gets here
+            raise results
         if results[0].error is not None:  # the probe: scores() sent nothing more
             reason = results[0].error.removeprefix(f"{model}: ").splitlines()[0][:240]
             return None, f"legacy model {model} is unreachable, so the app as it runs today has no live score ({reason})"
