@@ -75,10 +75,11 @@ def judge_on_test(
     scoring: list[Callable[[], Awaitable[list[ExampleResult]]]] = [
         functools.partial(_on_test, client, setup, outcome, test) for outcome, _ in jobs
     ]
-    if legacy is not None:
-        scoring.append(functools.partial(legacy.scores, client))
-    models = [outcome.config.model for outcome, _ in jobs] + ([legacy.config.model] if legacy else [])
-    if any(is_local(m) for m in models) or (legacy is not None and not _legacy_fits(client, setup, len(jobs), len(test))):
+    called = legacy if legacy is not None and legacy.called else None
+    if called is not None:
+        scoring.append(functools.partial(called.scores, client))
+    models = [outcome.config.model for outcome, _ in jobs] + ([called.config.model] if called else [])
+    if any(is_local(m) for m in models) or (called is not None and not _legacy_fits(client, setup, len(jobs), len(test))):
         # one after another: llama.cpp servers share the cores, and a legacy model that
         # does not fit the budget beside the others must not take the finalists' calls
         done = [runner.run(_batch([score()]))[0] for score in scoring]
@@ -102,7 +103,15 @@ def judge_on_test(
     winner = finalists[0] if finalists else None
     baseline = _naive_migration(baselines, len(setup.dev))
     same = baselines.get(winner.config.model) if winner is not None else None
-    legacy_scored, legacy_note = legacy.verdict(done[len(jobs)], seed) if legacy is not None else _LEGACY_IS_A_TARGET
+    if legacy is None:
+        legacy_scored, legacy_note = _LEGACY_IS_A_TARGET
+    elif legacy.lacking is not None:
+        legacy_scored, legacy_note = None, (
+            f"legacy model {legacy.config.model} was not called: {legacy.lacking} is not set, "
+            "so the app as it runs today has no live score"
+        )
+    else:
+        legacy_scored, legacy_note = legacy.verdict(done[len(jobs)], seed)
     return Verdict(
         winner, baseline, legacy_scored, legacy_note, tuple(finalists), baselines,
         _paired(winner, baseline, seed), _paired(winner, same, seed), stopped_by,
@@ -181,17 +190,26 @@ class _Legacy:
     endpoint: Any
     setup: SearchSetup
     test: Sequence[Example]
+    # the API key variable the legacy model needs and the environment lacks: then it is not called
+    lacking: str | None = None
 
     @classmethod
     def of(cls, setup: SearchSetup, test: Sequence[Example]) -> _Legacy | None:
         """None when the legacy model is also a target (its baseline is the same config)."""
+        from migrator.retirement import missing_key
+
         spec = setup.spec
         app = spec.app
         if app.model in setup.endpoints:
             return None
         endpoint = endpoint_for(app, {})
         params = tuple(sorted(seeded(app.params, model_info(app.model, api_base=endpoint.api_base).accepts, spec.seed).items()))
-        return cls(Config(app.model, "original", 0, "none", params, endpoint.mode), endpoint, setup, test)
+        lacking = missing_key({"model": app.model, "api_base": endpoint.api_base, "api_key_env": endpoint.api_key_env})
+        return cls(Config(app.model, "original", 0, "none", params, endpoint.mode), endpoint, setup, test, lacking)
+
+    @property
+    def called(self) -> bool:
+        return self.lacking is None
 
     async def scores(self, client: LLMClient) -> list[ExampleResult]:
         """One example first: a model that no longer answers costs one failed request, not one per example."""

@@ -76,6 +76,19 @@ def test_the_legacy_model_unreachable_is_reported_once_and_the_run_goes_on(write
     assert result.stats["failed"] == 1
 
 
+def test_a_hosted_legacy_model_without_its_key_is_not_called(
+    write_spec: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    result = _run(write_spec(app={"model": "openai/gpt-4o-mini-2024-07-18"}), _client(), tmp_path)
+    assert result.verdict.legacy is None
+    assert result.verdict.legacy_note == (
+        "legacy model openai/gpt-4o-mini-2024-07-18 was not called: OPENAI_API_KEY is not set, "
+        "so the app as it runs today has no live score"
+    )
+    assert result.stats["failed"] == 0 and result.verdict.winner is not None
+
+
 @pytest.mark.parametrize("pruner", ["improvement", "wilcoxon"])
 def test_pruning_saves_calls_without_losing_the_winner(write_spec: Callable[..., Path], tmp_path: Path, pruner: str) -> None:
     # TPE keeps trying weak configs, so there is something to prune (the planner mostly
