@@ -165,6 +165,8 @@ class _Finisher:
 
     def submit(self, row: dict[str, Any], searched: SearchedApp | None) -> None:
         """Queue the app's finish; waits while two are queued already (each holds its app's results)."""
+        with self._lock:  # its summary.json is written: the progress line counts its calls from now
+            _add_spent(self._out / row["app"], self._totals)
         self._slots.acquire()
         self._pool.submit(self._finish_and_release, row, searched)
 
@@ -193,7 +195,6 @@ class _Finisher:
 
         with self._lock:
             row["status"] = "ran" if code == EXIT_OK else f"exit {code}"
-            _add_spent(self._out / row["app"], self._totals)
             # copies (each one atomic): the main thread may be updating the running app's row
             write_plan(self._out, [dict(r) for r in self._rows])
 

@@ -76,6 +76,10 @@ def test_a_fleet_runs_every_app_skips_a_bad_one_shares_its_cache_and_resumes(tmp
         assert row["model"] == "openai/fault-oracle"
     twin_a = json.loads((out / "support/twin-a" / "summary.json").read_text())
     twin_b = json.loads((out / "support/twin-b" / "summary.json").read_text())
+    # the progress view counts an app's calls as soon as its search is done, not when its report is
+    billing = json.loads((out / "billing" / "summary.json").read_text())["budget"]["spent"]["calls"]
+    running_twin_a = next(line for line in first.stdout.splitlines() if "running support/twin-a" in line)
+    assert f"calls {billing} ·" in running_twin_a and billing > 0, first.stdout
     assert twin_a["llm_calls"]["sent"] > 0
     assert twin_b["llm_calls"]["sent"] == 0, "the twin's identical requests were paid again"
     assert twin_b["llm_calls"]["cached"] > 0
