@@ -574,7 +574,7 @@ def _auto_targets(
     shared_file: Path | None,
     deprecations: Path | None,
     today: date | None,
-    unreachable: str = "drop",
+    unreachable: Literal["drop", "keep"] = "drop",
 ) -> Any:
     """The targets ``targets: auto`` stands for: the legacy model's successor, then the catalog's live models."""
     # retirement reads its YAML through this module, so it is imported only when needed

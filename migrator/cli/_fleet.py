@@ -23,7 +23,7 @@ from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from migrator.cli._commands import EXIT_INPUT, EXIT_INTERRUPTED, EXIT_OK, SearchedApp, search_app
 from migrator.cli._terminal import log
@@ -38,7 +38,7 @@ def _today() -> date:
     return today()
 
 
-def load_app(fleet: Any, app: Any, deprecations: Path | None, unreachable: str = "drop") -> Any:
+def load_app(fleet: Any, app: Any, deprecations: Path | None, unreachable: Literal["drop", "keep"] = "drop") -> Any:
     """An app's spec under its fleet's defaults (``unreachable`` as :func:`migrator.spec.load_spec` takes it)."""
     from migrator.spec import load_spec
 
@@ -48,7 +48,7 @@ def load_app(fleet: Any, app: Any, deprecations: Path | None, unreachable: str =
         defaults_file=fleet.defaults_file,
         deprecations=deprecations,
         today=_today(),
-        unreachable=unreachable,  # type: ignore[arg-type]
+        unreachable=unreachable,
     )
 
 

@@ -75,7 +75,7 @@ def judge_on_test(
     scoring: list[Callable[[], Awaitable[list[ExampleResult]]]] = [
         functools.partial(_on_test, client, setup, outcome, test) for outcome, _ in jobs
     ]
-    called = legacy if legacy is not None and legacy.called else None
+    called = legacy if legacy is not None and legacy.lacking is None else None
     if called is not None:
         scoring.append(functools.partial(called.scores, client))
     models = [outcome.config.model for outcome, _ in jobs] + ([called.config.model] if called else [])
@@ -206,10 +206,6 @@ class _Legacy:
         params = tuple(sorted(seeded(app.params, model_info(app.model, api_base=endpoint.api_base).accepts, spec.seed).items()))
         lacking = missing_key({"model": app.model, "api_base": endpoint.api_base, "api_key_env": endpoint.api_key_env})
         return cls(Config(app.model, "original", 0, "none", params, endpoint.mode), endpoint, setup, test, lacking)
-
-    @property
-    def called(self) -> bool:
-        return self.lacking is None
 
     async def scores(self, client: LLMClient) -> list[ExampleResult]:
         """One example first: a model that no longer answers costs one failed request, not one per example."""
