@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import statistics
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from migrator.dataset import Example
 from migrator.errors import LLMError
@@ -16,7 +16,22 @@ from migrator.metrics import Metric
 from migrator.prompts import Demo, PromptTemplate
 from migrator.redaction import redact
 
-__all__ = ["Config", "ExampleResult", "Summary", "build_request", "evaluate", "request_seed", "seeded", "summarize"]
+__all__ = [
+    "Config",
+    "ExampleResult",
+    "Summary",
+    "build_request",
+    "evaluate",
+    "evaluate_samples",
+    "merge_samples",
+    "request_seed",
+    "sampled",
+    "seeded",
+    "summarize",
+]
+
+
+_T = TypeVar("_T")
 
 
 def request_seed(seed: int, sample: int = 0) -> int:
@@ -113,14 +128,36 @@ def summarize(results: Sequence[ExampleResult]) -> Summary:
     )
 
 
+def sampled(config: Config) -> bool:
+    """Whether the config samples (a temperature above 0): one reply per example is then noisy."""
+    value = dict(config.params).get("temperature")
+    return isinstance(value, (int, float)) and value > 0
+
+
+def _resampled(params: tuple[tuple[str, Any], ...], seed: int, sample: int) -> tuple[tuple[str, Any], ...]:
+    """The params of sample ``sample``: migrator's request seed moves on; a seed the app set stays."""
+    if not sample or dict(params).get("seed") != request_seed(seed):
+        return params
+    return tuple((k, request_seed(seed, sample) if k == "seed" else v) for k, v in params)
+
+
 def build_request(
-    config: Config, endpoint: Endpoint, template: PromptTemplate, example: Example, demos: Sequence[Demo]
+    config: Config,
+    endpoint: Endpoint,
+    template: PromptTemplate,
+    example: Example,
+    demos: Sequence[Demo],
+    *,
+    sample: int = 0,
+    seed: int = 0,
 ) -> LLMRequest:
-    """The exact request a config sends for one example."""
+    """The exact request a config sends for one example (sample 0: the search's; ``seed``: the spec's)."""
+    params = _resampled(config.params, seed, sample)
     if endpoint.mode == "completion":
-        return LLMRequest(endpoint, prompt=template.render_text(example.inputs, demos), params=config.params)
+        return LLMRequest(endpoint, prompt=template.render_text(example.inputs, demos), params=params, sample=sample)
     messages = template.render(example.inputs, demos)
-    return LLMRequest(endpoint, messages=tuple((m["role"], m["content"]) for m in messages), params=config.params)
+    turns = tuple((m["role"], m["content"]) for m in messages)
+    return LLMRequest(endpoint, messages=turns, params=params, sample=sample)
 
 
 async def _one(
@@ -151,14 +188,23 @@ async def evaluate(
     examples: Sequence[Example],
     metric: Metric,
     demos_for: Callable[[Example], Sequence[Demo]] = lambda _: (),
+    *,
+    sample: int = 0,
+    seed: int = 0,
 ) -> list[ExampleResult]:
     """Score ``config`` on ``examples`` concurrently; results keep the examples' order.
 
     Budget exhaustion propagates (the caller decides what a partial trial means);
-    per-example model failures are scored 0 and carry the error.
+    per-example model failures are scored 0 and carry the error. ``sample`` > 0 asks for
+    another seeded sample of each reply (``seed``: the spec's).
     """
-    requests = [build_request(config, endpoint, template, ex, demos_for(ex)) for ex in examples]
-    tasks = [asyncio.ensure_future(_one(client, req, ex, metric)) for req, ex in zip(requests, examples, strict=True)]
+    requests = [build_request(config, endpoint, template, ex, demos_for(ex), sample=sample, seed=seed) for ex in examples]
+    return await _all_of([_one(client, req, ex, metric) for req, ex in zip(requests, examples, strict=True)])
+
+
+async def _all_of(scoring: Sequence[Awaitable[_T]]) -> list[_T]:
+    """Every awaitable's result, run at once, in order; on an error the rest are cancelled and it is raised."""
+    tasks = [asyncio.ensure_future(s) for s in scoring]
     try:
         return list(await asyncio.gather(*tasks))
     except BaseException:
@@ -166,3 +212,46 @@ async def evaluate(
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         raise
+
+
+async def evaluate_samples(
+    client: LLMClient,
+    config: Config,
+    endpoint: Endpoint,
+    template: PromptTemplate,
+    examples: Sequence[Example],
+    metric: Metric,
+    demos_for: Callable[[Example], Sequence[Demo]] = lambda _: (),
+    *,
+    samples: Sequence[int],
+    seed: int,
+) -> list[list[ExampleResult]]:
+    """``evaluate`` once per seeded sample in ``samples``, all at once; each sample's results, in that order."""
+    return await _all_of(
+        [evaluate(client, config, endpoint, template, examples, metric, demos_for, sample=i, seed=seed) for i in samples]
+    )
+
+
+def merge_samples(per_sample: Sequence[Sequence[ExampleResult]]) -> list[ExampleResult]:
+    """One result per example from several samples: the mean score, cost, latency and tokens,
+    the first sample's output, and an error when every sample failed."""
+    if len(per_sample) == 1:
+        return list(per_sample[0])
+    merged = []
+    for rows in zip(*per_sample, strict=True):
+        n = len(rows)
+        errors = [r.error for r in rows if r.error is not None]
+        merged.append(
+            ExampleResult(
+                example_id=rows[0].example_id,
+                output=rows[0].output,
+                score=sum(r.score for r in rows) / n,
+                cost_usd=sum(r.cost_usd for r in rows) / n,
+                latency_s=sum(r.latency_s for r in rows) / n,
+                prompt_tokens=round(sum(r.prompt_tokens for r in rows) / n),
+                completion_tokens=round(sum(r.completion_tokens for r in rows) / n),
+                cached=all(r.cached for r in rows),
+                error=errors[0] if len(errors) == n else None,
+            )
+        )
+    return merged

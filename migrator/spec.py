@@ -243,8 +243,13 @@ class ModelOverride(_Strict):
     max_tokens_cap: int | None = Field(default=None, gt=0)
 
 
+# The built-in space, for a spec without ``search_space``: a general one, as in
+# search_spaces/default.yaml (every transform, demos up to 8 by every strategy, temperature).
+_DEFAULT_TRANSFORMS = ("format_line", "user_turn", "system_turn", "xml", "markdown", "terse")
+
+
 class DemoSpace(_Strict):
-    k: tuple[int, ...] = Field(default=(0, 2, 4), min_length=1)
+    k: tuple[int, ...] = Field(default=(0, 2, 4, 8), min_length=1)
     strategies: tuple[Literal["random", "stratified", "knn"], ...] = Field(
         default=("random", "stratified", "knn"), min_length=1
     )
@@ -258,7 +263,7 @@ class DemoSpace(_Strict):
 
 
 class PromptSpace(_Strict):
-    transforms: tuple[str, ...] = ()
+    transforms: tuple[str, ...] = _DEFAULT_TRANSFORMS
     proposer: TargetSpec | None = None
     rewrites: int = Field(default=0, ge=0)
 
@@ -278,7 +283,7 @@ class PromptSpace(_Strict):
 
 
 class SearchSpace(_Strict):
-    temperature: FloatRange | None = FloatRange(low=0.0, high=1.0)
+    temperature: FloatRange | None = FloatRange(low=0.0, high=1.0, step=0.1)
     top_p: FloatRange | None = None
     max_tokens: IntChoice | None = None
     demos: DemoSpace = DemoSpace()

@@ -9,6 +9,7 @@ the one module that imports dspy, and only when a proposer runs.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import SimpleNamespace
@@ -70,6 +71,19 @@ def _copies_an_input(instruction: str, train: Sequence[Example]) -> bool:
     return False
 
 
+# an answer that opens with an apology or a refusal: no instruction follows it
+_REFUSAL = re.compile(
+    r"^\W*(i'?m sorry|i am sorry|sorry\b|i apologi[sz]e|my apologies|apologies\b|unfortunately\b"
+    r"|i (cannot|can ?not|can'?t|am unable|'m unable|am not able|won'?t|do not|don'?t)\b|as an ai\b)",
+    re.IGNORECASE,
+)
+
+
+def _refuses(instruction: str) -> bool:
+    """True when the 'instruction' opens with an apology or a refusal."""
+    return bool(_REFUSAL.match(instruction.strip()))
+
+
 def validate_rewrite(
     original: PromptTemplate,
     instruction: str,
@@ -80,14 +94,16 @@ def validate_rewrite(
 ) -> PromptTemplate | str:
     """The rewritten template, or the reason it is rejected.
 
-    Rejected: empty, a copied training input, (for a label metric) no label named,
-    template syntax errors, and template variables added or dropped.
+    Rejected: empty, an apology or refusal, a copied training input, (for a label metric)
+    no label named, template syntax errors, and template variables added or dropped.
     """
     from migrator.errors import TemplateError
 
     text = instruction.strip()
     if len(text) < 20:
         return "empty or too short to be an instruction"
+    if _refuses(text):
+        return "apologises or refuses instead of giving an instruction"
     if _copies_an_input(text, train):
         return "copies a training input instead of giving an instruction"
     if metric is not None and metric.labels and not any(label.lower() in text.lower() for label in metric.labels):
@@ -127,6 +143,11 @@ def propose_rewrites(
     cached too, by (legacy prompt, target family, proposer, seed, n): a rerun makes no
     proposer calls.
 
+    A proposal that fails (an apology or refusal, a copied input, no label, a broken
+    template, or a reply DSPy cannot parse) is asked again in the other framing (a short
+    brief to write a prompt from scratch); the failed attempt is kept as a rejection with
+    its reason.
+
     Args:
         proposer: how to reach the proposer model (any target endpoint will do).
         complete: sends one request through the client and returns its reply.
@@ -137,7 +158,12 @@ def propose_rewrites(
     proposals = _cached(cache, key)
     if proposals is None:
         brief = _brief(original, metric, family, train, failures)
-        proposals = _run_proposer(brief, _client_lm(proposer, complete, seed), n=n, seed=seed)
+
+        def flaw(text: str) -> str | None:
+            result = validate_rewrite(original, text, "check", metric=metric, train=train)
+            return result if isinstance(result, str) else None
+
+        proposals = _run_proposer(brief, _client_lm(proposer, complete, seed), n=n, seed=seed, flaw=flaw)
         if cache is not None and any(not p.get("error") for p in proposals):
             cache.put(key, f"proposer:{proposer.model}", {"proposals": proposals})
     origin = {"kind": "rewrite", "family": family, "proposer": proposer.model, "seed": seed}
@@ -153,19 +179,21 @@ def _proposals_key(original: PromptTemplate, family: str, proposer: Endpoint, *,
         "proposer": proposer.model,
         "seed": seed,
         "n": n,
+        # a failed proposal is asked again in the next framing
+        "framings": list(_FRAMINGS),
     }
     if proposer.served_by is not None:
         payload["served_by"] = proposer.served_by
     return request_key(payload)
 
 
-def _cached(cache: ProposalCache | None, key: str) -> list[dict[str, str]] | None:
+def _cached(cache: ProposalCache | None, key: str) -> list[dict[str, Any]] | None:
     cached = cache.get(key) if cache is not None else None
     return None if cached is None else list(cached["proposals"])
 
 
 def _judge(
-    proposals: Sequence[Mapping[str, str]],
+    proposals: Sequence[Mapping[str, Any]],
     original: PromptTemplate,
     origin: Mapping[str, Any],
     *,
@@ -177,10 +205,16 @@ def _judge(
     rejected: list[Rejection] = []
     seen = {original.text()}
     slug = str(origin["family"]).replace("/", "-").replace(".", "")
-    for i, proposal in enumerate(proposals, start=1):
-        rewrite_id = f"rewrite-{slug}-{i}"
-        where = {**origin, "index": i}
+    i = 0
+    for proposal in proposals:
         instruction = str(proposal.get("text") or "")
+        if proposal.get("superseded"):  # a failed attempt, asked again in the next framing
+            where = {**origin, "index": i + 1, "framing": proposal.get("framing")}
+            rejected.append(Rejection(where, instruction, f"{proposal['superseded']}; asked again in another framing"))
+            continue
+        i += 1
+        rewrite_id = f"rewrite-{slug}-{i}"
+        where = {**origin, "index": i, **({"framing": proposal["framing"]} if proposal.get("framing") else {})}
         result = (
             f"the proposer failed: {proposal['error']}"
             if proposal.get("error")
@@ -237,7 +271,13 @@ def _dspy_cachedir() -> None:
     os.environ.setdefault("DSPY_CACHEDIR", os.path.join(os.path.expanduser("~"), ".cache", "migrator", "dspy"))
 
 
-def _signature() -> Any:
+# How the proposer is asked, in order: rewrite the legacy instruction from its failures;
+# then, for a proposal that failed, write a prompt from scratch from a short brief (a
+# small proposer that apologises or copies an input given the long brief often manages this).
+_FRAMINGS = ("rewrite", "direct")
+
+
+def _signature(framing: str) -> Any:
     _dspy_cachedir()
     import dspy
 
@@ -255,7 +295,17 @@ def _signature() -> Any:
         variant: str = dspy.InputField(desc="which of several different rewrites this is")
         new_instruction: str = dspy.OutputField(desc="the complete rewritten instruction, plain text")
 
-    return ProposeInstruction
+    class WriteInstruction(dspy.Signature):  # type: ignore[misc]
+        """Write a short, direct system prompt for a small language model that does the task shown by
+        the examples. Say what the input is and exactly what to answer. Write only the prompt itself."""
+
+        task: str = dspy.InputField(desc="what the app does, in the words of its current prompt")
+        task_examples: str = dspy.InputField(desc="inputs with their expected outputs")
+        output_format: str = dspy.InputField(desc="what the answer must look like")
+        variant: str = dspy.InputField(desc="which of several different prompts this is")
+        new_instruction: str = dspy.OutputField(desc="the system prompt, plain text")
+
+    return {"rewrite": ProposeInstruction, "direct": WriteInstruction}[framing]
 
 
 def _client_lm(endpoint: Endpoint, complete: Complete, seed: int) -> Any:
@@ -306,24 +356,43 @@ def _request(endpoint: Endpoint, turns: tuple[tuple[str, str], ...], params: tup
     return LLMRequest(endpoint, messages=turns, params=params)
 
 
-def _run_proposer(brief: Mapping[str, str], lm: Any, *, n: int, seed: int) -> list[dict[str, str]]:
-    """N proposals from the DSPy program: ``{"text": ...}``, or ``{"text": "", "error": ...}``."""
+def _run_proposer(
+    brief: Mapping[str, str], lm: Any, *, n: int, seed: int, flaw: Callable[[str], str | None] = lambda _: None
+) -> list[dict[str, Any]]:
+    """N proposals from the DSPy program, each ``{"text", "framing"}`` (or with ``"error"``).
+
+    A proposal that ``flaw`` finds fault with, or that fails, is asked again in the next
+    framing; the failed attempt stays in the list before it, marked ``"superseded"`` with the reason.
+    """
     _dspy_cachedir()
     import dspy
 
-    program = dspy.Predict(_signature())
-    out: list[dict[str, str]] = []
+    programs = {framing: dspy.Predict(_signature(framing)) for framing in _FRAMINGS}
+    short = {
+        "task": brief["original_instruction"][:600],
+        "task_examples": brief["task_examples"],
+        "output_format": brief["output_format"],
+    }
+    out: list[dict[str, Any]] = []
     with dspy.context(lm=lm):
         for i in range(n):
             variant = f"rewrite {i + 1} of {n} (seed {seed}); make it different from the others"
-            try:
-                prediction = program(**brief, variant=variant, config={"rollout_id": i})
-                out.append({"text": str(prediction.new_instruction)})
-            except Exception as exc:  # a proposer that cannot follow DSPy's format yields no rewrite
-                spent = _budget_in(exc)
-                if spent is not None:
-                    raise spent from None
-                out.append({"text": "", "error": f"{type(exc).__name__}: {str(exc)[:200]}"})
+            for attempt, framing in enumerate(_FRAMINGS):
+                inputs = brief if framing == "rewrite" else short
+                try:
+                    prediction = programs[framing](**inputs, variant=variant, config={"rollout_id": i + n * attempt})
+                    proposal: dict[str, Any] = {"text": str(prediction.new_instruction), "framing": framing}
+                    reason = flaw(proposal["text"])
+                except Exception as exc:  # a proposer that cannot follow DSPy's format yields no rewrite
+                    spent = _budget_in(exc)
+                    if spent is not None:
+                        raise spent from None
+                    error = f"{type(exc).__name__}: {str(exc)[:200]}"
+                    proposal, reason = {"text": "", "framing": framing, "error": error}, f"the proposer failed: {error}"
+                if reason is None or attempt == len(_FRAMINGS) - 1:
+                    out.append(proposal)
+                    break
+                out.append({"text": proposal["text"], "framing": framing, "superseded": reason})
     return out
 
 

@@ -321,8 +321,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """The offline demo: ``migrator run`` on the shipped review-sentiment spec, two local models."""
-    spec_path = _repo_file("datasets", "review-sentiment", "demo.yaml")
+    """The offline demo: ``migrator run`` on the shipped ticket-routing spec, two local models."""
+    spec_path = _repo_file("datasets", "ticket-routing", "demo.yaml")
     print(f"migrator demo: migrating {spec_path.parent.name} (prompt written for gpt-4o-mini) to two local models")
     print("  local/qwen2.5-coder-0.5b-instruct (chat) and local/gemma-3-270m (base, completion), served by llama.cpp")
     run_args = argparse.Namespace(

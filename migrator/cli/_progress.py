@@ -45,6 +45,8 @@ class Progress:
             self.progress.update(self.task, status=self._status(f"· trial {data['number']}: {data['evaluated']}/{data['of']}"))
         elif kind == "final":
             self.progress.update(self.task, status=self._status(f"· {data['what']}"))
+        elif kind == "notice":  # a line that stays, printed above the bar
+            self.progress.console.print(data["what"], markup=False, highlight=False)
 
     def on_trial(self, outcome: Any) -> None:
         if outcome.state == "complete" and (self.best is None or outcome.summary.score > self.best):
@@ -78,8 +80,9 @@ def print_table(summary: Mapping[str, Any]) -> None:
         f"{trials['failed']} failed) · calls {calls['made']} made, {calls['cached']} cached, {calls['retried']} retried, "
         f"{calls['failed']} failed · ${summary['cost_usd']:.4f} · {summary['wall_s']:.0f}s"
     )
-    if summary.get("legacy_note"):
-        console.print(f"note: {summary['legacy_note']}")
+    for note in ("legacy_note", "sampling_note"):
+        if summary.get(note):
+            console.print(f"note: {summary[note]}")
 
 
 def _scores_table(summary: Mapping[str, Any]) -> Any:
@@ -92,11 +95,12 @@ def _scores_table(summary: Mapping[str, Any]) -> Any:
         row = summary.get(role)
         if not row:
             continue
+        spread = (row.get("samples") or {}).get("test")
         table.add_row(
             role,
             row["model"],
             f"{row['prompt_id']}, {row['demos']} demos",
-            f"{row['test_score']:.3f}",
+            f"{row['test_score']:.3f}" + (f" ± {spread['spread']:.3f} ({len(spread['scores'])} samples)" if spread else ""),
             f"[{row['test_ci'][0]:.3f}, {row['test_ci'][1]:.3f}]",
             f"{row['cost_usd_per_example']:.6f}",
             f"{row['latency_p50_s']:.2f}s",

@@ -73,6 +73,9 @@ class LLMRequest:
     messages: tuple[tuple[str, str], ...] = ()
     prompt: str | None = None
     params: tuple[tuple[str, Any], ...] = ()
+    # which seeded sample of the reply this is (not sent): sample 1 of a request is a new
+    # reply, also from a model that takes no seed; sample 0 keeps the key it always had
+    sample: int = 0
 
     def cache_key(self) -> str:
         # Who serves the model, not its address: a managed local server gets a new port
@@ -86,6 +89,8 @@ class LLMRequest:
         }
         if self.endpoint.served_by is not None:
             payload["served_by"] = self.endpoint.served_by
+        if self.sample:
+            payload["sample"] = self.sample
         return request_key(payload)
 
     def openai_messages(self) -> list[dict[str, str]]:

@@ -18,11 +18,13 @@ from __future__ import annotations
 from migrator.migration._prepare import Prepared, build_setup, default_out_paths, endpoint_for, load_template, prepare
 from migrator.migration._run import MigrationResult, run_migration
 from migrator.migration._shared import join_migration
-from migrator.migration._verdict import Evaluated, Verdict, judge_on_test, scored
+from migrator.migration._verdict import SAMPLES, Evaluated, Noise, Verdict, judge_on_test, scored
 
 __all__ = [
+    "SAMPLES",
     "Evaluated",
     "MigrationResult",
+    "Noise",
     "Prepared",
     "Verdict",
     "build_setup",

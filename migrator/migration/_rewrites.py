@@ -5,6 +5,7 @@ legacy prompt's failures on one of the family's targets.
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -53,7 +54,18 @@ def rewrites(
             break
         accepted += out.candidates
         rejected += out.rejected
+        on_progress("notice", {"what": proposals_line(fam, space.rewrites, out)})
     return accepted, rejected
+
+
+def proposals_line(fam: str, n: int, out: Rewrites) -> str:
+    """What the proposer gave for one family, on one line: accepted, and why the rest were rejected."""
+    line = f"rewrites for {fam}: {len(out.candidates)} of {n} accepted"
+    if out.rejected:
+        reasons = Counter(r.reason.removesuffix("; asked again in another framing").split(":")[0] for r in out.rejected)
+        listed = ", ".join(f"{count} {reason}" for reason, count in reasons.most_common())
+        line += f"; {len(out.rejected)} proposals rejected ({listed}); the report lists them"
+    return line
 
 
 def _rewrites_for(

@@ -42,8 +42,19 @@ _PROMPTS_ATTR = "migrator.rewrites"
 
 
 def verdict_reserve(prepared: Prepared, setup: SearchSetup) -> int:
-    """Calls the search keeps back for the verdict: baselines and finalists on test, one legacy probe."""
-    return len(prepared.splits.test) * (len(setup.endpoints) + prepared.spec.budget.finalists) + 1
+    """Calls the search keeps back for the verdict: baselines and finalists on test, one legacy probe,
+    and where a config may sample (a temperature above 0), the finalists' further samples on dev and
+    test, the baselines' on test, and the config at temperature 0 that may win in their place."""
+    from migrator.migration._verdict import SAMPLES
+
+    n_test, n_dev, finalists = len(prepared.splits.test), len(prepared.splits.dev), prepared.spec.budget.finalists
+    reserve = n_test * (len(setup.endpoints) + finalists) + 1
+    temperature = setup.space.temperature
+    if temperature is not None and temperature.high > 0 and any("temperature" in a for a in setup.accepts.values()):
+        reserve += finalists * (SAMPLES - 1) * (n_dev + n_test) + n_test
+    if float(prepared.spec.app.params.get("temperature") or 0) > 0:
+        reserve += len(setup.endpoints) * (SAMPLES - 1) * n_test
+    return reserve
 
 
 @contextmanager

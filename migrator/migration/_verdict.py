@@ -1,27 +1,73 @@
 """The verdict on the held-out test split: each target's naive migration, the finalists, the
 winner, the legacy app as it runs today, and paired tests of the winner against them.
+
+A config at a temperature above 0 gives a different reply each time, and the search saw
+one sample per example: a finalist that samples is scored again on dev with more seeded
+samples, and on test with as many, each example's score the mean over its samples. Its
+dev mean decides its rank; if it leads the best config at temperature 0 by no more than
+the spread of its samples, the config at 0 wins instead (a lead within the noise is not
+a lead).
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import statistics
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from migrator.dataset import Example
 from migrator.errors import BudgetExhausted
-from migrator.evaluate import Config, ExampleResult, Summary, evaluate, seeded, summarize
+from migrator.evaluate import (
+    Config,
+    ExampleResult,
+    Summary,
+    evaluate,
+    evaluate_samples,
+    merge_samples,
+    sampled,
+    seeded,
+    summarize,
+)
 from migrator.llm import LLMClient
 from migrator.migration._prepare import endpoint_for
 from migrator.models import is_local, model_info
 from migrator.search import SearchResult, SearchSetup, TrialOutcome, best_trials
 from migrator.stats import PairedTest, bootstrap_ci, paired_test
 
-__all__ = ["Evaluated", "Verdict", "judge_on_test", "scored"]
+__all__ = ["SAMPLES", "Evaluated", "Noise", "Verdict", "judge_on_test", "sample_count", "score_samples", "scored"]
 
 Progress = Callable[[str, Mapping[str, Any]], None]
+
+# seeded samples per example for a config at a temperature above 0, on dev and on test
+SAMPLES = 3
+
+
+def sample_count(config: Config) -> int:
+    """How many samples per example a config is scored with: several when it samples."""
+    return SAMPLES if sampled(config) else 1
+
+
+@dataclass(frozen=True)
+class Noise:
+    """A sampled config's mean score per sample: on dev (the search's own sample first) and on test."""
+
+    dev: tuple[float, ...] = ()
+    test: tuple[float, ...] = ()
+
+    @staticmethod
+    def spread(scores: Sequence[float]) -> float:
+        """The standard deviation of the per-sample scores (0 for fewer than two)."""
+        return statistics.stdev(scores) if len(scores) > 1 else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"samples": max(len(self.dev), len(self.test))}
+        for split, scores in (("dev", self.dev), ("test", self.test)):
+            if scores:
+                out[split] = {"scores": list(scores), "mean": statistics.fmean(scores), "spread": self.spread(scores)}
+        return out
 
 
 @dataclass(frozen=True)
@@ -35,6 +81,14 @@ class Evaluated:
     test_ci: tuple[float, float]
     results: tuple[ExampleResult, ...]
     trial: int | None = None
+    noise: Noise | None = None
+
+    @property
+    def dev_score(self) -> float | None:
+        """The dev score it is ranked by: the mean over its samples when it was sampled."""
+        if self.noise is not None and self.noise.dev:
+            return statistics.fmean(self.noise.dev)
+        return self.dev.score if self.dev is not None else None
 
 
 @dataclass(frozen=True)
@@ -50,11 +104,47 @@ class Verdict:
     paired: PairedTest | None
     paired_same_target: PairedTest | None
     stopped_by: str | None
+    # why the winner is not the finalist with the best dev score (a lead within sampling noise)
+    sampling_note: str = ""
 
 
-def scored(role: str, config: Config, dev: Summary | None, results: list[ExampleResult], seed: int, trial: int | None) -> Evaluated:
+def scored(
+    role: str,
+    config: Config,
+    dev: Summary | None,
+    results: Sequence[ExampleResult],
+    seed: int,
+    trial: int | None,
+    noise: Noise | None = None,
+) -> Evaluated:
     """Per-example results as an :class:`Evaluated`, with a bootstrap CI drawn with ``seed``."""
-    return Evaluated(role, config, dev, summarize(results), bootstrap_ci([r.score for r in results], seed=seed), tuple(results), trial)
+    ci = bootstrap_ci([r.score for r in results], seed=seed)
+    return Evaluated(role, config, dev, summarize(results), ci, tuple(results), trial, noise)
+
+
+def scored_samples(
+    role: str,
+    outcome: TrialOutcome,
+    per_sample: Sequence[Sequence[ExampleResult]],
+    seed: int,
+    dev_samples: Sequence[float] = (),
+) -> Evaluated:
+    """A trial's config scored once per sample: each example's score is the mean over its samples,
+    and the per-sample means (with ``dev_samples``, its dev score per sample) are the noise."""
+    test = tuple(summarize(s).score for s in per_sample) if len(per_sample) > 1 else ()
+    noise = Noise(tuple(dev_samples), test) if test or len(dev_samples) > 1 else None
+    return scored(role, outcome.config, outcome.summary, merge_samples(per_sample), seed, outcome.number, noise)
+
+
+def score_samples(
+    client: LLMClient, setup: SearchSetup, config: Config, examples: Sequence[Example], samples: Sequence[int]
+) -> Awaitable[list[list[ExampleResult]]]:
+    """The config's results on ``examples``, once per seeded sample in ``samples``."""
+    template = setup.prompts[config.prompt_id].template
+    return evaluate_samples(
+        client, config, setup.endpoints[config.model], template, examples, setup.metric, setup.demos_for(config),
+        samples=samples, seed=setup.spec.seed,
+    )  # fmt: skip
 
 
 def judge_on_test(
@@ -67,33 +157,44 @@ def judge_on_test(
     They run one after another on local models, or when the calls budget cannot pay for
     the legacy model's calls beside the others (or the budget is in USD).
     """
-    on_progress("final", {"what": "scoring baseline and finalists on the test split"})
     seed = setup.spec.seed
-    jobs = [(o, "baseline") for o in _first_per_target(_warm_starts(search))]
-    jobs += [(o, "finalist") for o in best_trials(search, setup.spec.budget.finalists)]
+    warm, top = _first_per_target(_warm_starts(search)), best_trials(search, setup.spec.budget.finalists)
+    # several samples of a config above temperature 0 only when the budget pays for them beside the rest
+    extra = sum((SAMPLES - 1) * (len(setup.dev) + len(test)) for o in top if sampled(o.config))
+    extra += sum((SAMPLES - 1) * len(test) for o in warm if sampled(o.config))
+    sample = extra == 0 or _fits(client, setup, len(test) * (len(warm) + len(top) + 1) + extra, sampled_too=True)
+    if sample:
+        ranked, dev_noise, sampling_note, dev_stopped = _rank_finalists(runner, client, setup, search, top, on_progress)
+    else:
+        ranked, dev_noise, dev_stopped = top, {}, None
+        sampling_note = f"configs at a temperature above 0 were scored on one sample each: the budget could not pay for {SAMPLES}"
+    on_progress("final", {"what": "scoring baseline and finalists on the test split"})
+    jobs = [(o, "baseline") for o in warm] + [(o, "finalist") for o in ranked]
     legacy = _Legacy.of(setup, test)
-    scoring: list[Callable[[], Awaitable[list[ExampleResult]]]] = [
-        functools.partial(_on_test, client, setup, outcome, test) for outcome, _ in jobs
+    scoring: list[Callable[[], Awaitable[Any]]] = [
+        functools.partial(score_samples, client, setup, o.config, test, range(sample_count(o.config) if sample else 1))
+        for o, _ in jobs
     ]
     called = legacy if legacy is not None and legacy.lacking is None else None
     if called is not None:
         scoring.append(functools.partial(called.scores, client))
     models = [outcome.config.model for outcome, _ in jobs] + ([called.config.model] if called else [])
-    if any(is_local(m) for m in models) or (called is not None and not _legacy_fits(client, setup, len(jobs), len(test))):
-        # one after another: llama.cpp servers share the cores, and a legacy model that
-        # does not fit the budget beside the others must not take the finalists' calls
-        done = [runner.run(_batch([score()]))[0] for score in scoring]
-    else:
-        done = runner.run(_batch([score() for score in scoring]))
+    # one after another: llama.cpp servers share the cores, and a legacy model that
+    # does not fit the budget beside the others must not take the finalists' calls
+    one_at_a_time = any(is_local(m) for m in models) or (
+        called is not None and not _fits(client, setup, sum(len(test) * sample_count(o.config) for o, _ in jobs) + len(test))
+    )
+    done = _run_all(runner, scoring, one_at_a_time)
     baselines: dict[str, Evaluated] = {}
     finalists: list[Evaluated] = []
-    stopped_by = search.stopped_by
+    stopped_by = search.stopped_by or dev_stopped
     for (outcome, role), results in zip(jobs, done, strict=False):
         if isinstance(results, BudgetExhausted):
             # configs scored before the budget ran out keep their verdict; the rest are reported as not scored
             stopped_by = stopped_by or results.which
             continue
-        evaluated = scored(role, outcome.config, outcome.summary, results, seed, outcome.number)
+        dev_samples = dev_noise.get(outcome.number, ()) if role == "finalist" else ()
+        evaluated = scored_samples(role, outcome, results, seed, dev_samples)
         if role == "baseline":
             baselines[outcome.config.model] = evaluated
         else:
@@ -114,8 +215,64 @@ def judge_on_test(
         legacy_scored, legacy_note = legacy.verdict(done[len(jobs)], seed)
     return Verdict(
         winner, baseline, legacy_scored, legacy_note, tuple(finalists), baselines,
-        _paired(winner, baseline, seed), _paired(winner, same, seed), stopped_by,
+        _paired(winner, baseline, seed), _paired(winner, same, seed), stopped_by, sampling_note,
     )  # fmt: skip
+
+
+def _rank_finalists(
+    runner: asyncio.Runner,
+    client: LLMClient,
+    setup: SearchSetup,
+    search: SearchResult,
+    top: Sequence[TrialOutcome],
+    on_progress: Progress,
+) -> tuple[list[TrialOutcome], dict[int, tuple[float, ...]], str, str | None]:
+    """The finalists in the order they win: (finalists, dev score per sample by trial, note, budget spent).
+
+    A finalist that samples is scored again on dev (``SAMPLES`` in all, the search's
+    sample first) and ranked by its mean. If the one that leads samples and leads the best
+    config at temperature 0 by no more than its spread, that config (a finalist or not) goes first.
+    """
+    to_sample = [o for o in top if sampled(o.config)]
+    dev_noise: dict[int, tuple[float, ...]] = {}
+    stopped_by = None
+    if to_sample:
+        on_progress("final", {"what": f"scoring {len(to_sample)} finalists at a temperature above 0 with {SAMPLES} samples on dev"})
+        scoring = [functools.partial(score_samples, client, setup, o.config, setup.dev, range(1, SAMPLES)) for o in to_sample]
+        done = _run_all(runner, scoring, any(is_local(o.config.model) for o in to_sample))
+        for outcome, per_sample in zip(to_sample, done, strict=True):
+            if isinstance(per_sample, BudgetExhausted):  # ranked on its one sample, as the search saw it
+                stopped_by = stopped_by or per_sample.which
+                continue
+            dev_noise[outcome.number] = (outcome.summary.score, *(summarize(s).score for s in per_sample))
+
+    def mean(o: TrialOutcome) -> float:
+        return statistics.fmean(dev_noise[o.number]) if o.number in dev_noise else o.summary.score
+
+    ranked = sorted(top, key=lambda o: -mean(o))  # stable: a tie keeps best_trials' order
+    if not ranked or ranked[0].number not in dev_noise:
+        return ranked, dev_noise, "", stopped_by
+    lead = ranked[0]
+    calm = best_trials(replace(search, trials=tuple(o for o in search.trials if not sampled(o.config))), 1)
+    if not calm:
+        return ranked, dev_noise, "", stopped_by
+    steady, spread = calm[0], Noise.spread(dev_noise[lead.number])
+    margin = mean(lead) - steady.summary.score
+    if margin > spread:
+        return ranked, dev_noise, "", stopped_by
+    note = (
+        f"{lead.config.label()} scored {mean(lead):.3f} on dev over {SAMPLES} samples (spread {spread:.3f}), "
+        f"{margin:+.3f} against {steady.config.label()} at temperature 0: within the noise, so the config at "
+        "temperature 0 wins"
+    )
+    return [steady, *(o for o in ranked if o.config != steady.config)], dev_noise, note, stopped_by
+
+
+def _run_all(runner: asyncio.Runner, scoring: Sequence[Callable[[], Awaitable[Any]]], one_at_a_time: bool) -> list[Any]:
+    """Each evaluation's results, or the BudgetExhausted it ran into: all at once, or one after another."""
+    if one_at_a_time:
+        return [runner.run(_batch([score()]))[0] for score in scoring]
+    return runner.run(_batch([score() for score in scoring]))
 
 
 async def _batch(scoring: Sequence[Awaitable[Any]]) -> list[Any]:
@@ -134,14 +291,23 @@ def _first_per_target(warm_starts: Sequence[TrialOutcome]) -> list[TrialOutcome]
     return list(seen.values())
 
 
-def _legacy_fits(client: LLMClient, setup: SearchSetup, evaluations: int, n_test: int) -> bool:
-    """Whether the calls budget (the spec's, or the client's own) pays for the legacy model's test calls
-    beside the verdict's; under a USD budget that is never known beforehand."""
+def _fits(client: LLMClient, setup: SearchSetup, calls: int, *, sampled_too: bool = False) -> bool:
+    """Whether the budget (the spec's, or the client's own) pays for ``calls`` more calls.
+
+    Under a USD budget the price of another model's calls is never known beforehand (the
+    legacy model's); more samples of the targets (``sampled_too``) cost what their calls
+    have cost on average so far.
+    """
     budget, limits = setup.spec.budget, getattr(client, "limits", None)
-    if budget.usd is not None or (limits is not None and limits.usd is not None):
-        return False
+    spent = client.ledger.spent()
+    usd_caps = [c for c in (budget.usd, limits.usd if limits is not None else None) if c is not None]
+    if usd_caps:
+        if not sampled_too or not spent.calls:
+            return False
+        if spent.usd + calls * spent.usd / spent.calls > min(usd_caps):
+            return False
     caps = [c for c in (budget.calls, limits.calls if limits is not None else None) if c is not None]
-    return not caps or client.ledger.spent().calls + (evaluations + 1) * n_test <= min(caps)
+    return not caps or spent.calls + calls <= min(caps)
 
 
 def _warm_starts(search: SearchResult) -> list[TrialOutcome]:
@@ -154,12 +320,6 @@ def _warm_starts(search: SearchResult) -> list[TrialOutcome]:
         o for o in search.trials
         if o.warm_start and (o.state == "complete" or (o.state == "pruned" and o.summary.n > 0))
     ]  # fmt: skip
-
-
-def _on_test(client: LLMClient, setup: SearchSetup, outcome: TrialOutcome, test: Sequence[Example]) -> Awaitable[list[ExampleResult]]:
-    config = outcome.config
-    template = setup.prompts[config.prompt_id].template
-    return evaluate(client, config, setup.endpoints[config.model], template, test, setup.metric, setup.demos_for(config))
 
 
 def _naive_migration(baselines: Mapping[str, Evaluated], dev_size: int) -> Evaluated | None:

@@ -64,6 +64,8 @@ def _evaluated(ev: Evaluated | None) -> dict[str, Any] | None:
         "test_failed": ev.test.failed,
         "cost_usd_per_example": ev.test.cost_usd_per_example,
         "latency_p50_s": ev.test.latency_p50_s,
+        # a config at a temperature above 0: its score per seeded sample, mean and spread
+        **({"samples": ev.noise.as_dict()} if ev.noise is not None else {}),
     }
 
 
@@ -125,6 +127,7 @@ def summary_dict(result: MigrationResult, mlflow: Mapping[str, Any], files: Mapp
         "finalists": [_evaluated(ev) for ev in result.verdict.finalists],
         "winner_vs_baseline": _paired(result.verdict.paired),
         "winner_vs_same_target": _paired(result.verdict.paired_same_target),
+        "sampling_note": result.verdict.sampling_note or None,
         "pareto": [
             {
                 "trial": o.number,

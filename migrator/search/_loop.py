@@ -177,7 +177,12 @@ def _ask_next(search: _Search, view: TrialsView) -> Any | None:
     # seeded by the trials an uninterrupted run would have had at this point
     search.study.sampler = make_sampler(search.setup, view.seen, planned=search.planner is not None)
     if search.planner is not None and not view.waiting:
-        planned = search.planner.propose(view.observed, seed=trial_seed(search.setup, view.seen), taken=view.taken)
+        planned = search.planner.propose(
+            view.observed,
+            seed=trial_seed(search.setup, view.seen),
+            taken=view.taken,
+            trials=(view.counted + view.running, search.setup.spec.budget.trials),
+        )
         if planned is None:
             return None
         search.study.enqueue_trial(planned)

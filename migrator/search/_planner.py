@@ -13,6 +13,13 @@ Compared with TPE this shares what one trial teaches across every config with th
 choices, never re-proposes a config already scored, and needs no random start-up
 trials.
 
+Two rules spend the trials where the evidence is. A model none of whose trials got past
+its first dev chunks (all pruned, or failed) is offered again only now and then: with a
+chance of 1 in (1 + its trials so far), so its share shrinks with each failure rather
+than staying at its share of the space. And the last quarter of the trial budget refines:
+the draw picks among the unscored neighbours of the best complete config (one choice
+changed), while there are any.
+
 Deterministic for a given history and seed, on any machine. The posterior's covariance
 has repeated eigenvalues (one-hot features of a symmetric space), so an SVD-based draw
 (numpy's ``multivariate_normal(method="svd")``) picks an arbitrary basis of each repeated
@@ -46,6 +53,10 @@ _MAX_SCORED = 20_000
 _TRIES_OF_A_FAILING_CONFIG = 2
 # the draw is compared on this grid: far coarser than floating-point noise, far finer than scores
 _DRAW_RESOLUTION = 1e-7
+# the share of the trial budget, at its end, that refines near the best config
+_REFINE_SHARE = 0.25
+# a demo strategy goes with its count: changing both is one step
+_ONE_STEP_IGNORES = frozenset({"demo_strategy"})
 
 
 def _points(low: float, high: float, step: float | None) -> list[float]:
@@ -142,7 +153,11 @@ class Planner:
         return x
 
     def propose(
-        self, observed: Sequence[tuple[Choice, float, int, bool]], seed: int, taken: Sequence[Choice] = ()
+        self,
+        observed: Sequence[tuple[Choice, float, int, bool]],
+        seed: int,
+        taken: Sequence[Choice] = (),
+        trials: tuple[int, int] | None = None,
     ) -> Choice | None:
         """The unscored candidate that is best under one posterior draw; None if all are scored or taken.
 
@@ -152,6 +167,8 @@ class Planner:
                 teaches the model nothing, and its config is tried again once (an
                 outage passes) before it counts as tried.
             taken: params of trials running or queued (by any worker): not proposed again.
+            trials: (trials so far, the trial budget): near its end the proposal refines
+                near the best config. None: no budget is known.
         """
         failures = Counter(_key(p) for p, _, n, scored in observed if n > 0 and not scored)
         done = {_key(p) for p, _, n, scored in observed if n > 0 and scored}
@@ -164,6 +181,9 @@ class Planner:
         if len(fresh) > _MAX_SCORED:
             fresh = sorted(int(i) for i in rng.choice(fresh, _MAX_SCORED, replace=False))
         rows = [(p, y, n) for p, y, n, scored in observed if n > 0 and scored]
+        fresh = _offered(self.candidates, fresh, observed, rng)
+        if trials is not None and trials[0] >= trials[1] * (1 - _REFINE_SHARE):
+            fresh = _near_the_best(self.candidates, fresh, observed) or fresh
         if len(rows) < 2:
             return dict(self.candidates[fresh[int(rng.integers(len(fresh)))]])
         model = self._ridge(fit_intercept=True)
@@ -174,6 +194,48 @@ class Planner:
         steps = np.rint(draw / _DRAW_RESOLUTION).astype(np.int64)
         scores = self.features[fresh].astype(np.int64) @ steps
         return dict(self.candidates[fresh[int(np.argmax(scores))]])
+
+
+def _offered(
+    candidates: Sequence[Choice], fresh: list[int], observed: Sequence[tuple[Choice, float, int, bool]], rng: np.random.Generator
+) -> list[int]:
+    """``fresh`` without the models that never got past their first dev chunks, except by chance.
+
+    Such a model (every trial of it pruned at fewer examples than some trial completed,
+    or failed) stays in with a chance of 1 in (1 + its trials); one draw per model, from
+    ``rng``, so the choice is as deterministic as the rest of the proposal.
+    """
+    full = max((n for _, _, n, scored in observed if scored), default=0)
+    tried: Counter[str] = Counter()
+    went_through: set[str] = set()
+    for params, _, n, scored in observed:
+        model = str(params["model"])
+        tried[model] += 1
+        if scored and n >= full > 0:
+            went_through.add(model)
+    stuck = {m for m in tried if m not in went_through} if went_through else set()
+    left_out = {m for m in sorted(stuck) if rng.random() >= 1 / (1 + tried[m])}
+    kept = [i for i in fresh if candidates[i]["model"] not in left_out]
+    return kept or fresh
+
+
+def _near_the_best(
+    candidates: Sequence[Choice], fresh: list[int], observed: Sequence[tuple[Choice, float, int, bool]]
+) -> list[int]:
+    """The unscored configs one choice away from the best complete one (empty if none)."""
+    full = max((n for _, _, n, scored in observed if scored), default=0)
+    complete = [(y, p) for p, y, n, scored in observed if scored and n >= full > 0]
+    if not complete:
+        return []
+    best = max(complete, key=lambda row: row[0])[1]
+
+    def one_step(params: Choice) -> bool:
+        if params["model"] != best["model"]:
+            return False
+        changed = {k for k in params.keys() | best.keys() if _value(params.get(k)) != _value(best.get(k))}
+        return len(changed - _ONE_STEP_IGNORES) <= 1
+
+    return [i for i in fresh if one_step(candidates[i])]
 
 
 def _posterior_draw(mean: np.ndarray, cov: np.ndarray, rng: np.random.Generator) -> np.ndarray:

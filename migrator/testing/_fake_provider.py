@@ -14,6 +14,8 @@ something real to find:
   carries an explicit format line ("exactly one of" / "one word").
 - ``fake/hot``: gets worse with temperature (right iff temperature <= 0.3).
 - ``fake/weak``: right 40% of the time whatever you do.
+- ``fake/noisy``: right 75% of the time; at a temperature above 0, which examples it
+  gets right changes with the request seed (each sample is a new draw: sampling noise).
 - ``fake/echo``: replies with the last user message (to see what was sent).
 - ``fake/down``: always fails with a connection error (a retired or unreachable model).
 - ``fake/proposer``: a prompt proposer answering DSPy's chat format with an instruction
@@ -80,6 +82,8 @@ class FakeProfile:
     with_demos: float | None = None
     max_temperature: float | None = None
     needs_format_line: bool = False
+    # at a temperature above 0 the request seed takes part in the draw
+    seeded: bool = False
 
     def p_correct(self, n_demos: int, temperature: float) -> float:
         p = self.base
@@ -96,6 +100,7 @@ PROFILES: dict[str, FakeProfile] = {
     "chatty": FakeProfile(needs_format_line=True),
     "hot": FakeProfile(max_temperature=0.3),
     "weak": FakeProfile(base=0.4),
+    "noisy": FakeProfile(base=0.75, seeded=True),
     "shaky": FakeProfile(base=0.2, with_demos=0.7),  # demos help, and it still errs
 }
 
@@ -117,7 +122,7 @@ def _dspy_field(text: str, name: str) -> str:
     return match.group(1).strip() if match else ""
 
 
-_PROPOSERS = ("proposer", "proposer-bad", "proposer-copy", "proposer-refuse")
+_PROPOSERS = ("proposer", "proposer-bad", "proposer-copy", "proposer-refuse", "proposer-shy")
 
 
 def _propose(kind: str, messages: Sequence[dict[str, Any]]) -> str:
@@ -127,7 +132,9 @@ def _propose(kind: str, messages: Sequence[dict[str, Any]]) -> str:
         first = (_dspy_field(last, "task_examples").splitlines() or [""])[0]
         copied = first.removeprefix("- ").split(": ", 1)[-1].rsplit(" -> ", 1)[0]
         return f"[[ ## new_instruction ## ]]\n{copied}\n\n[[ ## completed ## ]]"
-    if kind == "proposer-refuse":
+    if kind == "proposer-refuse" or (kind == "proposer-shy" and "[[ ## failures ## ]]" in last):
+        # proposer-shy apologises when shown the legacy prompt's failures, and writes a
+        # prompt when asked in the short framing
         return "[[ ## new_instruction ## ]]\nI'm sorry, but I can't assist with that request.\n\n[[ ## completed ## ]]"
     bad = kind == "proposer-bad"
     fmt = _dspy_field(last, "output_format") or "Answer briefly."
@@ -150,7 +157,8 @@ def _reply(profile_name: str, messages: Sequence[dict[str, Any]], params: dict[s
     if profile.needs_format_line and not any(cue in everything.lower() for cue in _FORMAT_CUES):
         return "Thanks for sharing! Overall, I would say the customer feels this way about it."
     temperature = float(params.get("temperature", 0.0) or 0.0)
-    draw = hash_unit(profile_name, everything, f"{temperature:.3f}")
+    sampling = f"{params.get('seed')}" if profile.seeded and temperature > 0 else ""
+    draw = hash_unit(profile_name, everything, f"{temperature:.3f}", *([sampling] if sampling else []))
     if draw < profile.p_correct(n_demos, temperature):
         return label
     return "negative" if label == "positive" else "positive"

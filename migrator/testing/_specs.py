@@ -34,7 +34,8 @@ def base_spec(**overrides: Any) -> dict[str, Any]:
         },
         "metric": {"name": "label", "labels": ["positive", "negative"]},
         "targets": ["fake/weak", "fake/fewshot"],
-        "search_space": {"demos": {"k": [0, 2, 4]}, "max_retries": 0, "chunk_size": 10},
+        # the original prompt only (the built-in space adds every transform)
+        "search_space": {"demos": {"k": [0, 2, 4]}, "prompt": {"transforms": []}, "max_retries": 0, "chunk_size": 10},
         "budget": {"trials": 10},
         "seed": 0,
     }
@@ -63,6 +64,7 @@ def server_spec(api_base: str, dataset: str, **overrides: Any) -> dict[str, Any]
         "search_space": {
             "temperature": None,
             "demos": {"k": [0, 2], "strategies": ["random"]},
+            "prompt": {"transforms": []},
             "pruner": "none",
             "chunk_size": 10,
             "max_retries": 4,

@@ -75,7 +75,8 @@ def test_a_rewrite_that_drops_a_variable_the_prompt_uses_is_rejected() -> None:
 
 
 def test_proposals_are_asked_through_the_client_judged_and_a_rerun_asks_nothing(tmp_path: Path) -> None:
-    replies = iter([GOOD, GOOD, "Too short."])
+    # the third proposal is too short, so it is asked again in the other framing
+    replies = iter([GOOD, GOOD, "Too short.", GOOD + " Write it in lowercase."])
     asked: list[LLMRequest] = []
 
     def complete(request: LLMRequest) -> LLMResponse:
@@ -85,15 +86,21 @@ def test_proposals_are_asked_through_the_client_judged_and_a_rerun_asks_nothing(
     cache = ResponseCache(tmp_path / "cache.db")
     first = _propose(complete, cache)
 
-    assert len(asked) == 3 and all(r.endpoint == PROPOSER and r.messages for r in asked)
-    assert len({dict(r.params)["seed"] for r in asked}) == 3  # one request seed per rewrite
-    assert [(c.id, c.template.messages[0]) for c in first.candidates] == [("rewrite-openai-gpt-4o-1", ("system", GOOD))]
+    assert len(asked) == 4 and all(r.endpoint == PROPOSER and r.messages for r in asked)
+    assert len({dict(r.params)["seed"] for r in asked}) == 4  # one request seed per proposal
+    assert "[[ ## failures ## ]]" in asked[2].messages[-1][1] and "[[ ## task ## ]]" in asked[3].messages[-1][1]
+    assert [(c.id, c.template.messages[0]) for c in first.candidates] == [
+        ("rewrite-openai-gpt-4o-1", ("system", GOOD)),
+        ("rewrite-openai-gpt-4o-3", ("system", GOOD + " Write it in lowercase.")),
+    ]
     assert first.candidates[0].origin == {
         "kind": "rewrite", "family": "openai/gpt-4o", "proposer": "openai/proposer", "seed": 7, "index": 1,
+        "framing": "rewrite",
     }  # fmt: skip
+    assert first.candidates[1].origin["framing"] == "direct"
     assert [(r.origin["index"], r.reason) for r in first.rejected] == [
         (2, "duplicate of an earlier candidate"),
-        (3, "empty or too short to be an instruction"),
+        (3, "empty or too short to be an instruction; asked again in another framing"),
     ]
 
     def no_calls(request: LLMRequest) -> LLMResponse:
@@ -117,4 +124,5 @@ def test_a_proposer_that_fails_yields_a_rejection_not_an_error() -> None:
 
     rewrites = _propose(broken, None, n=2)
     assert rewrites.candidates == ()
-    assert [r.reason for r in rewrites.rejected] == ["the proposer failed: RuntimeError: connection reset"] * 2
+    failed = "the proposer failed: RuntimeError: connection reset"
+    assert [r.reason for r in rewrites.rejected] == [f"{failed}; asked again in another framing", failed] * 2

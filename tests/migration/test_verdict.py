@@ -66,3 +66,77 @@ def test_the_verdict_scores_its_configs_at_once_with_the_same_result_as_one_afte
         assert (a.config, a.test.score, a.test_ci) == (b.config, b.test.score, b.test_ci)
     assert [f.config for f in together.finalists] == [f.config for f in apart.finalists]
     assert together.paired == apart.paired
+
+
+def test_a_config_at_a_temperature_above_0_is_scored_on_several_samples_and_wins_only_beyond_their_noise(
+    write_spec: Callable[..., Path], tmp_path: Path
+) -> None:
+    """fake/noisy is right 75% of the time; at T > 0 which examples it gets right changes with the seed."""
+    from migrator.migration import SAMPLES
+    from migrator.outputs import summary_dict
+
+    spec = write_spec(
+        targets=["fake/noisy"],
+        search_space={"temperature": {"low": 0.0, "high": 1.0, "step": 0.25}, "demos": {"k": [0]}, "pruner": "none"},
+        budget={"trials": 5, "finalists": 3},
+    )
+    client = LiteLLMClient(max_retries=0)
+    result = run_migration(prepare(load_spec(spec)), client, storage=f"sqlite:///{tmp_path / 'study.db'}")
+    verdict = result.verdict
+    assert result.search.counts["complete"] == 5  # every temperature, 0 to 1, scored on dev
+    hot = [f for f in verdict.finalists if dict(f.config.params)["temperature"] > 0]
+    assert hot, "the scenario needs a finalist at a temperature above 0"
+    n_dev, n_test = len(result.prepared.splits.dev), len(result.prepared.splits.test)
+    for f in hot:
+        assert f.noise is not None and len(f.noise.dev) == SAMPLES and len(f.noise.test) == SAMPLES
+        assert f.dev is not None and f.noise.dev[0] == f.dev.score  # the search's own sample first
+        assert len(set(f.noise.dev)) > 1  # each sample is a new draw
+        assert abs(f.test.score - sum(f.noise.test) / SAMPLES) < 1e-9  # per-example mean over the samples
+    # a config at 0 is scored once
+    assert all(f.noise is None for f in verdict.finalists if dict(f.config.params)["temperature"] == 0)
+    winner = verdict.winner
+    assert winner is not None
+    steady = max(
+        (o for o in result.search.trials if o.state == "complete" and dict(o.config.params)["temperature"] == 0),
+        key=lambda o: o.summary.score,
+    )
+    if winner.noise is not None:
+        # a winner that samples leads the best config at temperature 0 by more than its spread
+        assert winner.dev_score is not None and winner.dev_score - steady.summary.score > winner.noise.spread(winner.noise.dev)
+        assert verdict.sampling_note == ""
+    else:
+        assert winner.config == steady.config
+    # the summary reports the samples' mean and spread
+    summary = summary_dict(result, {}, {})
+    for row in summary["finalists"]:
+        if dict(row["params"])["temperature"] > 0:
+            assert row["samples"]["samples"] == SAMPLES and set(row["samples"]) == {"samples", "dev", "test"}
+            assert row["samples"]["test"]["spread"] >= 0 and row["samples"]["dev"]["scores"][0] == row["dev_score"]
+    # every sample is a paid call of its own: the dev re-samples and the test samples
+    sampled_calls = len(hot) * ((SAMPLES - 1) * n_dev + SAMPLES * n_test)
+    assert result.stats["made"] >= sampled_calls
+
+
+def test_a_lead_within_the_sampling_noise_goes_to_the_config_at_temperature_0(
+    write_spec: Callable[..., Path], tmp_path: Path
+) -> None:
+    """Of many temperatures one sample each, the luckiest leads on dev; over 3 samples it falls back."""
+    spec = write_spec(
+        targets=["fake/noisy"],
+        search_space={"temperature": {"low": 0.0, "high": 1.0, "step": 0.1}, "demos": {"k": [0]}, "pruner": "none"},
+        budget={"trials": 11, "finalists": 1},
+        seed=3,
+    )
+    result = run_migration(prepare(load_spec(spec)), LiteLLMClient(max_retries=0), storage=f"sqlite:///{tmp_path / 'study.db'}")
+    complete = [o for o in result.search.trials if o.state == "complete"]
+    lucky = max(complete, key=lambda o: o.summary.score)
+    steady = next(o for o in complete if dict(o.config.params)["temperature"] == 0)
+    assert dict(lucky.config.params)["temperature"] > 0 and lucky.summary.score > steady.summary.score, "needs a lucky sample"
+    winner = result.verdict.winner
+    # the fakes are deterministic: over 3 samples the lucky config's lead is within its spread
+    assert winner is not None and winner.config == steady.config and winner.noise is None
+    lead = result.verdict.finalists[-1]
+    assert lead.config == lucky.config and lead.noise is not None and lead.dev_score is not None
+    assert lead.dev_score < lucky.summary.score  # its mean over 3 samples falls back from the lucky one
+    assert lead.dev_score - steady.summary.score <= lead.noise.spread(lead.noise.dev)
+    assert "within the noise, so the config at temperature 0 wins" in result.verdict.sampling_note

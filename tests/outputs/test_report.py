@@ -142,6 +142,13 @@ def test_sections_have_stable_ids_and_the_verdict_comes_first(page: str) -> None
     assert not parsed.sections[""].images and not parsed.sections[""].rows
 
 
+def _test_cell(row: dict[str, Any]) -> str:
+    """A test score as the verdict table shows it: with its spread when it is a mean over samples."""
+    spread = (row.get("samples") or {}).get("test")  # a config above temperature 0
+    noise = f" ± {spread['spread']:.3f} over {len(spread['scores'])} samples" if spread else ""
+    return f"{row['test_score']:.3f}{noise}"
+
+
 def test_verdict_shows_the_summary_numbers(migration: tuple[MigrationResult, dict[str, Any]], page: str) -> None:
     _, summary = migration
     verdict = sections(page).sections["verdict"]
@@ -150,7 +157,7 @@ def test_verdict_shows_the_summary_numbers(migration: tuple[MigrationResult, dic
         expected = summary[role]
         row = rows[role]
         assert row[1] == expected["label"]
-        assert row[2] == f"{expected['test_score']:.3f}"
+        assert row[2] == _test_cell(expected)
         assert row[3] == f"[{expected['test_ci'][0]:.3f}, {expected['test_ci'][1]:.3f}]"
         assert row[5] == f"${expected['cost_usd_per_example'] * 1000:#.3g}"
         assert row[6] == f"{expected['latency_p50_s'] * 1000:.0f} ms"
@@ -165,7 +172,7 @@ def test_verdict_shows_the_summary_numbers(migration: tuple[MigrationResult, dic
     assert paired["ci"][0] > 0
     assert "class='callout good'" in page
     for model, row in summary["baselines_by_target"].items():
-        assert rows[model][2] == f"{row['test_score']:.3f}"
+        assert rows[model][2] == _test_cell(row)
     # The verdict's numbers are on the page before any chart.
     assert page.index(f"{summary['winner']['test_score']:.3f}") < page.index("<img")
 

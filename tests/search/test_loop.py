@@ -217,7 +217,12 @@ def test_dspy_rewrites_are_generated_validated_cached_and_searched(write_spec: C
     # the legacy prompt does not; the fake proposer's rewrites do.
     overrides = {
         "targets": ["fake/chatty"],
-        "search_space": {"prompt": {"proposer": "fake/proposer", "rewrites": 2}, "demos": {"k": [0]}, "max_retries": 0},
+        # no transforms: a rewrite is the only prompt that states the format
+            "search_space": {
+                "prompt": {"proposer": "fake/proposer", "rewrites": 2, "transforms": []},
+                "demos": {"k": [0]},
+                "max_retries": 0,
+            },
         "budget": {"trials": 6},
     }
     spec = write_spec(**overrides)
@@ -243,7 +248,10 @@ def _rejected_rewrites(write_spec: Callable[..., Path], tmp_path: Path, proposer
     )
     result = _run(spec, _client(), tmp_path)
     assert not [p for p in result.prompts.values() if p.origin.get("kind") == "rewrite"]
-    assert len(result.rejected) == n
+    # each failed proposal was asked again in the other framing, and failed there too
+    assert len(result.rejected) == 2 * n
+    assert [r.origin["framing"] for r in result.rejected] == ["rewrite", "direct"] * n
+    assert all(r.reason.endswith("; asked again in another framing") for r in result.rejected[::2])
     return result
 
 
@@ -254,17 +262,43 @@ def test_a_rewrite_that_adds_a_template_variable_is_rejected_with_a_reason(write
 
 def test_a_rewrite_that_only_copies_a_training_input_is_rejected(write_spec: Callable[..., Path], tmp_path: Path) -> None:
     result = _rejected_rewrites(write_spec, tmp_path, "fake/proposer-copy", 1)
-    (rejected,) = result.rejected
+    first, rejected = result.rejected
+    assert first.reason.startswith("copies a training input instead of giving an instruction")
     assert rejected.reason == "copies a training input instead of giving an instruction"
     train_inputs = {ex.inputs["review"] for ex in result.prepared.splits.train}
     assert rejected.text.strip() in train_inputs
 
 
-def test_a_rewrite_that_names_none_of_the_labels_is_rejected(write_spec: Callable[..., Path], tmp_path: Path) -> None:
+def test_a_proposer_that_apologises_is_rejected_in_both_framings(write_spec: Callable[..., Path], tmp_path: Path) -> None:
     result = _rejected_rewrites(write_spec, tmp_path, "fake/proposer-refuse", 1)
-    (rejected,) = result.rejected
-    assert rejected.reason == "names none of the labels the metric expects (positive, negative)"
+    _, rejected = result.rejected
+    assert rejected.reason == "apologises or refuses instead of giving an instruction"
     assert rejected.text.startswith("I'm sorry")
+
+
+def test_a_proposer_that_refuses_is_asked_again_in_another_framing_and_said_so(
+    write_spec: Callable[..., Path], tmp_path: Path
+) -> None:
+    """fake/proposer-shy apologises when shown the failures and writes a prompt from the short brief."""
+    spec = write_spec(
+        targets=["fake/chatty"],
+        search_space={"prompt": {"proposer": "fake/proposer-shy", "rewrites": 2}, "demos": {"k": [0]}, "max_retries": 0},
+        budget={"trials": 3},
+    )
+    events: list[tuple[str, Any]] = []
+    result = _run(spec, _client(), tmp_path, on_progress=lambda kind, data: events.append((kind, data)))
+    rewrites = [p for p in result.prompts.values() if p.origin.get("kind") == "rewrite"]
+    assert [(p.id, p.origin["framing"]) for p in rewrites] == [("rewrite-fake-chatty-1", "direct"), ("rewrite-fake-chatty-2", "direct")]
+    assert [(r.origin["index"], r.origin["framing"]) for r in result.rejected] == [(1, "rewrite"), (2, "rewrite")]
+    assert all(r.text.startswith("I'm sorry") for r in result.rejected)
+    notices = [data["what"] for kind, data in events if kind == "notice"]
+    assert notices == [
+        "rewrites for fake/chatty: 2 of 2 accepted; 2 proposals rejected (2 apologises or refuses instead of giving an "
+        "instruction); the report lists them"
+    ]
+    summary = summary_dict(result, {}, {})
+    page = render_report(result, summary)
+    assert "Rejected proposals" in page and page.count("apologises or refuses instead of giving an instruction") == 2
 
 
 @pytest.mark.parametrize(

@@ -152,3 +152,48 @@ def test_the_same_history_and_seed_give_the_same_picks_whatever_the_blas_kernel(
     first = next(iter(runs.values()))
     assert len(first) == 15 and len(set(first)) == 15
     assert all(picks == first for picks in runs.values()), {k: v[:5] for k, v in runs.items()}
+
+
+def _complete(params: dict, score: float, n: int = 40) -> tuple[dict, float, int, bool]:
+    return (params, score, n, True)
+
+
+def test_a_model_that_never_gets_past_its_first_chunk_is_offered_less_with_each_trial() -> None:
+    planner = Planner(_space())
+    a = [p for p in _space() if p["model"] == "a"]
+    b = [p for p in _space() if p["model"] == "b"]
+    # a completes its trials; every trial of b was pruned after its first chunk of 8, on a
+    # partial score that looks as good as a's: the regression alone would keep trying b
+    observed = [_complete(a[0], 0.6), _complete(a[7], 0.7)]
+    shares = []
+    for pruned in (1, 3, 7):
+        stuck = observed + [(b[i], 0.7, 8, True) for i in range(pruned)]
+        picks = [planner.propose(stuck, seed=s) for s in range(300)]
+        shares.append(sum(p is not None and p["model"] == "b" for p in picks) / len(picks))
+    assert shares[0] > shares[1] > shares[2]
+    assert shares[0] <= 1 / 2 + 0.05 and shares[2] <= 1 / 8 + 0.05  # at most 1 in (1 + its trials)
+    # once b completes a trial it is offered as any model is
+    through = observed + [(b[i], 0.7, 8, True) for i in range(7)] + [_complete(b[8], 0.7)]
+    picks = [planner.propose(through, seed=s) for s in range(300)]
+    assert sum(p is not None and p["model"] == "b" for p in picks) / len(picks) > shares[2]
+
+
+def test_the_last_quarter_of_the_trial_budget_refines_next_to_the_best_config() -> None:
+    planner = Planner(_space())
+    a = [p for p in _space() if p["model"] == "a"]
+    best = {"model": "a", "prompt": "xml", "demos": 2, "demo_strategy": "knn", "temperature": 0.5}
+    assert best in a
+    observed = [_complete(a[0], 0.5), _complete(best, 0.9), _complete(a[20], 0.6), _complete(a[30], 0.4)]
+
+    def steps(p: dict) -> int:
+        changed = {k for k in p.keys() | best.keys() if p.get(k) != best.get(k)} - {"demo_strategy"}
+        return len(changed) if p["model"] == "a" else 99
+
+    late = [planner.propose(observed, seed=s, trials=(30, 40)) for s in range(40)]
+    assert all(p is not None and steps(p) == 1 for p in late)
+    early = [planner.propose(observed, seed=s, trials=(10, 40)) for s in range(40)]
+    assert any(p is not None and steps(p) > 1 for p in early)
+    # once every neighbour is scored, the end of the budget goes back to the whole space
+    neighbours = [p for p in _space() if steps(p) == 1]
+    scored = observed + [_complete(p, 0.3) for p in neighbours]
+    assert planner.propose(scored, seed=0, trials=(39, 40)) is not None

@@ -23,7 +23,7 @@ import markupsafe
 from migrator.outputs._files import write_atomic
 from migrator.outputs.report._charts import complete_trials, pareto_chart, per_model_chart, study_plots
 from migrator.outputs.report._diff import winner_diff
-from migrator.outputs.report._format import origin, score, seconds, usd
+from migrator.outputs.report._format import origin, score, seconds, truncate, usd
 from migrator.outputs.report._sections import changed_examples, header, model_rows, trial_rows, verdict
 from migrator.redaction import redact
 
@@ -56,7 +56,7 @@ def _environment() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(score=score, usd=usd, seconds=seconds, origin=origin)
+    env.filters.update(score=score, usd=usd, seconds=seconds, origin=origin, truncate_text=truncate)
     return env
 
 
@@ -75,6 +75,7 @@ def _view(result: MigrationResult, summary: Mapping[str, Any]) -> dict[str, Any]
         "per_model_png": per_model_chart(result, trials) if trials else "",
         "models": model_rows(result, summary),
         "candidates": summary.get("candidates") or [],
+        "rejected": summary.get("rejected_candidates") or [],
         "winner": winner_diff(result),
         "examples": changed_examples(result),
         "study_name": result.search.study_name,

@@ -110,6 +110,9 @@ class VerdictRow:
     cost: str
     latency: str
     n: str
+    # a config at a temperature above 0: how many seeded samples its scores are the mean of, and their spread
+    samples: int = 1
+    test_spread: str = ""
 
 
 @dataclass(frozen=True)
@@ -119,6 +122,7 @@ class Verdict:
     paired: Paired | None
     roles: list[VerdictRow]
     legacy_note: str
+    sampling_note: str  # why a config at temperature 0 won over a sampled one that led on dev
     unseeded: str  # the targets that take no request seed
     targets: list[VerdictRow]
 
@@ -141,11 +145,14 @@ def _paired(summary: Mapping[str, Any]) -> Paired | None:
 def _verdict_row(row: Mapping[str, Any], css: str, role: str = "", model: str = "", dev_total: int | None = None) -> VerdictRow:
     # a naive migration that could not compete was stopped after a chunk of dev
     pruned = bool(dev_total) and row.get("dev_n") is not None and row["dev_n"] < dev_total
+    samples = row.get("samples") or {}
+    dev = samples["dev"]["mean"] if "dev" in samples else row.get("dev_score")
     return VerdictRow(
         css=css, role=role, model=model, label=row["label"],
         test_score=score(row["test_score"]), test_failed=row.get("test_failed") or 0, ci=ci(row["test_ci"]),
-        dev_score=score(row.get("dev_score")), dev_n=row["dev_n"] if pruned else None, dev_total=dev_total,
+        dev_score=score(dev), dev_n=row["dev_n"] if pruned else None, dev_total=dev_total,
         cost=usd(row["cost_usd_per_example"] * 1000), latency=seconds(row["latency_p50_s"]), n=str(row.get("test_n", "")),
+        samples=samples.get("samples", 1), test_spread=f"{samples['test']['spread']:.3f}" if "test" in samples else "",
     )
 
 
@@ -167,6 +174,7 @@ def verdict(summary: Mapping[str, Any]) -> Verdict:
         paired=_paired(summary),
         roles=[_verdict_row(summary[role], role, role=role) for role in _ROLES if summary.get(role)],
         legacy_note=summary.get("legacy_note") or "",
+        sampling_note=summary.get("sampling_note") or "",
         unseeded=", ".join(summary.get("sampled_without_seed") or []),
         targets=[
             _verdict_row(row, "baseline" if model == chosen else "", model=model, dev_total=dev_total)
