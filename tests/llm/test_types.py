@@ -24,3 +24,24 @@ def test_the_cache_key_is_who_serves_the_model_not_where() -> None:
     # a hosted model is its provider's: the same key as ever
     hosted = LLMRequest(Endpoint("openai/gpt-4o-mini"), messages=(("user", "x"),))
     assert hosted.cache_key() == key(TargetSpec(model="openai/gpt-4o-mini"), {})
+
+
+def test_another_sample_of_a_request_is_another_reply_and_sample_0_keeps_its_key() -> None:
+    from migrator.dataset import Example
+    from migrator.evaluate import Config, build_request, request_seed
+    from migrator.prompts import PromptTemplate
+
+    endpoint = Endpoint("openai/no-seed-model", "chat", api_base="http://127.0.0.1:9/v1", served_by="http://127.0.0.1:9/v1")
+    template = PromptTemplate((("user", "Review: {{ review }}"),))
+    example = Example("e1", {"review": "fine"}, "positive")
+    seeded = Config("openai/no-seed-model", params=(("seed", request_seed(4)), ("temperature", 0.7)))
+    unseeded = Config("openai/no-seed-model", params=(("temperature", 0.7),))
+    first = build_request(seeded, endpoint, template, example, (), seed=4)
+    # sample 0 is the request the search sent: same params, same key as before samples existed
+    assert first == LLMRequest(endpoint, messages=(("user", "Review: fine"),), params=seeded.params)
+    second = build_request(seeded, endpoint, template, example, (), sample=1, seed=4)
+    assert dict(second.params)["seed"] == request_seed(4, 1) != request_seed(4)
+    # a model that takes no seed: the sample alone keeps the replies apart in the cache
+    keys = {build_request(unseeded, endpoint, template, example, (), sample=i, seed=4).cache_key() for i in range(3)}
+    assert len(keys) == 3
+    assert all(dict(build_request(unseeded, endpoint, template, example, (), sample=i).params) == {"temperature": 0.7} for i in range(3))

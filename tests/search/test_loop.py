@@ -333,3 +333,24 @@ def test_the_search_ends_when_every_config_has_been_tried(write_spec: Callable[.
     assert "every config in the search space was tried" in render_report(result, summary)
     # a search cut short by its trial budget did not run out of configs
     assert not _run(write_spec(folder="big"), _client(), tmp_path / "big").search.exhausted
+
+
+def test_a_spec_without_a_search_space_searches_prompts_demos_up_to_8_and_temperature(tmp_path: Path) -> None:
+    import json
+
+    import yaml
+
+    from migrator.migration import build_setup
+    from migrator.search._space import space_points
+    from migrator.testing import make_sentiment_rows
+
+    (tmp_path / "reviews.jsonl").write_text("".join(json.dumps(r) + "\n" for r in make_sentiment_rows(60)))
+    spec = base_spec(targets=["fake/fewshot"])
+    del spec["search_space"]
+    (tmp_path / "migration.yaml").write_text(yaml.safe_dump(spec))
+    setup = build_setup(prepare(load_spec(tmp_path / "migration.yaml")), {})
+    assert set(setup.prompts) == {"original", "format_line", "user_turn", "system_turn", "xml", "markdown", "terse"}
+    points = space_points(setup)
+    assert {p["demos"] for p in points} == {0, 2, 4, 8}
+    assert {p.get("demo_strategy") for p in points if p["demos"]} == {"random", "stratified", "knn"}
+    assert {p["temperature"] for p in points} == {round(i / 10, 1) for i in range(11)}
