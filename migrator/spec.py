@@ -26,6 +26,7 @@ from pydantic import (
     ValidationError,
     field_serializer,
     field_validator,
+    model_serializer,
     model_validator,
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
@@ -266,6 +267,8 @@ class PromptSpace(_Strict):
     transforms: tuple[str, ...] = _DEFAULT_TRANSFORMS
     proposer: TargetSpec | None = None
     rewrites: int = Field(default=0, ge=0)
+    # rewrites written during the search from the best config's failures on train (search/_reflection.py)
+    reflections: int = Field(default=0, ge=0, le=8)
 
     @field_validator("proposer", mode="before")
     @classmethod
@@ -280,6 +283,14 @@ class PromptSpace(_Strict):
             return None
         bare = (value.api_base, value.api_key_env, value.mode) == (None, None, None)
         return value.model if bare else value.model_dump()
+
+    @model_serializer(mode="wrap")
+    def _without_unused(self, handler: Any) -> Any:
+        # no reflections dumps as before the field existed: those specs keep their hash (and study)
+        dumped = handler(self)
+        if isinstance(dumped, dict) and not self.reflections:
+            dumped.pop("reflections", None)
+        return dumped
 
 
 class SearchSpace(_Strict):
@@ -372,6 +383,16 @@ class MigrationSpec(_Strict):
         dupes = sorted({m for m in seen if seen.count(m) > 1})
         if dupes:
             raise ValueError(f"targets: each model once, {dupes[0]!r} is listed twice")
+        return self
+
+    @model_validator(mode="after")
+    def _reflections_searchable(self) -> MigrationSpec:
+        space = self.search_space
+        if space.prompt.reflections and (space.prompt.proposer is None or space.sampler != "linear" or len(self.objective) > 1):
+            raise ValueError(
+                "search_space.prompt.reflections: needs search_space.prompt.proposer, sampler: linear and the one "
+                "objective quality (the planner offers each reflection once it is written)"
+            )
         return self
 
     def resolve(self, relative: str) -> Path:

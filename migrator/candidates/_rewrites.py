@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any, Protocol, TypeAlias
@@ -199,12 +199,19 @@ def _judge(
     *,
     metric: Metric,
     train: Sequence[Example],
+    seen: Collection[str] = (),
+    ids: Callable[[int], str] | None = None,
 ) -> Rewrites:
-    """Each proposal accepted as a candidate, or rejected with the reason; duplicates rejected."""
+    """Each proposal accepted as a candidate, or rejected with the reason; duplicates rejected.
+
+    Args:
+        seen: texts of the prompts there are already (the original is one).
+        ids: the candidate id of the i-th proposal (from 1); ``rewrite-<family>-<i>`` by default.
+    """
     accepted: list[PromptCandidate] = []
     rejected: list[Rejection] = []
-    seen = {original.text()}
-    slug = str(origin["family"]).replace("/", "-").replace(".", "")
+    seen = {original.text(), *seen}
+    slug = str(origin.get("family", "")).replace("/", "-").replace(".", "")
     i = 0
     for proposal in proposals:
         instruction = str(proposal.get("text") or "")
@@ -213,7 +220,7 @@ def _judge(
             rejected.append(Rejection(where, instruction, f"{proposal['superseded']}; asked again in another framing"))
             continue
         i += 1
-        rewrite_id = f"rewrite-{slug}-{i}"
+        rewrite_id = ids(i) if ids is not None else f"rewrite-{slug}-{i}"
         where = {**origin, "index": i, **({"framing": proposal["framing"]} if proposal.get("framing") else {})}
         result = (
             f"the proposer failed: {proposal['error']}"
@@ -357,17 +364,25 @@ def _request(endpoint: Endpoint, turns: tuple[tuple[str, str], ...], params: tup
 
 
 def _run_proposer(
-    brief: Mapping[str, str], lm: Any, *, n: int, seed: int, flaw: Callable[[str], str | None] = lambda _: None
+    brief: Mapping[str, str],
+    lm: Any,
+    *,
+    n: int,
+    seed: int,
+    flaw: Callable[[str], str | None] = lambda _: None,
+    framings: Sequence[str] = _FRAMINGS,
+    label: str = "rewrite",
 ) -> list[dict[str, Any]]:
     """N proposals from the DSPy program, each ``{"text", "framing"}`` (or with ``"error"``).
 
-    A proposal that ``flaw`` finds fault with, or that fails, is asked again in the next
-    framing; the failed attempt stays in the list before it, marked ``"superseded"`` with the reason.
+    A proposal that ``flaw`` finds fault with, or that fails, is asked again in the next of
+    ``framings``; the failed attempt stays in the list before it, marked ``"superseded"`` with
+    the reason. ``label`` names the proposals to the proposer (and so keeps their requests apart).
     """
     _dspy_cachedir()
     import dspy
 
-    programs = {framing: dspy.Predict(_signature(framing)) for framing in _FRAMINGS}
+    programs = {framing: dspy.Predict(_signature(framing)) for framing in framings}
     short = {
         "task": brief["original_instruction"][:600],
         "task_examples": brief["task_examples"],
@@ -376,8 +391,8 @@ def _run_proposer(
     out: list[dict[str, Any]] = []
     with dspy.context(lm=lm):
         for i in range(n):
-            variant = f"rewrite {i + 1} of {n} (seed {seed}); make it different from the others"
-            for attempt, framing in enumerate(_FRAMINGS):
+            variant = f"{label} {i + 1} of {n} (seed {seed}); make it different from the others"
+            for attempt, framing in enumerate(framings):
                 inputs = brief if framing == "rewrite" else short
                 try:
                     prediction = programs[framing](**inputs, variant=variant, config={"rollout_id": i + n * attempt})
@@ -389,7 +404,7 @@ def _run_proposer(
                         raise spent from None
                     error = f"{type(exc).__name__}: {str(exc)[:200]}"
                     proposal, reason = {"text": "", "framing": framing, "error": error}, f"the proposer failed: {error}"
-                if reason is None or attempt == len(_FRAMINGS) - 1:
+                if reason is None or attempt == len(framings) - 1:
                     out.append(proposal)
                     break
                 out.append({"text": proposal["text"], "framing": framing, "superseded": reason})

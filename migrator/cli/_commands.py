@@ -309,9 +309,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
     client = make_client(cache, calls=None, usd=None, space=SearchSpace(), seed=0)
     with model_servers([lock.target.model], args.winner.parent / "logs") as api_bases:
         ev = evaluate_lockfile(lock, client, args.split, api_bases)
+    from migrator.migration import Noise
+
+    sampled = f"mean of {len(ev.noise.test)} samples, spread {Noise.spread(ev.noise.test):.3f}, " if ev.noise else ""
     print(
         f"{lock.target.model} · {lock.config.prompt_id}: {args.split} score {ev.test.score:.3f} "
-        f"(95% CI [{ev.test_ci[0]:.3f}, {ev.test_ci[1]:.3f}], n={ev.test.n}, failed={ev.test.failed}) · "
+        f"({sampled}95% CI [{ev.test_ci[0]:.3f}, {ev.test_ci[1]:.3f}], n={ev.test.n}, failed={ev.test.failed}) · "
         f"calls {client.stats.made} made, {client.stats.cached} cached"
     )
     if args.min_score is not None and ev.test.score < args.min_score:

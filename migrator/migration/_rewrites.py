@@ -1,5 +1,6 @@
-"""Prompt rewrites before the search: DSPy proposals per target family, grounded on the
-legacy prompt's failures on one of the family's targets.
+"""Prompt rewrites: before the search, DSPy proposals per target family grounded on the legacy
+prompt's failures on one of the family's targets; during it, reflections on the best config's
+failures on train (``reflector``).
 """
 
 from __future__ import annotations
@@ -9,7 +10,15 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from migrator.candidates import Failure, PromptCandidate, Rejection, Rewrites, propose_rewrites
+from migrator.candidates import (
+    Failure,
+    PromptCandidate,
+    Reflected,
+    Rejection,
+    Rewrites,
+    propose_reflection,
+    propose_rewrites,
+)
 from migrator.dataset import Example
 from migrator.errors import BudgetExhausted
 from migrator.evaluate import Config, evaluate
@@ -17,9 +26,9 @@ from migrator.llm import Endpoint, LLMClient
 from migrator.migration._prepare import Prepared, endpoint_for
 from migrator.models import family
 from migrator.prompts import format_answer
-from migrator.search import SearchSetup
+from migrator.search import REFLECTION_SAMPLE, Reflect, SearchSetup
 
-__all__ = ["rewrites"]
+__all__ = ["reflector", "rewrites"]
 
 # how many train examples the proposer sees scored with the legacy prompt
 _FAILURE_SAMPLE = 12
@@ -100,3 +109,46 @@ def _rewrites_for(
         seed=setup.spec.seed,
         cache=getattr(client, "cache", None),
     )
+
+
+def reflector(runner: asyncio.Runner, client: LLMClient, prepared: Prepared, api_bases: Mapping[str, str]) -> Reflect | None:
+    """How the search writes its reflection slots: None when the spec asks for none."""
+    space = prepared.spec.search_space.prompt
+    if not space.reflections or space.proposer is None:
+        return None
+    proposer = endpoint_for(space.proposer, api_bases)
+    pool = prepared.splits.train or prepared.splits.dev
+
+    def reflect(setup: SearchSetup, config: Config, slot: str) -> Rewrites:
+        # each slot reads a fresh slice of train, so two reflections see different failures
+        index = int(slot.rsplit("-", 1)[1]) - 1
+        start = (index * REFLECTION_SAMPLE) % max(1, len(pool))
+        sample = [*pool[start:], *pool[:start]][:REFLECTION_SAMPLE]
+        template = setup.prompts[config.prompt_id].template
+        demos = setup.demos_for(config)
+
+        def demos_but_itself(example: Example) -> Sequence[Any]:
+            # a train example is in the demo pool: shown its own answer, it could not fail
+            return [d for d in demos(example) if dict(d.inputs) != dict(example.inputs)]
+
+        scoring = evaluate(client, config, setup.endpoints[config.model], template, sample, setup.metric, demos_but_itself)
+        results = runner.run(scoring)
+        by_id = {ex.id: ex for ex in sample}
+        scored = [
+            Reflected(by_id[r.example_id].inputs, format_answer(by_id[r.example_id].expected), r.output or f"(error: {r.error})", r.score >= 1.0)
+            for r in results
+        ]
+        return propose_reflection(
+            current=template,
+            slot=slot,
+            metric=setup.metric,
+            train=prepared.splits.train,
+            scored=scored,
+            proposer=proposer,
+            complete=lambda request: runner.run(client.complete(request)),
+            seed=setup.spec.seed,
+            origin={"family": family(config.model), "proposer": proposer.model, "parent": config.label(), "slot": slot},
+            existing=[p.template.text() for p in setup.prompts.values() if not p.origin.get("pending")],
+        )
+
+    return reflect

@@ -14,9 +14,20 @@ from typing import Any
 from migrator.candidates import PromptCandidate, Rejection
 from migrator.llm import Endpoint, LLMClient, Spent
 from migrator.migration._prepare import Prepared, build_setup
+from migrator.migration._rewrites import reflector
 from migrator.migration._shared import ledger_of_the_study, set_up_study, verdict_reserve
 from migrator.migration._verdict import Verdict, judge_on_test
-from migrator.search import SearchResult, TrialOutcome, pareto_front, run_search, shared_study
+from migrator.search import (
+    SearchResult,
+    TrialOutcome,
+    pareto_front,
+    reflection_rejections,
+    run_search,
+    shared_study,
+    stored_reflections,
+    with_reflections,
+    written,
+)
 from migrator.spec import MigrationSpec
 
 __all__ = ["MigrationResult", "run_migration"]
@@ -76,7 +87,7 @@ def run_migration(
     with ledger_of_the_study(client, storage, study_name), asyncio.Runner() as runner:
         with shared_study(build_setup(prepared, api_bases), storage, study_name, role="run") as shared:
             setup, rejected = set_up_study(shared, runner, client, prepared, api_bases, on_progress, study_attrs or {})
-            on_candidates(list(setup.prompts.values()), list(rejected))
+            on_candidates(list(written(setup.prompts).values()), list(rejected))
             search = run_search(
                 setup,
                 client,
@@ -87,15 +98,19 @@ def run_migration(
                 reserve_calls=verdict_reserve(prepared, setup),
                 callbacks=callbacks,
                 on_progress=on_progress,
+                reflect=reflector(runner, client, prepared, api_bases),
             )
+            # the prompts the search wrote as it went (by this process or a worker)
+            reflections = stored_reflections(shared.study)
+            setup = with_reflections(setup, reflections)
         verdict = judge_on_test(runner, client, setup, search, prepared.splits.test, on_progress)
         spent = client.ledger.spent()
     return MigrationResult(
         prepared=prepared,
         search=search,
         verdict=verdict,
-        prompts=setup.prompts,
-        rejected=tuple(rejected),
+        prompts=written(setup.prompts),
+        rejected=(*rejected, *reflection_rejections(reflections)),
         endpoints=setup.endpoints,
         stats=client.stats.as_dict(),
         spent=spent,

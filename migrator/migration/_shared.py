@@ -21,7 +21,7 @@ from migrator.candidates import PromptCandidate, Rejection
 from migrator.errors import InputError
 from migrator.llm import LLMClient, MemoryLedger, StoredLedger
 from migrator.migration._prepare import Prepared, build_setup
-from migrator.migration._rewrites import rewrites
+from migrator.migration._rewrites import reflector, rewrites
 from migrator.prompts import PromptTemplate
 from migrator.search import (
     READY_ATTR,
@@ -31,6 +31,8 @@ from migrator.search import (
     TrialOutcome,
     queue_warm_starts,
     run_search,
+    stored_reflections,
+    with_reflections,
 )
 from migrator.search import shared_study as open_shared
 
@@ -94,6 +96,7 @@ def set_up_study(
         else:
             accepted, rejected = _read_rewrites(stored)
         setup = replace(setup, prompts={**prepared.prompts, **{c.id: c for c in accepted}})
+        setup = with_reflections(setup, stored_reflections(shared.study))
         queue_warm_starts(shared.study, setup)
         for key, value in attrs.items():
             shared.study.set_user_attr(key, value)
@@ -140,6 +143,7 @@ def join_migration(
         attrs = dict(shared.study.user_attrs)
         accepted, _ = _read_rewrites(attrs.get(_PROMPTS_ATTR, {}))
         setup = replace(base, prompts={**prepared.prompts, **{c.id: c for c in accepted}})
+        setup = with_reflections(setup, stored_reflections(shared.study))
         on_ready(attrs)
         try:
             return run_search(
@@ -152,6 +156,7 @@ def join_migration(
                 reserve_calls=verdict_reserve(prepared, setup),
                 callbacks=callbacks or [],
                 on_progress=on_progress,
+                reflect=reflector(runner, client, prepared, api_bases or {}),
             )
         finally:
             on_done()

@@ -250,13 +250,22 @@ def _dataset_spec(lock: WinnerLock, path: Path, dataset: Path | None) -> Dataset
 
 
 def evaluate_lockfile(lock: Lockfile, client: LLMClient, split: str, api_bases: Mapping[str, str] | None = None) -> Evaluated:
-    """Score a winner lockfile on one split of its dataset."""
-    from migrator.evaluate import evaluate
-    from migrator.migration import endpoint_for, scored
+    """Score a winner lockfile on one split of its dataset.
+
+    A config that samples (a temperature above 0) is scored as the verdict scored it: with
+    the same seeded samples per example, their mean, and the spread as its noise.
+    """
+    from migrator.evaluate import evaluate_samples, merge_samples, sampled, summarize
+    from migrator.migration import SAMPLES, Noise, endpoint_for, scored
 
     endpoint = endpoint_for(lock.target, api_bases or {})
+    samples = range(SAMPLES if sampled(lock.config) else 1)
     with asyncio.Runner() as runner:
-        results = runner.run(
-            evaluate(client, lock.config, endpoint, lock.template, lock.splits.get(split), lock.metric, lock.demos_for)
-        )
-    return scored(split, lock.config, None, results, lock.seed, None)
+        per_sample = runner.run(
+            evaluate_samples(
+                client, lock.config, endpoint, lock.template, lock.splits.get(split), lock.metric, lock.demos_for,
+                samples=samples, seed=lock.seed,
+            )
+        )  # fmt: skip
+    noise = Noise((), tuple(summarize(s).score for s in per_sample)) if len(per_sample) > 1 else None
+    return scored(split, lock.config, None, merge_samples(per_sample), lock.seed, None, noise)

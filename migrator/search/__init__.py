@@ -19,7 +19,8 @@ holds the study's lock, heartbeats and the table of its workers.
 Inside: ``_loop`` (ask, evaluate chunk by chunk, report, tell), ``_storage`` (storage,
 study, repairs of lost trials), ``_coordination``, ``_space`` (suggestions, configs, warm start), ``_planner``,
 ``_pruners`` (pruner and sampler), ``_budget``, ``_trials`` (one scan of the trials per
-step), ``_ranking``, ``_setup`` (the boundary types), ``_optuna`` (the lazy import).
+step), ``_ranking``, ``_reflection`` (prompt slots the search writes from the best config's failures),
+``_setup`` (the boundary types), ``_optuna`` (the lazy import).
 """
 
 from __future__ import annotations
@@ -27,13 +28,23 @@ from __future__ import annotations
 from migrator.search._loop import run_search
 from migrator.search._planner import Planner, Space
 from migrator.search._ranking import best_trials, front, pareto_front
+from migrator.search._reflection import (
+    REFLECTION_SAMPLE,
+    Reflect,
+    reflection_rejections,
+    stored_reflections,
+    with_reflections,
+    written,
+)
 from migrator.search._setup import SearchResult, SearchSetup, TrialOutcome, rendered_prompt
 from migrator.search._space import config_from_params, space_points
 from migrator.search._storage import READY_ATTR, SharedStudy, queue_warm_starts, shared_study, study_names
 
 __all__ = [
     "READY_ATTR",
+    "REFLECTION_SAMPLE",
     "Planner",
+    "Reflect",
     "SearchResult",
     "SearchSetup",
     "SharedStudy",
@@ -44,9 +55,13 @@ __all__ = [
     "front",
     "pareto_front",
     "queue_warm_starts",
+    "reflection_rejections",
     "rendered_prompt",
     "run_search",
     "shared_study",
     "space_points",
+    "stored_reflections",
     "study_names",
+    "with_reflections",
+    "written",
 ]

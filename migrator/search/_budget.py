@@ -34,6 +34,25 @@ class SearchBudget:
         """Learn how long a paid call takes, to keep time back for the test verdict."""
         self.latencies += [r.latency_s for r in results if not r.cached and r.error is None]
 
+    def progress(self, counted: int) -> float:
+        """How far the search is through its budgets: the largest share of any one spent (0 to 1).
+
+        The verdict's reserve is not the search's to spend, so a calls, USD or minutes budget
+        is measured without it; ``counted`` is the trials counted so far.
+        """
+        budget, spent = self.budget, self.ledger.spent()
+        shares = [counted / budget.trials]
+        if budget.calls is not None:
+            shares.append(spent.calls / max(1, budget.calls - self.reserve_calls))
+        if budget.usd is not None and spent.calls:
+            per_call = spent.usd / spent.calls
+            shares.append(spent.usd / max(1e-12, budget.usd - per_call * self.reserve_calls))
+        if budget.minutes is not None:
+            per_call_s = statistics.median(self.latencies) if self.latencies else 0.0
+            searchable_s = budget.minutes * 60 - self.reserve_calls * per_call_s / max(1, self.concurrency)
+            shares.append(spent.seconds / max(1.0, searchable_s))
+        return min(1.0, max(shares))
+
     def spent(self, *, keep_reserve: bool = True, upcoming: int = 0) -> str | None:
         """The budget that is spent, if any.
 

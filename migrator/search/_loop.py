@@ -26,10 +26,21 @@ from migrator.evaluate import Config, ExampleResult, Summary, evaluate, summariz
 from migrator.llm import LLMClient
 from migrator.search._budget import SearchBudget
 from migrator.search._optuna import experimental_features, load_optuna, quiet_logs
-from migrator.search._planner import Planner
+from migrator.search._planner import Choice, Planner, best_complete
 from migrator.search._pruners import make_sampler, trial_seed
+from migrator.search._reflection import (
+    REFLECTION_SAMPLE,
+    REFLECTIONS_ATTR,
+    Reflect,
+    due_slot,
+    pending_prompts,
+    reflection_line,
+    stored_entry,
+    stored_reflections,
+    with_reflections,
+)
 from migrator.search._setup import SearchResult, SearchSetup, TrialOutcome, rendered_prompt
-from migrator.search._space import planner_for, suggest
+from migrator.search._space import config_from_params, planner_for, suggest
 from migrator.search._storage import SharedStudy, queue_warm_starts, repair_lost_trials, shared_study
 from migrator.search._trials import TrialsView, counted_outcomes, scan, summary_attrs, trial_outcome
 
@@ -39,11 +50,17 @@ Progress = Callable[[str, Mapping[str, Any]], None]
 _PER_EXAMPLE_PRUNERS = ("wilcoxon", "improvement")
 # how often a process with nothing to start looks again at the trials other processes run
 _POLL_S = 0.5
+# what a reflection may send: a train sample scored by the best config, and the proposals (two
+# framings, and DSPy's second adapter where its first cannot parse a reply)
+_REFLECTION_CALLS = REFLECTION_SAMPLE + 3
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Search:
-    """What every step of one run of the search works with."""
+    """What every step of one run of the search works with.
+
+    ``setup`` changes only where a reflection slot is written (see ``_reflection``).
+    """
 
     setup: SearchSetup
     client: LLMClient
@@ -53,6 +70,7 @@ class _Search:
     planner: Planner | None
     callbacks: Sequence[Callable[[TrialOutcome], None]]
     on_progress: Progress
+    reflect: Reflect | None = None
 
     @property
     def study(self) -> Any:
@@ -104,6 +122,7 @@ def run_search(
     reserve_calls: int = 0,
     callbacks: Sequence[Callable[[TrialOutcome], None]] = (),
     on_progress: Progress = lambda *_: None,
+    reflect: Reflect | None = None,
 ) -> SearchResult:
     """Run (or resume, or join) the study until the trial budget or another budget is spent.
 
@@ -112,6 +131,8 @@ def run_search(
         shared: the study as the caller already holds it (``shared_study``); opened here if None.
         reserve_calls: calls kept back for the final test evaluation.
         callbacks: called with each finished trial (tracking, progress).
+        reflect: writes the reflection slots of ``search_space.prompt.reflections`` (see
+            ``_reflection``); None writes none (a worker: the run writes them).
     """
     if shared is None:
         with shared_study(setup, storage, study_name) as opened:
@@ -119,13 +140,15 @@ def run_search(
                 queue_warm_starts(opened.study, setup)
             return run_search(
                 setup, client, runner, storage=storage, study_name=study_name, shared=opened,
-                reserve_calls=reserve_calls, callbacks=callbacks, on_progress=on_progress,
+                reserve_calls=reserve_calls, callbacks=callbacks, on_progress=on_progress, reflect=reflect,
             )
     with quiet_logs():
         client.ledger.start_clock()
         try:
             budget = SearchBudget(setup, client, reserve_calls)
-            search = _Search(setup, client, runner, shared, budget, planner_for(setup), callbacks, on_progress)
+            planner = planner_for(setup)
+            reflecting = reflect if planner is not None and setup.space.prompt.reflections else None
+            search = _Search(setup, client, runner, shared, budget, planner, callbacks, on_progress, reflecting)
             stopped_by, exhausted = _trials_until_done(search)
             if shared.coordinator.role == "run":
                 # the verdict reads every trial: the workers' last ones (and their MLflow records) first
@@ -149,6 +172,8 @@ def _trials_until_done(search: _Search) -> tuple[str | None, bool]:
         repair_lost_trials(search.study, search.shared.coordinator)
         with search.shared.coordinator.lock():
             view = scan(search.study)
+            if search.setup.space.prompt.reflections:  # what the slots became, whoever wrote them
+                search.setup = with_reflections(search.setup, stored_reflections(search.study))
             if view.counted >= search.setup.spec.budget.trials:
                 return None, False
             # the warm starts run on the verdict's reserve: without them there is no baseline
@@ -157,7 +182,11 @@ def _trials_until_done(search: _Search) -> tuple[str | None, bool]:
                 return stopped_by, False
             trial = None
             if view.counted + view.running < search.setup.spec.budget.trials:
-                trial = _ask_next(search, view)
+                try:
+                    child = _reflect_if_due(search, view)
+                except BudgetExhausted as exc:
+                    return exc.which, False
+                trial = _ask_next(search, view, child)
         if trial is None:
             if not view.running:
                 # Every config has been scored: more trials would only repeat them.
@@ -169,19 +198,46 @@ def _trials_until_done(search: _Search) -> tuple[str | None, bool]:
             return stopped_by, False
 
 
-def _ask_next(search: _Search, view: TrialsView) -> Any | None:
+def _reflect_if_due(search: _Search, view: TrialsView) -> Choice | None:
+    """Writes the reflection slot that is due, if any; the trial that tries it (None if none was written).
+
+    Called under the study's lock, so one process writes each slot; what it became is stored
+    in the study before the lock is let go.
+    """
+    if search.reflect is None or view.waiting:
+        return None
+    stored = stored_reflections(search.study)
+    slot = due_slot(search.setup, view, stored, search.budget.progress(view.counted))
+    best = best_complete(view.observed)
+    if slot is None or best is None or search.budget.spent(upcoming=_REFLECTION_CALLS):
+        return None
+    config = config_from_params(search.setup, best)
+    search.on_progress("notice", {"what": f"{slot}: the proposer reflects on how {config.label()} did on train"})
+    out = search.reflect(search.setup, config, slot)
+    stored[slot] = stored_entry(out, {"kind": "reflection", "slot": slot, "parent": config.label()})
+    search.study.set_user_attr(REFLECTIONS_ATTR, stored)
+    search.setup = with_reflections(search.setup, stored)
+    search.on_progress("notice", {"what": reflection_line(slot, out)})
+    return {**best, "prompt": slot} if out.candidates else None
+
+
+def _ask_next(search: _Search, view: TrialsView, child: Choice | None = None) -> Any | None:
     """The next trial, asked and marked as this process's; None if the planner has no config left.
 
     Called under the study's lock: the seed, the proposal and the ask see the same trials.
+    ``child`` (a new reflection with the rest of the best config) goes before the planner's pick.
     """
     # seeded by the trials an uninterrupted run would have had at this point
     search.study.sampler = make_sampler(search.setup, view.seen, planned=search.planner is not None)
-    if search.planner is not None and not view.waiting:
+    if child is not None:
+        search.study.enqueue_trial(child)
+    elif search.planner is not None and not view.waiting:
         planned = search.planner.propose(
             view.observed,
             seed=trial_seed(search.setup, view.seen),
             taken=view.taken,
             trials=(view.counted + view.running, search.setup.spec.budget.trials),
+            unavailable=pending_prompts(search.setup),
         )
         if planned is None:
             return None

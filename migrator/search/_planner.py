@@ -35,13 +35,13 @@ from __future__ import annotations
 import itertools
 import math
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-__all__ = ["Choice", "Planner", "Space"]
+__all__ = ["REFINE_SHARE", "Choice", "Planner", "Space", "best_complete"]
 
 Choice = dict[str, Any]
 
@@ -54,7 +54,7 @@ _TRIES_OF_A_FAILING_CONFIG = 2
 # the draw is compared on this grid: far coarser than floating-point noise, far finer than scores
 _DRAW_RESOLUTION = 1e-7
 # the share of the trial budget, at its end, that refines near the best config
-_REFINE_SHARE = 0.25
+REFINE_SHARE = 0.25
 # a demo strategy goes with its count: changing both is one step
 _ONE_STEP_IGNORES = frozenset({"demo_strategy"})
 
@@ -158,6 +158,7 @@ class Planner:
         seed: int,
         taken: Sequence[Choice] = (),
         trials: tuple[int, int] | None = None,
+        unavailable: Collection[str] = (),
     ) -> Choice | None:
         """The unscored candidate that is best under one posterior draw; None if all are scored or taken.
 
@@ -169,12 +170,13 @@ class Planner:
             taken: params of trials running or queued (by any worker): not proposed again.
             trials: (trials so far, the trial budget): near its end the proposal refines
                 near the best config. None: no budget is known.
+            unavailable: prompts not offered (reflection slots not written yet).
         """
         failures = Counter(_key(p) for p, _, n, scored in observed if n > 0 and not scored)
         done = {_key(p) for p, _, n, scored in observed if n > 0 and scored}
         done |= {key for key, times in failures.items() if times >= _TRIES_OF_A_FAILING_CONFIG}
         done |= {_key(p) for p in taken}
-        fresh = [i for i, key in enumerate(self.keys) if key not in done]
+        fresh = [i for i, key in enumerate(self.keys) if key not in done and self.candidates[i]["prompt"] not in unavailable]
         if not fresh:
             return None
         rng = np.random.default_rng(seed)
@@ -182,7 +184,7 @@ class Planner:
             fresh = sorted(int(i) for i in rng.choice(fresh, _MAX_SCORED, replace=False))
         rows = [(p, y, n) for p, y, n, scored in observed if n > 0 and scored]
         fresh = _offered(self.candidates, fresh, observed, rng)
-        if trials is not None and trials[0] >= trials[1] * (1 - _REFINE_SHARE):
+        if trials is not None and trials[0] >= trials[1] * (1 - REFINE_SHARE):
             fresh = _near_the_best(self.candidates, fresh, observed) or fresh
         if len(rows) < 2:
             return dict(self.candidates[fresh[int(rng.integers(len(fresh)))]])
@@ -223,11 +225,9 @@ def _near_the_best(
     candidates: Sequence[Choice], fresh: list[int], observed: Sequence[tuple[Choice, float, int, bool]]
 ) -> list[int]:
     """The unscored configs one choice away from the best complete one (empty if none)."""
-    full = max((n for _, _, n, scored in observed if scored), default=0)
-    complete = [(y, p) for p, y, n, scored in observed if scored and n >= full > 0]
-    if not complete:
+    best = best_complete(observed)
+    if best is None:
         return []
-    best = max(complete, key=lambda row: row[0])[1]
 
     def one_step(params: Choice) -> bool:
         if params["model"] != best["model"]:
@@ -236,6 +236,13 @@ def _near_the_best(
         return len(changed - _ONE_STEP_IGNORES) <= 1
 
     return [i for i in fresh if one_step(candidates[i])]
+
+
+def best_complete(observed: Sequence[tuple[Choice, float, int, bool]]) -> Choice | None:
+    """The params of the best trial scored on every dev example (the first of equals), if any."""
+    full = max((n for _, _, n, scored in observed if scored), default=0)
+    complete = [(y, p) for p, y, n, scored in observed if scored and n >= full > 0]
+    return max(complete, key=lambda row: row[0])[1] if complete else None
 
 
 def _posterior_draw(mean: np.ndarray, cov: np.ndarray, rng: np.random.Generator) -> np.ndarray:

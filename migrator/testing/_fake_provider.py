@@ -26,6 +26,11 @@ something real to find:
   instruction (as a 0.5B local model did), which migrator must reject.
 - ``fake/proposer-refuse``: a proposer that refuses ("I'm sorry, but I can't assist..."),
   an instruction naming none of the labels, which migrator must reject.
+- ``fake/proposer-shy``: refuses when shown failures (DSPy's long brief, GEPA's reflection
+  prompt), and writes a prompt when asked in the short framing.
+
+Each proposer also answers GEPA's instruction-proposal prompt (a reflection), with the
+instruction in a fenced block that names the labels its feedback lists.
 
 The decision is a hash of the request, so the same request always gets the same reply.
 A ``@<seconds>`` suffix (``fake/oracle@0.05``) adds that much latency to each call.
@@ -125,8 +130,30 @@ def _dspy_field(text: str, name: str) -> str:
 _PROPOSERS = ("proposer", "proposer-bad", "proposer-copy", "proposer-refuse", "proposer-shy")
 
 
+# GEPA's instruction proposal prompt ends by asking for the instruction in a fenced block
+_GEPA_ASK = "Provide the new instructions within ``` blocks"
+_LABELS_LINE = re.compile(r"Answer with exactly one of: [^.\n]+\.")
+
+
+def _reflect(kind: str, prompt: str) -> str:
+    """A reply to GEPA's prompt: an instruction in a fenced block, naming the labels its feedback gives."""
+    if kind in ("proposer-refuse", "proposer-shy"):  # shy: the feedback shows failures
+        return "I'm sorry, but I can't assist with that request."
+    if kind == "proposer-copy":
+        inputs = re.search(r"## Inputs\n(.*?)\n", prompt)
+        return f"```\n{inputs.group(1) if inputs else ''}\n```"
+    labels = _LABELS_LINE.search(prompt)
+    wrong = prompt.count("Wrong: the expected answer is")
+    fmt = labels.group(0) if labels else "Answer with one word."
+    extra = " Mention {{ reviewer }} when addressing them." if kind == "proposer-bad" else ""
+    instruction = f"You label customer reviews by sentiment (from {wrong} mistakes). Read the whole review. {fmt}{extra}"
+    return f"Here is a better instruction.\n```\n{instruction}\n```"
+
+
 def _propose(kind: str, messages: Sequence[dict[str, Any]]) -> str:
     last = str(messages[-1].get("content", "")) if messages else ""
+    if _GEPA_ASK in last:
+        return _reflect(kind, last)
     if kind == "proposer-copy":
         # what a small proposer does: echo a training input back as its "instruction"
         first = (_dspy_field(last, "task_examples").splitlines() or [""])[0]

@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from migrator import cli
+from migrator.testing import base_spec
 
 ENV = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
 
@@ -142,6 +143,21 @@ def test_eval_reproduces_the_runs_test_score_and_interval_exactly_whatever_the_s
     assert list(bootstrap_ci([r.score for r in evaluated.results], seed=0)) != winner["test_ci"]
     printed = migrator("eval", str(out / "winner.yaml"))
     assert f"95% CI [{winner['test_ci'][0]:.3f}, {winner['test_ci'][1]:.3f}]" in printed.stdout
+
+
+def test_eval_scores_a_winner_that_samples_as_the_verdict_did(write_spec: Callable[..., Path], tmp_path: Path) -> None:
+    # every config samples at T=0.6, where fake/noisy's right answers change with the request seed
+    out = tmp_path / "out"
+    space = {**base_spec()["search_space"], "temperature": {"low": 0.6, "high": 0.6}}
+    spec = write_spec(targets=["fake/noisy"], search_space=space, budget={"trials": 3, "finalists": 1})
+    assert cli.main(["run", str(spec), "--out", str(out), "--quiet", "--no-tracking"]) == 0
+    winner = json.loads((out / "summary.json").read_text())["winner"]
+    assert winner["samples"]["samples"] == 3
+    printed = migrator("eval", str(out / "winner.yaml"))
+    assert printed.returncode == 0, printed.stderr
+    spread = winner["samples"]["test"]["spread"]
+    assert f"test score {winner['test_score']:.3f} (mean of 3 samples, spread {spread:.3f}, " in printed.stdout
+    assert "calls 0 made" in printed.stdout  # the same seeded samples the verdict paid for, from the cache
 
 
 def test_the_cli_leaves_the_environment_the_warning_filters_and_the_loggers_as_it_found_them(

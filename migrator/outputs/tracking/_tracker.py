@@ -147,6 +147,10 @@ class MlflowTracker:
         # after every queued trial, so that what is still missing is what a killed run lost;
         # before the final results, so that a FINISHED parent run has all its trials
         self._worker.submit("logging the trials a killed run left out", lambda: self._recorder.reconcile_trials(result))
+        # the prompts the search wrote as it went (reflections), and every rejected proposal
+        reflected = [c for c in result.prompts.values() if c.origin.get("kind") == "reflection"]
+        if reflected or any(r.origin.get("kind") == "reflection" for r in result.rejected):
+            self.log_candidates(reflected, result.rejected)
         self._worker.submit("logging the final results", lambda: self._recorder.write_result(result, files))
         self.close()
         if self._failure is not None:
