@@ -88,6 +88,7 @@ def run_migration(
         with shared_study(build_setup(prepared, api_bases), storage, study_name, role="run") as shared:
             setup, rejected = set_up_study(shared, runner, client, prepared, api_bases, on_progress, study_attrs or {})
             on_candidates(list(written(setup.prompts).values()), list(rejected))
+            reserve_calls, sampling_calls = verdict_reserve(prepared, setup)
             search = run_search(
                 setup,
                 client,
@@ -95,7 +96,8 @@ def run_migration(
                 storage=storage,
                 study_name=study_name,
                 shared=shared,
-                reserve_calls=verdict_reserve(prepared, setup),
+                reserve_calls=reserve_calls,
+                sampling_calls=sampling_calls,
                 callbacks=callbacks,
                 on_progress=on_progress,
                 reflect=reflector(runner, client, prepared, api_bases),

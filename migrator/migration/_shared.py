@@ -43,20 +43,24 @@ Progress = Callable[[str, Mapping[str, Any]], None]
 _PROMPTS_ATTR = "migrator.rewrites"
 
 
-def verdict_reserve(prepared: Prepared, setup: SearchSetup) -> int:
-    """Calls the search keeps back for the verdict: baselines and finalists on test, one legacy probe,
-    and where a config may sample (a temperature above 0), the finalists' further samples on dev and
-    test, the baselines' on test, and the config at temperature 0 that may win in their place."""
+def verdict_reserve(prepared: Prepared, setup: SearchSetup) -> tuple[int, int]:
+    """Calls the search keeps back for the verdict: (always, while a finalist may sample).
+
+    Always: baselines and finalists on test, one legacy probe, and the baselines' further
+    samples where the app samples. Where a config may sample (a temperature above 0 is
+    searched): the finalists' further samples on dev and test and the config at temperature
+    0 that may win in their place; the search keeps these only while such a config is among
+    its best (``run_search``'s ``sampling_calls``)."""
     from migrator.migration._verdict import SAMPLES
 
     n_test, n_dev, finalists = len(prepared.splits.test), len(prepared.splits.dev), prepared.spec.budget.finalists
-    reserve = n_test * (len(setup.endpoints) + finalists) + 1
+    reserve, sampling = n_test * (len(setup.endpoints) + finalists) + 1, 0
     temperature = setup.space.temperature
     if temperature is not None and temperature.high > 0 and any("temperature" in a for a in setup.accepts.values()):
-        reserve += finalists * (SAMPLES - 1) * (n_dev + n_test) + n_test
+        sampling = finalists * (SAMPLES - 1) * (n_dev + n_test) + n_test
     if float(prepared.spec.app.params.get("temperature") or 0) > 0:
         reserve += len(setup.endpoints) * (SAMPLES - 1) * n_test
-    return reserve
+    return reserve, sampling
 
 
 @contextmanager
@@ -145,6 +149,7 @@ def join_migration(
         setup = replace(base, prompts={**prepared.prompts, **{c.id: c for c in accepted}})
         setup = with_reflections(setup, stored_reflections(shared.study))
         on_ready(attrs)
+        reserve_calls, sampling_calls = verdict_reserve(prepared, setup)
         try:
             return run_search(
                 setup,
@@ -153,7 +158,8 @@ def join_migration(
                 storage=storage,
                 study_name=study_name,
                 shared=shared,
-                reserve_calls=verdict_reserve(prepared, setup),
+                reserve_calls=reserve_calls,
+                sampling_calls=sampling_calls,
                 callbacks=callbacks or [],
                 on_progress=on_progress,
                 reflect=reflector(runner, client, prepared, api_bases or {}),

@@ -20,11 +20,14 @@ class SearchBudget:
     The search starts and stops the ledger's clock around its trials.
     """
 
-    def __init__(self, setup: SearchSetup, client: LLMClient, reserve_calls: int) -> None:
+    def __init__(self, setup: SearchSetup, client: LLMClient, reserve_calls: int, sampling_calls: int = 0) -> None:
         self.budget = setup.spec.budget
         self.ledger = client.ledger
         self.stats = client.stats
-        self.reserve_calls = reserve_calls
+        self.fixed_reserve = reserve_calls
+        self.sampling_calls = sampling_calls
+        # whether the verdict will re-sample a finalist (one at a temperature above 0 is among the best)
+        self.sampling_kept = True
         # one llama.cpp server answers one request at a time, whatever we send
         local = all(is_local(m) for m in setup.endpoints)
         self.concurrency = 1 if local else setup.space.concurrency
@@ -33,6 +36,11 @@ class SearchBudget:
     def observe(self, results: Sequence[ExampleResult]) -> None:
         """Learn how long a paid call takes, to keep time back for the test verdict."""
         self.latencies += [r.latency_s for r in results if not r.cached and r.error is None]
+
+    @property
+    def reserve_calls(self) -> int:
+        """Calls kept back for the verdict: always its test scoring, and its re-samples while they may be needed."""
+        return self.fixed_reserve + (self.sampling_calls if self.sampling_kept else 0)
 
     def progress(self, counted: int) -> float:
         """How far the search is through its budgets: the largest share of any one spent (0 to 1).

@@ -14,6 +14,7 @@ running trials (one may be lost and queued again) and ends when none is left.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -22,7 +23,7 @@ from typing import Any
 
 from migrator.dataset import Example
 from migrator.errors import BudgetExhausted
-from migrator.evaluate import Config, ExampleResult, Summary, evaluate, summarize
+from migrator.evaluate import Config, ExampleResult, Summary, evaluate, sampled, summarize
 from migrator.llm import LLMClient
 from migrator.search._budget import SearchBudget
 from migrator.search._optuna import experimental_features, load_optuna, quiet_logs
@@ -120,6 +121,7 @@ def run_search(
     study_name: str,
     shared: SharedStudy | None = None,
     reserve_calls: int = 0,
+    sampling_calls: int = 0,
     callbacks: Sequence[Callable[[TrialOutcome], None]] = (),
     on_progress: Progress = lambda *_: None,
     reflect: Reflect | None = None,
@@ -130,6 +132,8 @@ def run_search(
         runner: the event loop the evaluations run on (kept for the whole run).
         shared: the study as the caller already holds it (``shared_study``); opened here if None.
         reserve_calls: calls kept back for the final test evaluation.
+        sampling_calls: calls kept back, on top, for the verdict's re-samples of finalists above
+            temperature 0: kept only while such a config is among the best ``budget.finalists``.
         callbacks: called with each finished trial (tracking, progress).
         reflect: writes the reflection slots of ``search_space.prompt.reflections`` (see
             ``_reflection``); None writes none (a worker: the run writes them).
@@ -140,12 +144,13 @@ def run_search(
                 queue_warm_starts(opened.study, setup)
             return run_search(
                 setup, client, runner, storage=storage, study_name=study_name, shared=opened,
-                reserve_calls=reserve_calls, callbacks=callbacks, on_progress=on_progress, reflect=reflect,
+                reserve_calls=reserve_calls, sampling_calls=sampling_calls, callbacks=callbacks,
+                on_progress=on_progress, reflect=reflect,
             )
     with quiet_logs():
         client.ledger.start_clock()
         try:
-            budget = SearchBudget(setup, client, reserve_calls)
+            budget = SearchBudget(setup, client, reserve_calls, sampling_calls)
             planner = planner_for(setup)
             reflecting = reflect if planner is not None and setup.space.prompt.reflections else None
             search = _Search(setup, client, runner, shared, budget, planner, callbacks, on_progress, reflecting)
@@ -172,6 +177,7 @@ def _trials_until_done(search: _Search) -> tuple[str | None, bool]:
         repair_lost_trials(search.study, search.shared.coordinator)
         with search.shared.coordinator.lock():
             view = scan(search.study)
+            search.budget.sampling_kept = _finalists_may_sample(search.setup, view)
             if search.setup.space.prompt.reflections:  # what the slots became, whoever wrote them
                 search.setup = with_reflections(search.setup, stored_reflections(search.study))
             if view.counted >= search.setup.spec.budget.trials:
@@ -198,6 +204,16 @@ def _trials_until_done(search: _Search) -> tuple[str | None, bool]:
             return stopped_by, False
 
 
+def _finalists_may_sample(setup: SearchSetup, view: TrialsView) -> bool:
+    """Whether a config above temperature 0 is among the best complete trials (the verdict's finalists-to-be)."""
+    full = max((n for _, _, n, scored in view.observed if scored), default=0)
+    complete = sorted((-y, i) for i, (_, y, n, scored) in enumerate(view.observed) if scored and n >= full > 0)
+    if not complete:
+        return True
+    best = [view.observed[i][0] for _, i in complete[: setup.spec.budget.finalists]]
+    return any(sampled(config_from_params(setup, params)) for params in best)
+
+
 def _reflect_if_due(search: _Search, view: TrialsView) -> Choice | None:
     """Writes the reflection slot that is due, if any; the trial that tries it (None if none was written).
 
@@ -221,6 +237,13 @@ def _reflect_if_due(search: _Search, view: TrialsView) -> Choice | None:
     return {**best, "prompt": slot} if out.candidates else None
 
 
+def _trials_done(search: _Search, view: TrialsView) -> int:
+    """The trials counted so far, or as many as the share of the budget spent stands for if more
+    (a calls, USD or minutes budget that runs out before the trials do): the planner refines near its end."""
+    taken = view.counted + view.running
+    return max(taken, math.floor(search.budget.progress(taken) * search.setup.spec.budget.trials + 1e-9))
+
+
 def _ask_next(search: _Search, view: TrialsView, child: Choice | None = None) -> Any | None:
     """The next trial, asked and marked as this process's; None if the planner has no config left.
 
@@ -236,7 +259,7 @@ def _ask_next(search: _Search, view: TrialsView, child: Choice | None = None) ->
             view.observed,
             seed=trial_seed(search.setup, view.seen),
             taken=view.taken,
-            trials=(view.counted + view.running, search.setup.spec.budget.trials),
+            trials=(_trials_done(search, view), search.setup.spec.budget.trials),
             unavailable=pending_prompts(search.setup),
         )
         if planned is None:

@@ -354,3 +354,22 @@ def test_a_spec_without_a_search_space_searches_prompts_demos_up_to_8_and_temper
     assert {p["demos"] for p in points} == {0, 2, 4, 8}
     assert {p.get("demo_strategy") for p in points if p["demos"]} == {"random", "stratified", "knn"}
     assert {p["temperature"] for p in points} == {round(i / 10, 1) for i in range(11)}
+
+
+def test_the_calls_kept_for_re_samples_go_to_the_search_when_no_finalist_samples(
+    write_spec: Callable[..., Path], tmp_path: Path
+) -> None:
+    # fake/hot is right only at temperature 0.3 or below: the best configs are at T=0, so the
+    # verdict will re-sample none, and the 190 calls kept for that go to the search instead
+    spec = write_spec(
+        targets=["fake/hot"],
+        search_space={**base_spec()["search_space"], "temperature": {"low": 0.0, "high": 1.0, "step": 0.5}},
+        budget={"trials": 40, "calls": 450, "finalists": 1},
+    )
+    result = _run(spec, _client(), tmp_path)
+    assert result.search.stopped_by == "calls"
+    # had the 61 + 190 calls stayed kept back, the search would have stopped by 199 calls and
+    # the whole run near 260; the verdict needed its 61 only
+    assert result.spent.calls > 330
+    assert result.verdict.winner is not None and dict(result.verdict.winner.config.params)["temperature"] == 0.0
+    assert result.spent.calls <= 450
