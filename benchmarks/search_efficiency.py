@@ -213,9 +213,12 @@ def main() -> None:
     if ref and rnd and rnd != float("inf"):
         report["ratio_vs_random"] = ref / rnd
         report["lower_bound_ratio_vs_random"] = report["lower_bound"][migrator_row] / rnd
+        # the share of the gap between random search (1) and a search told the answer that migrator closes
+        report["gap_closed"] = (1 - report["ratio_vs_random"]) / (1 - report["lower_bound_ratio_vs_random"])
     if ref:
         report["ratio_vs_grid"] = ref / grid_calls
-    print(json.dumps({k: report.get(k) for k in ("ratio_vs_random", "ratio_vs_grid", "lower_bound", "lower_bound_ratio_vs_random")}))
+    keys = ("ratio_vs_random", "ratio_vs_grid", "lower_bound", "lower_bound_ratio_vs_random", "gap_closed")
+    print(json.dumps({k: report.get(k) for k in keys}))
     out = Path(__file__).resolve().parent / "results" / "search_efficiency.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(report, indent=2, default=str))

@@ -16,11 +16,13 @@ trials.
 Two rules spend the trials where the evidence is. A model none of whose trials got past
 its first dev chunks (all pruned, or failed) is offered again only now and then: with a
 chance of 1 in (1 + its trials so far), so its share shrinks with each failure rather
-than staying at its share of the space. And the last quarter of the trial budget refines:
+than staying at its share of the space. And the last quarter of the budget refines (the
+search says how far it is: trials, or calls, USD or minutes where one runs out first):
 the draw picks among the unscored neighbours of the best complete config (one choice
 changed), while there are any.
 
-Deterministic for a given history and seed, on any machine. The posterior's covariance
+Deterministic for a given history and seed, on any machine (under a minutes budget, when
+the refining starts depends on the clock). The posterior's covariance
 has repeated eigenvalues (one-hot features of a symmetric space), so an SVD-based draw
 (numpy's ``multivariate_normal(method="svd")``) picks an arbitrary basis of each repeated
 eigenspace, and BLAS kernels differ in which: the same seed drew different configs on
