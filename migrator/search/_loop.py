@@ -27,7 +27,7 @@ from migrator.evaluate import Config, ExampleResult, Summary, evaluate, sampled,
 from migrator.llm import LLMClient
 from migrator.search._budget import SearchBudget
 from migrator.search._optuna import experimental_features, load_optuna, quiet_logs
-from migrator.search._planner import Choice, Planner, best_complete
+from migrator.search._planner import Choice, Planner, best_complete, complete_by_score
 from migrator.search._pruners import make_sampler, trial_seed
 from migrator.search._reflection import (
     REFLECTION_SAMPLE,
@@ -136,7 +136,8 @@ def run_search(
             temperature 0: kept only while such a config is among the best ``budget.finalists``.
         callbacks: called with each finished trial (tracking, progress).
         reflect: writes the reflection slots of ``search_space.prompt.reflections`` (see
-            ``_reflection``); None writes none (a worker: the run writes them).
+            ``_reflection``), whichever process (run or worker) reaches a checkpoint first; None
+            writes none.
     """
     if shared is None:
         with shared_study(setup, storage, study_name) as opened:
@@ -206,12 +207,8 @@ def _trials_until_done(search: _Search) -> tuple[str | None, bool]:
 
 def _finalists_may_sample(setup: SearchSetup, view: TrialsView) -> bool:
     """Whether a config above temperature 0 is among the best complete trials (the verdict's finalists-to-be)."""
-    full = max((n for _, _, n, scored in view.observed if scored), default=0)
-    complete = sorted((-y, i) for i, (_, y, n, scored) in enumerate(view.observed) if scored and n >= full > 0)
-    if not complete:
-        return True
-    best = [view.observed[i][0] for _, i in complete[: setup.spec.budget.finalists]]
-    return any(sampled(config_from_params(setup, params)) for params in best)
+    best = complete_by_score(view.observed)[: setup.spec.budget.finalists]
+    return not best or any(sampled(config_from_params(setup, params)) for params in best)
 
 
 def _reflect_if_due(search: _Search, view: TrialsView) -> Choice | None:

@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["REFINE_SHARE", "Choice", "Planner", "Space", "best_complete"]
+__all__ = ["REFINE_SHARE", "Choice", "Planner", "Space", "best_complete", "complete_by_score"]
 
 Choice = dict[str, Any]
 
@@ -240,11 +240,17 @@ def _near_the_best(
     return [i for i in fresh if one_step(candidates[i])]
 
 
+def complete_by_score(observed: Sequence[tuple[Choice, float, int, bool]]) -> list[Choice]:
+    """The params of the trials scored on every dev example, best first (equals in trial order)."""
+    full = max((n for _, _, n, scored in observed if scored), default=0)
+    complete = [(y, i) for i, (_, y, n, scored) in enumerate(observed) if scored and n >= full > 0]
+    return [observed[i][0] for _, i in sorted(complete, key=lambda row: (-row[0], row[1]))]
+
+
 def best_complete(observed: Sequence[tuple[Choice, float, int, bool]]) -> Choice | None:
     """The params of the best trial scored on every dev example (the first of equals), if any."""
-    full = max((n for _, _, n, scored in observed if scored), default=0)
-    complete = [(y, p) for p, y, n, scored in observed if scored and n >= full > 0]
-    return max(complete, key=lambda row: row[0])[1] if complete else None
+    ranked = complete_by_score(observed)
+    return ranked[0] if ranked else None
 
 
 def _posterior_draw(mean: np.ndarray, cov: np.ndarray, rng: np.random.Generator) -> np.ndarray:
