@@ -43,6 +43,14 @@ class Rejection:
     text: str
     reason: str
 
+    def as_dict(self) -> dict[str, Any]:
+        """As a study and summary.json store it (JSON)."""
+        return {"origin": dict(self.origin), "text": self.text, "reason": self.reason}
+
+    @classmethod
+    def from_dict(cls, stored: Mapping[str, Any]) -> Rejection:
+        return cls(stored["origin"], stored["text"], stored["reason"])
+
 
 @dataclass(frozen=True)
 class Rewrites:

@@ -27,6 +27,16 @@ class PromptCandidate:
     template: PromptTemplate
     origin: Mapping[str, Any] = field(default_factory=dict)
 
+    def as_dict(self) -> dict[str, Any]:
+        """As a study stores it (JSON)."""
+        messages = [list(m) for m in self.template.messages]
+        return {"id": self.id, "messages": messages, "source": self.template.source, "origin": dict(self.origin)}
+
+    @classmethod
+    def from_dict(cls, stored: Mapping[str, Any]) -> PromptCandidate:
+        template = PromptTemplate(tuple((r, t) for r, t in stored["messages"]), source=stored["source"])
+        return cls(stored["id"], template, stored["origin"])
+
 
 def _system_text(template: PromptTemplate) -> str:
     return "\n\n".join(c.strip() for r, c in template.messages if r == "system")

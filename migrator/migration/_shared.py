@@ -22,7 +22,6 @@ from migrator.errors import InputError
 from migrator.llm import LLMClient, MemoryLedger, StoredLedger
 from migrator.migration._prepare import Prepared, build_setup
 from migrator.migration._rewrites import reflector, rewrites
-from migrator.prompts import PromptTemplate
 from migrator.search import (
     READY_ATTR,
     SearchResult,
@@ -187,18 +186,12 @@ def _wait_for_study(storage: str, study_name: str, wait_s: float, on_progress: P
 
 def _stored_rewrites(accepted: list[PromptCandidate], rejected: list[Rejection]) -> dict[str, Any]:
     return {
-        "accepted": [
-            {"id": c.id, "messages": [list(m) for m in c.template.messages], "source": c.template.source, "origin": dict(c.origin)}
-            for c in accepted
-        ],
-        "rejected": [{"origin": dict(r.origin), "text": r.text, "reason": r.reason} for r in rejected],
+        "accepted": [c.as_dict() for c in accepted],
+        "rejected": [r.as_dict() for r in rejected],
     }
 
 
 def _read_rewrites(stored: Mapping[str, Any]) -> tuple[list[PromptCandidate], list[Rejection]]:
-    accepted = [
-        PromptCandidate(c["id"], PromptTemplate(tuple((r, t) for r, t in c["messages"]), source=c["source"]), c["origin"])
-        for c in stored.get("accepted", [])
-    ]
-    rejected = [Rejection(r["origin"], r["text"], r["reason"]) for r in stored.get("rejected", [])]
+    accepted = [PromptCandidate.from_dict(c) for c in stored.get("accepted", [])]
+    rejected = [Rejection.from_dict(r) for r in stored.get("rejected", [])]
     return accepted, rejected

@@ -139,7 +139,7 @@ def summary_dict(result: MigrationResult, mlflow: Mapping[str, Any], files: Mapp
             for o in result.pareto
         ],
         "candidates": candidate_rows(result),
-        "rejected_candidates": [{"origin": dict(r.origin), "reason": r.reason, "text": r.text} for r in result.rejected],
+        "rejected_candidates": [r.as_dict() for r in result.rejected],
         "trials": dict(result.search.counts),
         "stopped_by": result.verdict.stopped_by,
         "space_exhausted": result.search.exhausted,

@@ -21,7 +21,6 @@ from typing import Any
 
 from migrator.candidates import PromptCandidate, Rejection, Rewrites
 from migrator.evaluate import Config
-from migrator.prompts import PromptTemplate
 from migrator.search._planner import REFINE_SHARE, best_complete
 from migrator.search._setup import SearchSetup
 from migrator.search._trials import TrialsView
@@ -66,8 +65,7 @@ def with_reflections(setup: SearchSetup, stored: Mapping[str, Any] | None) -> Se
     for slot in slots:
         entry = (stored or {}).get(slot) or {}
         if entry.get("messages"):
-            template = PromptTemplate(tuple((r, t) for r, t in entry["messages"]), source=entry["source"])
-            prompts[slot] = PromptCandidate(slot, template, entry["origin"])
+            prompts[slot] = PromptCandidate.from_dict({**entry, "id": slot})
         else:
             prompts[slot] = PromptCandidate(slot, original, {"kind": "reflection", "pending": True})
     return replace(setup, prompts=prompts)
@@ -100,25 +98,17 @@ def due_slot(setup: SearchSetup, view: TrialsView, stored: Mapping[str, Any], pr
 
 
 def stored_entry(out: Rewrites, origin: Mapping[str, Any]) -> dict[str, Any]:
-    """What one slot became, as the study stores it."""
-    entry: dict[str, Any] = {
-        "origin": dict(origin),
-        "rejected": [{"origin": dict(r.origin), "text": r.text, "reason": r.reason} for r in out.rejected],
-    }
+    """What one slot became, as the study stores it: the candidate if one was accepted, and the rejections."""
+    entry: dict[str, Any] = {"origin": dict(origin), "rejected": [r.as_dict() for r in out.rejected]}
     if out.candidates:
-        candidate = out.candidates[0]
-        entry.update(
-            messages=[list(m) for m in candidate.template.messages],
-            source=candidate.template.source,
-            origin=dict(candidate.origin),
-        )
+        entry.update(out.candidates[0].as_dict())
     return entry
 
 
 def reflection_rejections(stored: Mapping[str, Any] | None) -> list[Rejection]:
     """Every proposal a slot rejected, in slot order."""
     return [
-        Rejection(r["origin"], r["text"], r["reason"])
+        Rejection.from_dict(r)
         for _, entry in sorted((stored or {}).items())
         for r in entry.get("rejected", [])
     ]
