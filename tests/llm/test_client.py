@@ -113,9 +113,11 @@ def test_a_waiting_identical_request_shares_a_failure_but_sends_itself_after_a_c
 
         async def first_cancelled() -> LLMResponse:
             first = asyncio.ensure_future(client.complete(request))
-            await asyncio.sleep(0.05)
+            while not server.attempts:  # cancel only once the first is on the wire, however slow the machine
+                await asyncio.sleep(0.01)
             waiting = asyncio.ensure_future(client.complete(request))
             await asyncio.sleep(0.05)
+            assert not waiting.done() and len(server.attempts) == 1, "the identical request waits for the first"
             first.cancel()
             return await waiting
 
