@@ -9,6 +9,8 @@ benchmarks/vs_miprov2.py (whose call counting it reuses) to more datasets, seeds
     python benchmarks/vs_peers.py --datasets review-sentiment --seeds 1 2 --systems miprov2 gepa
     python benchmarks/vs_peers.py --summary            # the tables, from what is stored (seconds)
     python benchmarks/vs_peers.py --smoke              # the whole pipeline on the fake provider (~30 s)
+    python benchmarks/vs_peers.py --systems migrator --results DIR --set search_space.prompt.reflections=0
+                                                       # an ablation (DIR holds a copy of the peers' records)
 
 **Tasks** (specs ``benchmarks/data/vs_peers-<dataset>.yaml``, split 30/40/30 drawn by the seed):
 ``ticket-routing`` (subject + body -> BIL/TEC/ACC/SHP; 48/64/48) and ``review-sentiment`` (review ->
@@ -117,12 +119,39 @@ def spec_file(dataset: str) -> Path:
     return DATA / f"vs_peers-{dataset}.yaml"
 
 
-def write_spec(dataset: str, seed: int, work: Path, *, calls: int | None = None, smoke: bool = False) -> Path:
+def parse_override(text: str) -> tuple[str, Any]:
+    """``dotted.key=yaml value`` (``--set``): a change to migrator's spec, for an ablation."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected dotted.key=value, got {text!r}")
+    return key, yaml.safe_load(value)
+
+
+def apply_overrides(spec: dict[str, Any], overrides: Sequence[tuple[str, Any]]) -> None:
+    for key, value in overrides:
+        *parents, leaf = key.split(".")
+        node = spec
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+
+
+def write_spec(
+    dataset: str,
+    seed: int,
+    work: Path,
+    *,
+    calls: int | None = None,
+    smoke: bool = False,
+    overrides: Sequence[tuple[str, Any]] = (),
+) -> Path:
     """The dataset's comparison spec with this seed (it draws the split), absolute paths and, for migrator,
-    the call budget; in smoke mode the fake models on a small slice of the data."""
+    the call budget and the ``--set`` overrides; in smoke mode the fake models on a small slice of the data."""
     source = spec_file(dataset)
     spec = yaml.safe_load(source.read_text())
     spec["seed"] = seed
+    if calls is not None:
+        apply_overrides(spec, overrides)
     if calls is not None:
         spec["budget"]["calls"] = calls
     spec["app"]["prompt_file"] = str((source.parent / spec["app"]["prompt_file"]).resolve())
@@ -500,10 +529,12 @@ def peer_curve(record: Mapping[str, Any], points: Sequence[int]) -> dict[str, An
 # -- migrator --------------------------------------------------------------------------------------
 
 
-def run_migrator(dataset: str, seed: int, calls: int, work: Path, *, smoke: bool) -> dict[str, Any]:
+def run_migrator(
+    dataset: str, seed: int, calls: int, work: Path, *, smoke: bool, overrides: Sequence[tuple[str, Any]] = ()
+) -> dict[str, Any]:
     """One ``migrator run`` with ``budget.calls`` = ``calls`` in a fresh work dir (no shared cache or study)."""
     shutil.rmtree(work, ignore_errors=True)
-    path = write_spec(dataset, seed, work, calls=calls, smoke=smoke)
+    path = write_spec(dataset, seed, work, calls=calls, smoke=smoke, overrides=overrides)
     out = work / "out"
     argv = ["run", str(path), "--out", str(out), "--no-tracking", "--quiet"]
     started = time.monotonic()
@@ -613,6 +644,7 @@ class Options:
     threads: int
     force: bool
     calls_if_no_peer: int
+    overrides: tuple[tuple[str, Any], ...] = ()
 
 
 @contextmanager
@@ -689,7 +721,10 @@ def run_ours(dataset: str, seed: int, opts: Options, previous: dict[str, Any] | 
     if previous is None:
         calls, source = matched_budget(opts.results, dataset, seed, opts.calls_if_no_peer)
         print(f"[vs_peers] {dataset} seed {seed} migrator: budget.calls {calls} ({source})", flush=True)
-        record.update(run_migrator(dataset, seed, calls, work / "matched", smoke=opts.smoke), budget_source=source)
+        run = run_migrator(dataset, seed, calls, work / "matched", smoke=opts.smoke, overrides=opts.overrides)
+        record.update(run, budget_source=source)
+        if opts.overrides:
+            record["overrides"] = dict(opts.overrides)
     todo = missing_points(record, opts.curve)
     if todo:
         merge_curve(record, migrator_curve(dataset, seed, todo, work, smoke=opts.smoke))
@@ -970,10 +1005,21 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--work", type=Path, help="keep every run's files (spec, llama.cpp logs, migrator's outputs) here"
     )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        type=parse_override,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="change migrator's spec (dotted key, YAML value), for an ablation: use its own --results",
+    )
     parser.add_argument("--summary", action="store_true", help="only the tables, from the stored results")
     parser.add_argument("--smoke", action="store_true", help=f"one seed of {SMOKE_DATASET}, tiny, on the fake provider")
     args = parser.parse_args(argv)
     results: Path = args.results or (SMOKE_RESULTS if args.smoke else RESULTS)
+    if args.overrides and args.results is None:
+        parser.error("--set is an ablation: give it its own --results DIR (copy the peers' records there)")
     if args.summary:
         show_summary(results)
         return
@@ -994,6 +1040,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             threads=args.threads,
             force=args.force,
             calls_if_no_peer=args.calls_if_no_peer,
+            overrides=tuple(args.overrides),
         )
         run_all(datasets, seeds, args.systems, opts)
     if args.smoke:

@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from migrator.errors import DatasetError
+from migrator.errors import DatasetError, InputError
 from migrator.spec import DatasetSpec, SplitSpec
 
-__all__ = ["MAX_LINE_BYTES", "MAX_ROWS", "Example", "Splits", "load_examples", "split_examples"]
+__all__ = ["MAX_LINE_BYTES", "MAX_ROWS", "Example", "Splits", "load_examples", "read_records", "split_examples"]
 
 MAX_ROWS = 100_000
 MAX_LINE_BYTES = 16 << 20
@@ -27,6 +27,8 @@ class Example:
     id: str
     inputs: Mapping[str, Any]
     expected: Any
+    # with labels: legacy, the dataset's own expected value (if it has one) beside the legacy model's reply
+    reference: Any = None
 
 
 @dataclass(frozen=True)
@@ -132,6 +134,23 @@ def _rows(path: Path) -> Iterator[tuple[int, Any]]:
     raise DatasetError(f"unsupported file type {suffix!r}, expected .jsonl, .csv or .parquet", file=str(path))
 
 
+def read_records(path: Path, error: type[InputError] = DatasetError) -> list[tuple[int, dict[str, Any]]]:
+    """Every row of a JSONL, CSV or Parquet file, with its line (row) number; the first bad one is an error."""
+    if not path.is_file():
+        raise error("file not found", file=str(path))
+    unit = "row" if path.suffix.lower() == ".parquet" else "line"
+    records: list[tuple[int, dict[str, Any]]] = []
+    for lineno, row in _rows(path):
+        if isinstance(row, _Bad):
+            raise error(f"{unit} {lineno}: {row.reason}", file=str(path))
+        if not isinstance(row, dict):
+            raise error(f"{unit} {lineno}: expected a JSON object, got {type(row).__name__}", file=str(path))
+        if len(records) >= MAX_ROWS:
+            raise error(f"more than {MAX_ROWS} rows; sample it first", file=str(path))
+        records.append((lineno, row))
+    return records
+
+
 def load_examples(path: Path, spec: DatasetSpec, *, spec_file: str = "") -> tuple[Example, ...]:
     """Read and check every row; errors name the file and the first bad lines.
 
@@ -152,7 +171,9 @@ def load_examples(path: Path, spec: DatasetSpec, *, spec_file: str = "") -> tupl
             problems.append(f"{unit} {lineno}: {row.reason}")
         elif not isinstance(row, dict):
             problems.append(f"{unit} {lineno}: expected a JSON object, got {type(row).__name__}")
-        elif spec.expected_field not in row or row[spec.expected_field] is None or row[spec.expected_field] == "":
+        elif spec.labels == "dataset" and (
+            spec.expected_field not in row or row[spec.expected_field] is None or row[spec.expected_field] == ""
+        ):
             problems.append(f"{unit} {lineno}: field '{spec.expected_field}' (dataset.expected_field) is missing or empty")
         else:
             fields = input_fields or tuple(k for k in row if k not in (spec.expected_field, spec.id_field))
@@ -167,7 +188,11 @@ def load_examples(path: Path, spec: DatasetSpec, *, spec_file: str = "") -> tupl
                     problems.append(f"{unit} {lineno}: duplicate id {row_id!r} (first on {unit} {seen_ids[row_id]})")
                 else:
                     seen_ids[row_id] = lineno
-                    examples.append(Example(row_id, {f: row[f] for f in fields}, row[spec.expected_field]))
+                    given = row.get(spec.expected_field) if spec.expected_field else None
+                    if spec.labels == "legacy":  # labelled by the legacy model before the search
+                        examples.append(Example(row_id, {f: row[f] for f in fields}, None, reference=given))
+                    else:
+                        examples.append(Example(row_id, {f: row[f] for f in fields}, given))
         if len(problems) >= _SHOWN_BAD_ROWS:
             break
     if problems:

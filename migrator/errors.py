@@ -6,7 +6,8 @@ Hierarchy::
     ├── InputError (ValueError)         bad input: exit code 2
     │   ├── SpecError                   migration.yaml / search space
     │   ├── DatasetError                golden dataset files
-    │   └── TemplateError               prompt templates
+    │   ├── TemplateError               prompt templates
+    │   └── SourceError                 what `migrator init` imports (chat log, promptfoo suite, ...)
     ├── LLMError                        a model call failed
     │   ├── LLMRateLimitError           429; carries retry_after
     │   ├── LLMTimeoutError             no answer in time
@@ -33,6 +34,7 @@ __all__ = [
     "LLMTimeoutError",
     "LocalModelError",
     "MigratorError",
+    "SourceError",
     "SpecError",
     "StorageError",
     "TemplateError",
@@ -71,6 +73,10 @@ class DatasetError(InputError):
 
 class TemplateError(InputError):
     """A prompt template is invalid or cannot be rendered."""
+
+
+class SourceError(InputError):
+    """A chat log, promptfoo suite or registry prompt ``migrator init`` cannot read."""
 
 
 class LLMError(MigratorError):

@@ -1,7 +1,8 @@
 """Scoring functions: (model output, expected value) -> score in [0, 1].
 
 Pure functions, looked up by name in one registry; ``python:pkg.mod:fn`` names a
-user function with the same signature.
+user function with the same signature. ``assertions`` scores a promptfoo test's own
+assertions (``migrator.assertions``): its expected value is a list of checks, not an answer.
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from migrator import assertions
 from migrator.errors import SpecError
 from migrator.parsing import extract_json, extract_label, extract_number, normalize_text, strip_fences
+from migrator.prompts import format_answer
 from migrator.spec import MetricSpec
 
 __all__ = ["METRICS", "Metric", "build_metric"]
@@ -31,6 +34,10 @@ class Metric:
     score: Scorer
     labels: tuple[str, ...] = ()
     fields: tuple[str, ...] = ()
+    # the literal reply an expected value stands for; None when it has none (a list of checks)
+    answers: Callable[[Any], str | None] = format_answer
+    # what an expected value asks of a reply, in words
+    explains: Callable[[Any], str] = format_answer
     # the spec it was built from: a pickled metric (sent to another process) is built again from it
     spec: MetricSpec | None = field(default=None, compare=False, repr=False)
 
@@ -38,6 +45,14 @@ class Metric:
         if self.spec is None:
             return super().__reduce__()
         return build_metric, (self.spec,)
+
+    def answer(self, expected: Any) -> str | None:
+        """The reply a demo shows for this expected value; None when it has no literal one (demo pools skip the row)."""
+        return self.answers(expected)
+
+    def expectation(self, expected: Any) -> str:
+        """What this expected value asks of a reply, as a proposer reads it beside a wrong answer."""
+        return self.explains(expected)
 
     def format_hint(self) -> str:
         """One line describing the expected answer, derived from the metric."""
@@ -143,7 +158,7 @@ def _python(target: str, where: str) -> Scorer:
     return score
 
 
-METRICS = ("exact", "label", "f1", "json_fields", "numeric", "python:<module>:<function>")
+METRICS = ("exact", "label", "f1", "json_fields", "numeric", "assertions", "python:<module>:<function>")
 
 
 def build_metric(spec: MetricSpec, *, file: str | None = None) -> Metric:
@@ -165,6 +180,8 @@ def _built(spec: MetricSpec, file: str | None) -> Metric:
         return Metric(name, _numeric(spec.tolerance))
     if name == "json_fields":
         return Metric(name, _json_fields(spec.fields or (), spec.tolerance), fields=spec.fields or ())
+    if name == "assertions":
+        return Metric(name, assertions.score, answers=assertions.answer, explains=assertions.describe)
     if name.startswith("python:"):
         try:
             return Metric(name, _python(name.removeprefix("python:"), "metric.name"))

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any, Literal
 
-__all__ = ["ModelInfo", "default_mode", "family", "import_litellm", "is_local", "local_name", "model_info"]
+__all__ = ["ModelInfo", "default_mode", "family", "import_litellm", "is_local", "litellm_id", "local_name", "model_info"]
 
 _SAMPLING = ("temperature", "top_p", "max_tokens", "seed")
 # Self-hosted OpenAI-compatible servers (llama.cpp, vLLM) take the usual sampling params
@@ -84,6 +84,20 @@ def import_litellm() -> Any:
     litellm.telemetry = False
     litellm.suppress_debug_info = True
     return litellm
+
+
+def litellm_id(name: str) -> str | None:
+    """A model name as a provider's API (and its logs) give it, as litellm's id: gpt-4o-mini -> openai/gpt-4o-mini.
+
+    An id with a provider prefix is kept; a bare name litellm's map does not know is None.
+    """
+    if "/" in name:
+        return name
+    entry = import_litellm().model_cost.get(name) or {}
+    provider = entry.get("litellm_provider")
+    if not provider:
+        return None
+    return f"{'openai' if provider == 'text-completion-openai' else provider}/{name}"
 
 
 def is_local(model: str) -> bool:

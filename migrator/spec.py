@@ -53,6 +53,7 @@ __all__ = [
     "load_search_space",
     "load_spec",
     "merged",
+    "read_text",
     "read_yaml",
     "validated",
 ]
@@ -195,10 +196,29 @@ class SplitSpec(_Strict):
 
 class DatasetSpec(_Strict):
     path: str = Field(min_length=1)
-    expected_field: str = Field(min_length=1)
+    # labels: legacy takes the expected outputs from the legacy model's replies instead; a field
+    # named beside it is kept as a reference the legacy replies are compared with
+    expected_field: str | None = Field(default=None, min_length=1)
     input_fields: tuple[str, ...] | None = None
     id_field: str | None = None
     split: SplitSpec = SplitSpec()
+    labels: Literal["dataset", "legacy"] = "dataset"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _expected_named(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("labels", "dataset") == "dataset" and "expected_field" not in data:
+            error = PydanticCustomError("missing", "required field is missing (or labels: legacy: the legacy model's replies)")
+            raise ValidationError.from_exception_data("dataset", [InitErrorDetails(type=error, loc=("expected_field",), input=data)])
+        return data
+
+    @model_serializer(mode="wrap")
+    def _without_defaults(self, handler: Any) -> Any:
+        # a spec with its own labels dumps as before the field existed: it keeps its hash (and its study)
+        dumped = handler(self)
+        if isinstance(dumped, dict) and self.labels == "dataset":
+            dumped.pop("labels", None)
+        return dumped
 
 
 class MetricSpec(_Strict):
@@ -444,16 +464,21 @@ def _describe(err: dict[str, Any]) -> str:
     return f"{loc}: {msg}" if loc else msg
 
 
-def read_yaml(path: Path, error: type[InputError] = SpecError) -> Any:
-    """Read YAML, turning I/O and syntax problems into one-line input errors."""
+def read_text(path: Path, error: type[InputError] = SpecError, kind: str = "YAML") -> str:
+    """A text file's contents; a missing, unreadable or non-UTF-8 file is a one-line input error."""
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise error("file not found", file=str(path)) from None
     except IsADirectoryError:
-        raise error("is a directory, expected a YAML file", file=str(path)) from None
+        raise error(f"is a directory, expected a {kind} file", file=str(path)) from None
     except UnicodeDecodeError as exc:
         raise error(f"not valid UTF-8 (byte {exc.start})", file=str(path)) from None
+
+
+def read_yaml(path: Path, error: type[InputError] = SpecError) -> Any:
+    """Read YAML, turning I/O and syntax problems into one-line input errors."""
+    text = read_text(path, error)
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:

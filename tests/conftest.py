@@ -59,6 +59,39 @@ def pytest_make_collect_report(collector: pytest.Collector) -> Any:
 SpecWriter = Callable[..., Path]
 
 
+PromptfooScores = Callable[[Path, str], dict[str, float]]
+
+
+@pytest.fixture
+def promptfoo_scores() -> PromptfooScores:
+    """Runs ``promptfoo eval`` on a config in a folder: each test's score, by its description.
+
+    The promptfoo CLI is ``MIGRATOR_PROMPTFOO``, the one on PATH, or the pinned one ``.ci/run``
+    installs; the test skips without one (and so fails under CI).
+    """
+    import shutil
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    found = os.environ.get("MIGRATOR_PROMPTFOO") or shutil.which("promptfoo") or str(root / ".ci/node/node_modules/.bin/promptfoo")
+    if not Path(found).is_file():
+        pytest.skip("promptfoo is not installed (npm install promptfoo; or set MIGRATOR_PROMPTFOO)")
+
+    def run(folder: Path, config: str) -> dict[str, float]:
+        env = {**os.environ, "PROMPTFOO_PYTHON": sys.executable, "PROMPTFOO_DISABLE_TELEMETRY": "1",
+               "PROMPTFOO_DISABLE_UPDATE": "1", "PROMPTFOO_CONFIG_DIR": str(folder / ".promptfoo")}  # fmt: skip
+        command = [found, "eval", "-c", config, "--no-cache", "--no-progress-bar", "-o", "promptfoo-out.json"]
+        proc = subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True, timeout=600)
+        out = folder / "promptfoo-out.json"
+        assert out.exists(), proc.stdout[-2000:] + proc.stderr[-2000:]
+        results = json.loads(out.read_text())["results"]["results"]
+        assert not any(r.get("error") and r["failureReason"] == 2 for r in results), [r["error"] for r in results]
+        return {r["testCase"]["description"]: float(r["score"]) for r in results}
+
+    return run
+
+
 @pytest.fixture
 def write_spec(tmp_path: Path) -> SpecWriter:
     """Write a dataset of ``rows`` fake-readable reviews and a spec; returns the spec path."""

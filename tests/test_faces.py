@@ -46,7 +46,7 @@ def _bound_public_names(module: types.ModuleType) -> set[str]:
 
 def test_every_package_and_public_module_is_found() -> None:
     faces = set(_faces())
-    for package in ("llm", "candidates", "search", "migration", "outputs", "outputs.tracking", "outputs.report", "local", "cli", "testing"):
+    for package in ("llm", "candidates", "search", "migration", "outputs", "outputs.tracking", "outputs.report", "local", "cli", "testing", "importers"):
         assert f"migrator.{package}" in faces
 
 

@@ -172,3 +172,22 @@ def test_bad_metric_names_metric_name(name: str, fragment: str) -> None:
 )
 def test_format_hint_per_metric(spec: MetricSpec, hint: str) -> None:
     assert build_metric(spec).format_hint() == hint
+
+
+def test_the_assertions_metric_scores_a_promptfoo_tests_checks_and_shows_its_equals_as_the_answer() -> None:
+    import pickle
+
+    metric = _metric("assertions")
+    checks = [{"type": "icontains", "value": "positive"}, {"type": "equals", "value": "positive", "weight": 3}]
+    assert metric.score("Positive", checks) == pytest.approx(1 / 4)
+    assert metric.score("positive", checks) == 1.0
+    assert metric.answer(checks) == "positive"
+    assert metric.answer([{"type": "icontains", "value": "positive"}]) is None  # no literal answer: no demo
+    assert "icontains" in metric.expectation([{"type": "icontains", "value": "positive"}])
+    assert pickle.loads(pickle.dumps(metric)).score("positive", checks) == 1.0  # sent to another process
+
+
+def test_every_other_metric_shows_the_expected_value_itself_as_the_answer() -> None:
+    assert _metric("numeric").answer(4.0) == "4"
+    assert _metric("exact").expectation("Paris") == "Paris"
+    assert _metric("json_fields", fields=("a",)).answer({"a": 1}) == '{"a": 1}'

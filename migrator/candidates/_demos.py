@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from migrator.dataset import Example
@@ -20,10 +20,13 @@ class DemoPool:
     Args:
         train: the examples demos are drawn from (never dev or test).
         seed: fixes the random and stratified orders.
+        answer: the reply a demo shows for an expected value (``Metric.answer``); an example
+            it gives None for (a promptfoo test with checks but no ``equals``) is never a demo.
     """
 
-    def __init__(self, train: Sequence[Example], seed: int = 0) -> None:
-        self.train = tuple(train)
+    def __init__(self, train: Sequence[Example], seed: int = 0, answer: Callable[[Any], str | None] = format_answer) -> None:
+        self.answer = answer
+        self.train = tuple(ex for ex in train if answer(ex.expected) is not None)
         self.seed = seed
         self._knn: Any = None
         self._vectorizer: Any = None
@@ -31,7 +34,7 @@ class DemoPool:
         self._nearest: dict[tuple[str, str, int], list[Example]] = {}
 
     def _demo(self, ex: Example) -> Demo:
-        return Demo(ex.inputs, format_answer(ex.expected))
+        return Demo(ex.inputs, str(self.answer(ex.expected)))
 
     def _random(self, k: int) -> list[Example]:
         order = list(self.train)
@@ -41,7 +44,7 @@ class DemoPool:
     def _stratified(self, k: int) -> list[Example]:
         by_label: dict[str, list[Example]] = {}
         for ex in self._random(len(self.train)):
-            by_label.setdefault(format_answer(ex.expected), []).append(ex)
+            by_label.setdefault(str(self.answer(ex.expected)), []).append(ex)
         queues = [by_label[label] for label in sorted(by_label)]
         picked: list[Example] = []
         while len(picked) < k and any(queues):

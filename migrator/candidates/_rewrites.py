@@ -20,7 +20,7 @@ from migrator.dataset import Example
 from migrator.errors import BudgetExhausted
 from migrator.llm import Endpoint, LLMRequest, LLMResponse, request_key
 from migrator.metrics import Metric
-from migrator.prompts import PromptTemplate, format_answer
+from migrator.prompts import PromptTemplate
 
 Complete: TypeAlias = Callable[[LLMRequest], LLMResponse]
 """Sends one request through migrator's client and returns its reply."""
@@ -252,15 +252,17 @@ def _brief(
     instruction = "\n\n".join(c for r, c in original.messages if r == "system") or original.text()
     return {
         "original_instruction": instruction,
-        "task_examples": _render_examples(list(train)),
+        "task_examples": _render_examples(list(train), metric),
         "output_format": metric.format_hint(),
         "target_model": family,
         "failures": _render_failures(failures),
     }
 
 
-def _render_examples(examples: Sequence[Example], limit: int = 6) -> str:
-    lines = [f"- {_inputs_line(ex.inputs)} -> {format_answer(ex.expected)}" for ex in examples[:limit]]
+def _render_examples(examples: Sequence[Example], metric: Metric, limit: int = 6) -> str:
+    """Train inputs with their answers; an example whose expected value is no answer (a promptfoo test's checks) is not shown."""
+    answered = [(ex, answer) for ex in examples if (answer := metric.answer(ex.expected)) is not None]
+    lines = [f"- {_inputs_line(ex.inputs)} -> {answer}" for ex, answer in answered[:limit]]
     return "\n".join(lines) or "(none)"
 
 

@@ -62,7 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="search for the best config for the target models")
     run.add_argument("spec", type=Path, help="migration.yaml")
-    run.add_argument("--out", type=Path, required=True, help="output directory (re-running resumes)")
+    run.add_argument("--out", type=Path, help="output directory (re-running resumes); required unless --dry-run")
+    run.add_argument("--dry-run", action="store_true",
+                     help="check the spec and print the plan (candidates, search space, budget, estimated calls and USD); "
+                     "no call, no file")
     _shared_arguments(run, cache_default="OUT/cache.db, or the study's PostgreSQL database")
     run.add_argument("--workers", type=int, default=1, metavar="N",
                      help="processes running trials: this one and N-1 `migrator worker` processes it starts")
@@ -118,6 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--alias", default="production", help="registry alias to point at the new version")
     ex.set_defaults(func=cmd_export)
 
+    _init_parser(sub)
+
     ui = sub.add_parser("ui", help="open the trial dashboard (MLflow UI, or optuna-dashboard) on a run")
     ui.add_argument("--out", type=Path, help="the run's output directory")
     ui.add_argument("--tracking-uri", help="an MLflow server (http://...) or store (postgresql+psycopg://...) instead of --out")
@@ -128,6 +133,33 @@ def build_parser() -> argparse.ArgumentParser:
     ui.set_defaults(func=cmd_ui)
     _fleet_parsers(sub)
     return parser
+
+
+def _init_parser(sub: Any) -> None:
+    """``migrator init``: the ways in for a team with no spec."""
+    from migrator.cli._init import cmd_init
+
+    init = sub.add_parser(
+        "init",
+        help="draft a migration.yaml from what the app has: a chat log, an MLflow prompt, or a prompt file and a dataset",
+        description="Writes a commented migration.yaml (and prompt.yaml and the dataset where they are new) to --out, "
+        "checked as `migrator run` reads it; nothing is written when the check fails (exit 2).",
+    )
+    init.add_argument("--from", dest="source", nargs=2, metavar=("KIND", "SOURCE"),
+                      help="chat-log FILE.jsonl (OpenAI chat format, one conversation per line); "
+                      "mlflow prompts:/NAME/VERSION (with --data; or prompts:/NAME@ALIAS); "
+                      "promptfoo promptfooconfig.yaml (its first prompt and provider, its tests and their assertions)")
+    init.add_argument("--prompt", type=Path, help="the plain way in: the app's prompt (prompt.yaml, JSON messages or text)")
+    init.add_argument("--data", type=Path, help="the plain way in: the golden dataset (JSONL, CSV or Parquet)")
+    init.add_argument("--model", help="the legacy model (litellm id); a chat log's own 'model' field otherwise")
+    init.add_argument("--expected", metavar="FIELD", help="the dataset's field with the expected output (default: guessed)")
+    init.add_argument("--target", action="append", metavar="MODEL", help="a candidate model (repeatable); with "
+                      "targets: auto, the legacy model's successor comes first")
+    init.add_argument("--tracking-uri", metavar="URL", help="--from mlflow: the MLflow store or server (default: $MLFLOW_TRACKING_URI)")
+    init.add_argument("--name", help="the migration's name (default: from the source)")
+    init.add_argument("--out", type=Path, required=True, help="the app's folder: migration.yaml and its files go here")
+    init.add_argument("--force", action="store_true", help="replace a migration.yaml already in --out")
+    init.set_defaults(func=cmd_init)
 
 
 def _fleet_parsers(sub: Any) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import os
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -23,7 +24,7 @@ from migrator.redaction import redact
 
 if TYPE_CHECKING:
     from migrator.llm import LiteLLMClient
-    from migrator.migration import MigrationResult, Prepared
+    from migrator.migration import MigrationResult, Plan, Prepared
     from migrator.outputs import Lockfile, WinnerLock
     from migrator.outputs.tracking import Tracker
     from migrator.spec import MigrationSpec, SearchSpace
@@ -48,10 +49,117 @@ EXIT_OK, EXIT_ERROR, EXIT_INPUT, EXIT_BUDGET, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """Search, write summary.json, report.html and winner.yaml, record in MLflow; show the table."""
+    """Search, write summary.json, report.html and winner.yaml, record in MLflow; show the table.
+
+    With ``--dry-run``: check the spec as a run does and print its plan; no call, no file.
+    """
     from migrator.spec import load_spec
 
+    if getattr(args, "dry_run", False):
+        return dry_run(load_spec(args.spec), args)
+    if args.out is None:
+        raise InputError("migrator run needs --out DIR (the output directory), unless it is a --dry-run")
     return run_spec(load_spec(args.spec), args)
+
+
+def dry_run(spec: MigrationSpec, args: argparse.Namespace) -> int:
+    """``migrator run --dry-run``: the inputs checked as a run checks them, and the plan printed.
+
+    Nothing is opened or started: no output directory, study, cache, MLflow run or local server.
+    """
+    from migrator.migration import plan_migration, prepare
+
+    prepared = prepare(spec)
+    # a --storage or storage: that a run would refuse is refused here too (the URL is only read)
+    study_of(spec, args.storage, "memory")
+    print_plan(plan_migration(prepared))
+    return EXIT_OK
+
+
+def print_plan(plan: Plan) -> None:
+    """The plan as ``--dry-run`` shows it: candidates, search space, budget, then the estimate per step."""
+    from rich.console import Console
+
+    console = Console()
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console = Console(width=160)  # a pipe or a CI log: rich's 80 columns would fold every line
+    say = functools.partial(console.print, markup=False, highlight=False)
+    train, dev, test = plan.splits
+    say(f"dry run of migration {plan.name}: no call made, nothing written")
+    say(f"data: {train} train, {dev} dev, {test} test rows")
+    console.print(_targets_table(plan))
+    _print_candidates(plan, say)
+    b = plan.budget
+    set_by_spec = (("calls", b.calls), ("usd", b.usd), ("minutes", b.minutes))
+    limits = [f"{k} {'not set' if v is None else format(v, 'g')}" for k, v in set_by_spec]
+    say(f"budget: trials {b.trials}, {', '.join(limits)}, finalists {b.finalists}")
+    say(f"  binds: {plan.binds}: {plan.binds_why}")
+    for caveat in plan.caveats:
+        say(f"  {caveat}")
+    console.print(_estimate_table(plan))
+    if plan.unpriced:
+        unknown = ", ".join(plan.unpriced)
+        say(f"price unknown for {unknown}: litellm's price map has none, so their calls have no USD estimate")
+
+
+def _targets_table(plan: Plan) -> Any:
+    from rich.table import Table
+
+    table = Table(title=f"targets ({len(plan.targets)})", title_justify="left")
+    for name in ("model", "mode", "sampling searched", "configs", "one dev call"):
+        table.add_column(name, overflow="fold", justify="right" if name == "configs" else "left")
+    for t in plan.targets:
+        call = f"{_usd(t.price.usd, 6)} (~{t.price.input_tokens} in + {t.price.output_tokens} out tokens)"
+        table.add_row(t.model, t.mode, "; ".join(t.sampling) or "-", _span(t.configs), call)
+    return table
+
+
+def _print_candidates(plan: Plan, say: Callable[[str], object]) -> None:
+    """The prompts (those written before or during the search as planned), the demos, the space's size."""
+    fixed = [p for p in plan.prompts if p.kind in ("original", "transform")]
+    count = _span((sum(p.count for p in plan.prompts if p.kind != "rewrite"), sum(p.count for p in plan.prompts)))
+    transforms = f"the original and {len(fixed) - 1} transforms" if len(fixed) > 1 else "the original only"
+    say(f"prompts ({count}): {', '.join(p.id for p in fixed)} ({transforms})")
+    for p in plan.prompts:
+        if p not in fixed:
+            say(f"  + {'up to ' + str(p.count) + ' ' if p.kind == 'rewrite' else ''}{p.id}: {p.note}")
+    strategies = ", ".join(plan.demo_strategies)
+    say(f"demos: k in {', '.join(map(str, plan.demo_k))}, each k > 0 by {strategies}: {plan.demo_options} options")
+    size = f"search space: {_span(plan.configs)} configs"
+    if plan.configs[0] != plan.configs[1]:
+        size += " (as many rewrites as are accepted)"
+    say(f"{size}; picked by the {plan.sampler}")
+    if plan.continuous:
+        listed = plan.sampler == "linear planner"
+        how = "counted at the points the planner lists" if listed else "counted at the planner's points, sampled anywhere"
+        say(f"  {', '.join(plan.continuous)} without a step: {how}")
+
+
+def _estimate_table(plan: Plan) -> Any:
+    from rich.table import Table
+
+    title = "estimate, each step at its most (a run from scratch; cached replies and retries not counted)"
+    table = Table(title=title, title_justify="left")
+    for name in ("step", "calls", "USD", "what"):
+        table.add_column(name, overflow="fold", justify="right" if name in ("calls", "USD") else "left")
+    for s in plan.stages:
+        table.add_row(s.name, str(s.calls), _usd(s.usd, 4), s.detail)
+    capped = []
+    if sum(s.calls for s in plan.stages) > plan.calls:
+        capped.append("budget.calls")
+    if plan.usd is not None and plan.usd == plan.budget.usd:
+        capped.append("budget.usd")
+    table.add_row("total", str(plan.calls), _usd(plan.usd, 4), f"capped by {' and '.join(capped)}" if capped else "")
+    return table
+
+
+def _span(bounds: tuple[int, int]) -> str:
+    low, high = bounds
+    return f"{low:,}" if low == high else f"{low:,} to {high:,}"
+
+
+def _usd(usd: float | None, places: int) -> str:
+    return "price unknown" if usd is None else f"${usd:.{places}f}"
 
 
 def run_spec(spec: MigrationSpec, args: argparse.Namespace) -> int:
@@ -218,14 +326,16 @@ def _write_run_outputs(result: MigrationResult, tracker: Tracker, out_dir: Path)
 
     report.html (listed here, written by ``SearchedApp.finish``) is drawn from the same summary.
     """
-    from migrator.outputs import summary_dict, winner_dict, write_outputs
+    from migrator.outputs import labels_jsonl, summary_dict, winner_dict, write_outputs
 
     files = {"summary": out_dir / "summary.json", "report": out_dir / "report.html"}
     winner = winner_dict(result, out_dir)
     if winner is not None:
         files["winner"] = out_dir / "winner.yaml"
     summary = summary_dict(result, _run_ids(tracker), files)
-    write_outputs(out_dir, summary, winner)
+    paths = write_outputs(out_dir, summary, winner, labels_jsonl(result))
+    if "labels" in paths:
+        files["labels"] = paths["labels"]
     return files, summary
 
 

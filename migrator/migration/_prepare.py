@@ -152,7 +152,7 @@ def build_setup(prepared: Prepared, api_bases: Mapping[str, str]) -> SearchSetup
         dev=prepared.splits.dev,
         metric=prepared.metric,
         prompts=prepared.prompts,
-        demo_pool=DemoPool(prepared.splits.train, seed=spec.seed),
+        demo_pool=DemoPool(prepared.splits.train, seed=spec.seed, answer=prepared.metric.answer),
         endpoints=endpoints,
         accepts={m: model_info(m, api_base=e.api_base).accepts for m, e in endpoints.items()},
     )

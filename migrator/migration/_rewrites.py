@@ -25,7 +25,6 @@ from migrator.evaluate import Config, evaluate
 from migrator.llm import Endpoint, LLMClient
 from migrator.migration._prepare import Prepared, endpoint_for
 from migrator.models import family
-from migrator.prompts import format_answer
 from migrator.search import REFLECTION_SAMPLE, Reflect, SearchSetup
 
 __all__ = ["reflector", "rewrites"]
@@ -93,7 +92,7 @@ def _rewrites_for(
     results = runner.run(evaluate(client, config, setup.endpoints[model], original, sample, setup.metric))
     by_id = {ex.id: ex for ex in sample}
     failures = [
-        Failure(by_id[r.example_id].inputs, format_answer(by_id[r.example_id].expected), r.output or f"(error: {r.error})")
+        Failure(by_id[r.example_id].inputs, setup.metric.expectation(by_id[r.example_id].expected), r.output or f"(error: {r.error})")
         for r in results
         if r.score < 1.0
     ]
@@ -135,7 +134,12 @@ def reflector(runner: asyncio.Runner, client: LLMClient, prepared: Prepared, api
         results = runner.run(scoring)
         by_id = {ex.id: ex for ex in sample}
         scored = [
-            Reflected(by_id[r.example_id].inputs, format_answer(by_id[r.example_id].expected), r.output or f"(error: {r.error})", r.score >= 1.0)
+            Reflected(
+                by_id[r.example_id].inputs,
+                setup.metric.expectation(by_id[r.example_id].expected),
+                r.output or f"(error: {r.error})",
+                r.score >= 1.0,
+            )
             for r in results
         ]
         return propose_reflection(

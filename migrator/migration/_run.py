@@ -13,6 +13,7 @@ from typing import Any
 
 from migrator.candidates import PromptCandidate, Rejection
 from migrator.llm import Endpoint, LLMClient, Spent
+from migrator.migration._legacy import LABELS_ATTR, Labelled, label_with_legacy
 from migrator.migration._prepare import Prepared, build_setup
 from migrator.migration._rewrites import reflector
 from migrator.migration._shared import ledger_of_the_study, set_up_study, verdict_reserve
@@ -50,6 +51,8 @@ class MigrationResult:
     # what the study has spent over every run of it (this one and those it resumed)
     spent: Spent
     wall_s: float
+    # what dataset.labels: legacy did (None: the dataset's own expected outputs)
+    labels: Labelled | None = None
 
     @property
     def spec(self) -> MigrationSpec:
@@ -85,8 +88,11 @@ def run_migration(
     started = time.monotonic()
     api_bases = api_bases or {}
     with ledger_of_the_study(client, storage, study_name), asyncio.Runner() as runner:
+        # labels: legacy calls the legacy model first (cached and counted like every call); workers read the replies
+        prepared, labels = label_with_legacy(runner, client, prepared, api_bases)
+        attrs = {**(study_attrs or {}), **({LABELS_ATTR: dict(labels.replies)} if labels else {})}
         with shared_study(build_setup(prepared, api_bases), storage, study_name, role="run") as shared:
-            setup, rejected = set_up_study(shared, runner, client, prepared, api_bases, on_progress, study_attrs or {})
+            setup, rejected = set_up_study(shared, runner, client, prepared, api_bases, on_progress, attrs)
             on_candidates(list(written(setup.prompts).values()), list(rejected))
             reserve_calls, sampling_calls = verdict_reserve(prepared, setup)
             search = run_search(
@@ -117,4 +123,5 @@ def run_migration(
         stats=client.stats.as_dict(),
         spent=spent,
         wall_s=time.monotonic() - started,
+        labels=labels,
     )

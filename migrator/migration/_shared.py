@@ -20,6 +20,7 @@ from typing import Any
 from migrator.candidates import PromptCandidate, Rejection
 from migrator.errors import InputError
 from migrator.llm import LLMClient, MemoryLedger, StoredLedger
+from migrator.migration._legacy import LABELS_ATTR, apply_labels
 from migrator.migration._prepare import Prepared, build_setup
 from migrator.migration._rewrites import reflector, rewrites
 from migrator.search import (
@@ -144,6 +145,9 @@ def join_migration(
                 raise InputError(f"study {study_name!r} was created but never set up by `migrator run` within {wait_s:.0f} s")
             time.sleep(1.0)
         attrs = dict(shared.study.user_attrs)
+        if LABELS_ATTR in attrs:  # labels: legacy, labelled by the run: the same rows, the same split, no call
+            prepared = apply_labels(prepared, attrs[LABELS_ATTR])
+            base = build_setup(prepared, api_bases or {})
         accepted, _ = _read_rewrites(attrs.get(_PROMPTS_ATTR, {}))
         setup = replace(base, prompts={**prepared.prompts, **{c.id: c for c in accepted}})
         setup = with_reflections(setup, stored_reflections(shared.study))

@@ -24,16 +24,14 @@ from migrator.evaluate import (
     Config,
     ExampleResult,
     Summary,
-    evaluate,
     evaluate_samples,
     merge_samples,
     sampled,
-    seeded,
     summarize,
 )
 from migrator.llm import LLMClient
-from migrator.migration._prepare import endpoint_for
-from migrator.models import is_local, model_info
+from migrator.migration._legacy import LegacyCall, legacy_call
+from migrator.models import is_local
 from migrator.search import SearchResult, SearchSetup, TrialOutcome, best_trials
 from migrator.stats import PairedTest, bootstrap_ci, paired_test
 
@@ -356,24 +354,14 @@ class _Legacy:
     @classmethod
     def of(cls, setup: SearchSetup, test: Sequence[Example]) -> _Legacy | None:
         """None when the legacy model is also a target (its baseline is the same config)."""
-        from migrator.retirement import missing_key
-
-        spec = setup.spec
-        app = spec.app
-        if app.model in setup.endpoints:
+        if setup.spec.app.model in setup.endpoints:
             return None
-        endpoint = endpoint_for(app, {})
-        params = tuple(sorted(seeded(app.params, model_info(app.model, api_base=endpoint.api_base).accepts, spec.seed).items()))
-        lacking = missing_key({"model": app.model, "api_base": endpoint.api_base, "api_key_env": endpoint.api_key_env})
-        return cls(Config(app.model, "original", 0, "none", params, endpoint.mode), endpoint, setup, test, lacking)
+        call = legacy_call(setup.spec)
+        return cls(call.config, call.endpoint, setup, test, call.lacking)
 
     async def scores(self, client: LLMClient) -> list[ExampleResult]:
-        """One example first: a model that no longer answers costs one failed request, not one per example."""
-        template = self.setup.prompts["original"].template
-        probe = await evaluate(client, self.config, self.endpoint, template, self.test[:1], self.setup.metric)
-        if probe[0].error is not None:
-            return probe
-        return probe + await evaluate(client, self.config, self.endpoint, template, self.test[1:], self.setup.metric)
+        call = LegacyCall(self.config, self.endpoint, self.lacking)
+        return await call.replies(client, self.setup.prompts["original"].template, self.test, self.setup.metric)
 
     def verdict(self, results: list[ExampleResult] | BaseException, seed: int) -> tuple[Evaluated | None, str]:
         model = self.config.model

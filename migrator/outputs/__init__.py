@@ -1,7 +1,8 @@
 """What a migration leaves behind: summary.json, winner.yaml, the MLflow record, the report, exports.
 
-- ``summary_dict`` / ``write_outputs`` (``_files``): summary.json and winner.yaml, written
-  atomically by the one writer, ``write_atomic``.
+- ``summary_dict`` / ``write_outputs`` (``_files``): summary.json and winner.yaml (and, with
+  ``labels: legacy``, the labelled rows: ``labels_jsonl``), written atomically by the one writer,
+  ``write_atomic``.
 - ``WinnerLock`` (``_lockfile``): the lockfile's schema, built from a result
   (``lockfile_of``), read back and checked (``read_lockfile``), and rebuilt for re-scoring
   (``load_lockfile``, ``evaluate_lockfile``), all in one place.
@@ -13,7 +14,7 @@ Used by the CLI; depends on :mod:`migrator.migration` and below, never the other
 
 from __future__ import annotations
 
-from migrator.outputs._files import candidate_rows, summary_dict, winner_dict, write_atomic, write_outputs
+from migrator.outputs._files import candidate_rows, labels_jsonl, summary_dict, winner_dict, write_atomic, write_outputs
 from migrator.outputs._lockfile import (
     Lockfile,
     WinnerLock,
@@ -28,6 +29,7 @@ __all__ = [
     "WinnerLock",
     "candidate_rows",
     "evaluate_lockfile",
+    "labels_jsonl",
     "load_lockfile",
     "lockfile_of",
     "read_lockfile",

@@ -16,14 +16,14 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from migrator import __version__
-from migrator.outputs._lockfile import lockfile_of
+from migrator.outputs._lockfile import LABELS_EXPECTED, LABELS_FILE, LABELS_ID, LABELS_REFERENCE, lockfile_of
 from migrator.redaction import redact
 
 if TYPE_CHECKING:
     from migrator.migration import Evaluated, MigrationResult
     from migrator.stats import PairedTest
 
-__all__ = ["candidate_rows", "summary_dict", "winner_dict", "write_atomic", "write_outputs"]
+__all__ = ["LABELS_FILE", "candidate_rows", "labels_jsonl", "summary_dict", "winner_dict", "write_atomic", "write_outputs"]
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -128,6 +128,7 @@ def summary_dict(result: MigrationResult, mlflow: Mapping[str, Any], files: Mapp
         "winner_vs_baseline": _paired(result.verdict.paired),
         "winner_vs_same_target": _paired(result.verdict.paired_same_target),
         "sampling_note": result.verdict.sampling_note or None,
+        "labels": result.labels.as_dict() if result.labels else {"source": "dataset"},
         "pareto": [
             {
                 "trial": o.number,
@@ -166,9 +167,27 @@ def winner_dict(result: MigrationResult, out_dir: Path) -> dict[str, Any] | None
     return lock.dump() if lock is not None else None
 
 
-def write_outputs(out_dir: Path, summary: Mapping[str, Any], winner: Mapping[str, Any] | None) -> dict[str, Path]:
-    """Write summary.json and winner.yaml; returns their paths."""
+def labels_jsonl(result: MigrationResult) -> str | None:
+    """With ``labels: legacy``, the labelled rows (id, inputs, the legacy reply as ``expected``) the lockfile scores on."""
+    if result.labels is None:
+        return None
+    lines = []
+    for ex in result.prepared.examples:
+        row = {LABELS_ID: ex.id, **ex.inputs, LABELS_EXPECTED: ex.expected}
+        if ex.reference is not None:
+            row[LABELS_REFERENCE] = ex.reference
+        lines.append(json.dumps(row, ensure_ascii=False, default=str) + "\n")
+    return "".join(lines)
+
+
+def write_outputs(
+    out_dir: Path, summary: Mapping[str, Any], winner: Mapping[str, Any] | None, labels: str | None = None
+) -> dict[str, Path]:
+    """Write summary.json, winner.yaml and, with labels: legacy, the labelled rows; returns their paths."""
     paths = {"summary": out_dir / "summary.json"}
+    if labels is not None:  # before winner.yaml, which scores on it
+        paths["labels"] = out_dir / LABELS_FILE
+        write_atomic(paths["labels"], labels)
     write_atomic(paths["summary"], json.dumps(summary, indent=2, ensure_ascii=False, default=str) + "\n")
     if winner is not None:
         paths["winner"] = out_dir / "winner.yaml"

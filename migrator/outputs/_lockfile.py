@@ -30,6 +30,10 @@ if TYPE_CHECKING:  # the schema is cheap to import; rebuilding a lockfile loads 
 
 __all__ = ["Lockfile", "WinnerLock", "evaluate_lockfile", "load_lockfile", "lockfile_of", "read_lockfile"]
 
+# labels: legacy: the rows the run scored, labelled by the legacy model; winner.yaml's dataset
+LABELS_FILE = "legacy_labels.jsonl"
+LABELS_ID, LABELS_EXPECTED, LABELS_REFERENCE = "id", "expected", "dataset_expected"
+
 
 class _Locked(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -149,19 +153,38 @@ def _locked_demos(result: MigrationResult, winner: Evaluated) -> LockedDemos:
     """kNN demos ship their whole pool (picked per input); a fixed strategy ships its picks."""
     from migrator.candidates import DemoPool
 
-    config, splits = winner.config, result.prepared.splits
+    config, splits, metric = winner.config, result.prepared.splits, result.prepared.metric
+    drawn = DemoPool(splits.train, seed=result.spec.seed, answer=metric.answer)
     if config.demos and config.demo_strategy == "knn":
-        pool = [LockedExample(inputs=dict(ex.inputs), expected=ex.expected) for ex in splits.train]
+        pool = [LockedExample(inputs=dict(ex.inputs), expected=_pooled(ex.expected, metric)) for ex in drawn.train]
         return LockedDemos(k=config.demos, strategy=config.demo_strategy, pool=pool)
     fixed: list[LockedDemo] = []
     if config.demos:
-        chosen = DemoPool(splits.train, seed=result.spec.seed).demos(config.demo_strategy, config.demos, splits.dev[0])
+        chosen = drawn.demos(config.demo_strategy, config.demos, splits.dev[0])
         fixed = [LockedDemo(inputs=dict(d.inputs), answer=d.answer) for d in chosen]
     return LockedDemos(k=config.demos, strategy=config.demo_strategy, fixed=fixed)
 
 
+def _pooled(expected: Any, metric: Metric) -> Any:
+    """A kNN pool entry's expected value: as it is, or the answer itself where the metric's
+    expected value is no answer (a promptfoo test's checks), so every reader shows the same demo."""
+    from migrator.prompts import format_answer
+
+    shown = metric.answer(expected)
+    return expected if shown == format_answer(expected) else shown
+
+
 def _locked_dataset(result: MigrationResult, out_dir: Path) -> LockedDataset:
     spec = result.spec
+    if result.labels is not None:  # labels: legacy: scored on the labelled rows the run writes beside it
+        return LockedDataset(
+            path=LABELS_FILE,
+            id_field=LABELS_ID,
+            expected_field=LABELS_EXPECTED,
+            input_fields=list(spec.dataset.input_fields or result.prepared.examples[0].inputs),
+            split=spec.dataset.split,
+            seed=spec.seed,
+        )
     dataset_path = spec.resolve(spec.dataset.path).resolve()
     try:
         dataset_ref = os.path.relpath(dataset_path, out_dir.resolve())
@@ -170,7 +193,7 @@ def _locked_dataset(result: MigrationResult, out_dir: Path) -> LockedDataset:
     return LockedDataset(
         path=dataset_ref,
         id_field=spec.dataset.id_field,
-        expected_field=spec.dataset.expected_field,
+        expected_field=spec.dataset.expected_field or LABELS_EXPECTED,  # set unless labels: legacy (above)
         input_fields=list(spec.dataset.input_fields) if spec.dataset.input_fields else None,
         split=spec.dataset.split,
         seed=spec.seed,
@@ -234,7 +257,8 @@ def load_lockfile(path: Path, dataset: Path | None = None) -> Lockfile:
     pool = tuple(Example(f"pool{i}", p.inputs, p.expected) for i, p in enumerate(demos.pool))
     config = Config(target.model, lock.prompt_id, demos.k, demos.strategy, tuple(sorted(lock.params.items())), endpoint_for(target, {}).mode)
     fixed = tuple(Demo(d.inputs, d.answer) for d in demos.fixed)
-    return Lockfile(path, lock, target, template, metric, splits, config, DemoPool(pool, seed=lock.dataset.seed), fixed)
+    demo_pool = DemoPool(pool, seed=lock.dataset.seed, answer=metric.answer)
+    return Lockfile(path, lock, target, template, metric, splits, config, demo_pool, fixed)
 
 
 def _dataset_spec(lock: WinnerLock, path: Path, dataset: Path | None) -> DatasetSpec:

@@ -37,10 +37,11 @@ from migrator.search._reflection import (
     written,
 )
 from migrator.search._setup import SearchResult, SearchSetup, TrialOutcome, rendered_prompt
-from migrator.search._space import config_from_params, space_points
+from migrator.search._space import MAX_PLANNED_SPACE, config_from_params, space_points
 from migrator.search._storage import READY_ATTR, SharedStudy, queue_warm_starts, shared_study, study_names
 
 __all__ = [
+    "MAX_PLANNED_SPACE",
     "READY_ATTR",
     "REFLECTION_SAMPLE",
     "Planner",

@@ -100,3 +100,20 @@ def test_knn_depends_on_the_example() -> None:
     near_garden = Example("y", {"review": "quiet garden by the pool"}, "positive")
     assert _ids(pool, "knn", 1, near_hotel) == ["hotel"]
     assert _ids(pool, "knn", 1, near_garden) == ["garden"]
+
+
+def test_an_example_with_no_literal_answer_is_never_a_demo() -> None:
+    # a promptfoo test that checks `icontains` has no answer to show; one with `equals` does
+    from migrator.metrics import build_metric
+    from migrator.spec import MetricSpec
+
+    metric = build_metric(MetricSpec(name="assertions"))
+    train = [
+        Example("a", {"review": "great"}, [{"type": "icontains", "value": "positive"}]),
+        Example("b", {"review": "awful"}, [{"type": "not-icontains", "value": "sorry"}, {"type": "equals", "value": "negative"}]),
+        Example("c", {"review": "superb"}, [{"type": "equals", "value": "positive"}]),
+    ]
+    pool = DemoPool(train, seed=0, answer=metric.answer)
+    for strategy in ("random", "stratified", "knn"):
+        demos = pool.demos(strategy, 3, QUERY)
+        assert sorted((d.inputs["review"], d.answer) for d in demos) == [("awful", "negative"), ("superb", "positive")]

@@ -4,7 +4,8 @@
 that is exactly what migrator sends, else each test's own prompt) and the test split as
 test cases. Each metric becomes one assertion: JavaScript that mirrors
 ``migrator/parsing.py`` and ``migrator/metrics.py``, or a Python call for a
-``python:module:function`` metric.
+``python:module:function`` metric. The ``assertions`` metric (a promptfoo suite imported by
+``migrator init``) gives each test its own assertions back.
 """
 
 from __future__ import annotations
@@ -314,25 +315,43 @@ def promptfoo_config(lock: WinnerLock, tests: Sequence[Mapping[str, Any]]) -> st
     # Otherwise each test carries its prompt, and nothing else, in vars that are not
     # strings: promptfoo inserts those as they are, where it renders string vars.
     prompt = shared or ("{{ _messages | dump }}" if chat else "{{ _prompt.text }}")
-    cases = [_test_case(t, shared=shared is not None, chat=chat) for t in tests]
+    own = lock.metric.name == "assertions"
+    cases = [_test_case(t, shared=shared is not None, chat=chat, own=own) for t in tests]
     config = {
         "description": f"migrator winner for {lock.name}: {lock.model} · {lock.prompt_id} (spec {lock.spec_hash})",
         "prompts": [{"id": lock.prompt_id, "raw": prompt}],
         "providers": [_promptfoo_provider(lock)],
-        "defaultTest": {"assert": [_assertion(lock.metric)]},
+        **({} if own else {"defaultTest": {"assert": [_assertion(lock.metric)]}}),
         "tests": cases,
     }
     body = yaml.dump(config, Dumper=_QuotedDumper, sort_keys=False, allow_unicode=True, width=120)
     return "".join(n + "\n" for n in _notes(prompt, cases, shared=shared is not None)) + str(body)
 
 
-def _test_case(test: Mapping[str, Any], *, shared: bool, chat: bool) -> dict[str, Any]:
-    """One promptfoo test: its inputs (with a shared prompt) or its exact prompt, and ``_expected``."""
+def _test_case(test: Mapping[str, Any], *, shared: bool, chat: bool, own: bool = False) -> dict[str, Any]:
+    """One promptfoo test: its inputs (with a shared prompt) or its exact prompt, and ``_expected``.
+
+    With ``own``, the expected value is the test's promptfoo assertions: they are its ``assert``,
+    and the vars a script assertion reads (``context.vars``) are the test's vars again.
+    """
     if shared:
-        own = dict(test["inputs"])
+        given = dict(test["inputs"])
     else:
-        own = {"_messages": test["prompt"]} if chat else {"_prompt": {"text": test["prompt"]}}
-    return {"description": str(test["id"]), "vars": {**own, "_expected": _expected(test["expected"])}}
+        given = {"_messages": test["prompt"]} if chat else {"_prompt": {"text": test["prompt"]}}
+    if not own:
+        return {"description": str(test["id"]), "vars": {**given, "_expected": _expected(test["expected"])}}
+    read: dict[str, Any] = {}
+    checks = [_check(a, read) for a in test["expected"]]
+    return {"description": str(test["id"]), "vars": {**read, **given}, "assert": checks}
+
+
+def _check(assertion: Mapping[str, Any], read: dict[str, Any]) -> dict[str, Any]:
+    """A promptfoo assertion as promptfoo takes it: the vars it reads go to the test (into ``read``)."""
+    read.update(assertion.get("vars") or {})
+    out = {k: v for k, v in assertion.items() if k != "vars"}
+    if isinstance(out.get("assert"), list):
+        out["assert"] = [_check(a, read) for a in out["assert"]]
+    return out
 
 
 def _notes(prompt: str, cases: Sequence[Mapping[str, Any]], *, shared: bool) -> list[str]:

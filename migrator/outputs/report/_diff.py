@@ -163,7 +163,9 @@ def _demos(result: MigrationResult, config: Config) -> Demos:
         return Demos()
     splits = result.prepared.splits
     sample = splits.test[0] if splits.test else splits.dev[0]
-    drawn = DemoPool(splits.train, seed=result.spec.seed).demos(config.demo_strategy, config.demos, sample)
+    drawn = DemoPool(splits.train, seed=result.spec.seed, answer=result.prepared.metric.answer).demos(
+        config.demo_strategy, config.demos, sample
+    )
     if config.demo_strategy == "knn":
         intro = (f"{config.demos} per request, the train examples nearest to each input (of {len(splits.train)}). "
                  f"For test example {sample.id} they are:")

@@ -1,19 +1,22 @@
-"""A winner in MLflow after the run: registered as a prompt, or its lockfile fetched back.
+"""A winner in MLflow after the run: registered as a prompt, or its lockfile fetched back; a registry prompt read.
 
-Used by ``migrator export`` (``--format mlflow``, and an MLflow run id as the source).
+Used by ``migrator export`` (``--format mlflow``, and an MLflow run id as the source) and by
+``migrator init --from mlflow`` (``load_registry_prompt``).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from migrator.errors import SourceError
 from migrator.outputs.tracking._mlflow import mlflow_client
 
 if TYPE_CHECKING:
     from migrator.outputs import WinnerLock
 
-__all__ = ["download_lockfile", "register_prompt"]
+__all__ = ["RegistryPrompt", "download_lockfile", "load_registry_prompt", "register_prompt"]
 
 # the call params MLflow's prompt registry keeps as the prompt's model config
 _MODEL_CONFIG_PARAMS = ("temperature", "top_p", "max_tokens")
@@ -61,3 +64,40 @@ def _prompt_tags(lock: WinnerLock) -> dict[str, str]:
         "migrator.demos": f"{lock.demos.k} ({lock.demos.strategy})",
         "migrator.test_score": str(lock.scores.test if lock.scores else None),
     }
+
+
+@dataclass(frozen=True)
+class RegistryPrompt:
+    """A prompt version from MLflow's registry: its messages, and the model and params of its model config."""
+
+    uri: str
+    messages: tuple[tuple[str, str], ...]
+    model: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+def load_registry_prompt(tracking_uri: str, uri: str) -> RegistryPrompt:
+    """The prompt at ``prompts:/NAME/VERSION`` (or ``prompts:/NAME@ALIAS``); a text prompt is one user message."""
+    if not uri.startswith("prompts:/"):
+        raise SourceError(f"expected prompts:/NAME/VERSION or prompts:/NAME@ALIAS, got {uri!r}", where="--from mlflow")
+    client = mlflow_client(tracking_uri, registry_uri=tracking_uri)
+    try:
+        version = client.load_prompt(uri)
+    except Exception as exc:  # MLflow raises its own RestException / MlflowException for a missing prompt
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise SourceError(f"cannot load {uri} from {tracking_uri}: {message}", where="--from mlflow") from None
+    template = version.template
+    if isinstance(template, str):
+        messages: tuple[tuple[str, str], ...] = (("user", template),)
+    else:
+        try:
+            messages = tuple((str(m["role"]), str(m["content"])) for m in template)
+        except (KeyError, TypeError):
+            raise SourceError(f"{uri}: a chat template whose messages are not {{role, content}}", where="--from mlflow") from None
+    config = dict(version.model_config or {})
+    model = config.pop("model_name", None)
+    provider = config.pop("provider", None)
+    if model and provider and "/" not in str(model):
+        model = f"{provider}/{model}"
+    params = {k: config[k] for k in _MODEL_CONFIG_PARAMS if config.get(k) is not None}
+    return RegistryPrompt(uri, messages, str(model) if model else None, params)

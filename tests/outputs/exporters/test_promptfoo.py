@@ -299,3 +299,53 @@ def test_a_python_metric_runs_in_promptfoo_as_in_migrator(tmp_path: Path, monkey
     want = {f"c{i}": metric.score(o, e) for i, (o, e) in enumerate(cases)}
     assert set(want.values()) == {0.0, 0.5, 1.0}
     assert _echo_eval(tmp_path, _assertion(MetricSpec(**spec)), cases) == want
+
+
+def test_an_imported_suites_own_assertions_go_back_and_promptfoo_scores_them_as_migrator_did(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The `assertions` metric (a promptfoo suite `migrator init` imported): each test carries its own checks."""
+    promptfoo = _promptfoo()
+    rows = awkward_rows(False)
+    for i, row in enumerate(rows):
+        label = row.pop("label")
+        row["checks"] = [
+            [{"type": "equals", "value": label}],
+            [{"type": "icontains", "value": label}, {"type": "not-contains", "value": "sorry", "weight": 2}],
+            [{"type": "javascript", "value": f"output.toLowerCase().includes('{label}')"}],
+            [{"type": "python", "value": f"'{label}' in output and context['vars']['review'] != ''", "vars": {"review": row["review"]}}],
+        ][i % 4]
+    data = tmp_path / "reviews.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    monkeypatch.setenv(KEY_ENV, KEY)
+    with LoopbackServer(FaultPlan()) as server:
+        target = {"model": "openai/fault-shaky", "api_base": server.api_base, "api_key_env": KEY_ENV}
+        spec = server_spec(
+            server.api_base, str(data), targets=[target], search_space={"demos": {"k": [3], "strategies": ["stratified"]}}
+        )
+        spec["dataset"]["expected_field"], spec["metric"] = "checks", {"name": "assertions"}
+        (tmp_path / "migration.yaml").write_text(yaml.safe_dump(spec))
+        out = tmp_path / "out"
+        assert cli.main(["run", str(tmp_path / "migration.yaml"), "--out", str(out), "--quiet", "--no-tracking"]) == 0
+        lock = load_lockfile(out / "winner.yaml")
+        # the demos are rows with an answer: only the `equals` ones have one
+        assert lock.config.demos == 3 and {d.answer for d in lock.fixed_demos} <= {"positive", "negative"}
+        config = tmp_path / "promptfooconfig.yaml"
+        assert cli.main(["export", str(out), "--format", "promptfoo", "-o", str(config)]) == 0
+        migrator_says = {r.example_id: r.score for r in evaluate_lockfile(lock, LiteLLMClient(max_retries=0), "test").results}
+        env = {**os.environ, "PROMPTFOO_PYTHON": sys.executable, "PROMPTFOO_DISABLE_TELEMETRY": "1",
+               "PROMPTFOO_DISABLE_UPDATE": "1", "PROMPTFOO_CONFIG_DIR": str(tmp_path / "promptfoo-home")}  # fmt: skip
+        env.pop("OPENAI_API_KEY", None)
+        result = tmp_path / "promptfoo.json"
+        proc = subprocess.run(
+            [promptfoo, "eval", "-c", str(config), "--no-cache", "--no-progress-bar", "-o", str(result)],
+            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+    assert result.exists(), proc.stdout[-2000:] + proc.stderr[-2000:]
+    exported = yaml.safe_load(config.read_text())
+    assert "defaultTest" not in exported and all(t["assert"] for t in exported["tests"])
+    report = json.loads(result.read_text())["results"]
+    assert report["stats"]["errors"] == 0
+    promptfoo_says = {r["testCase"]["description"]: float(r["score"]) for r in report["results"]}
+    assert promptfoo_says == pytest.approx(migrator_says)
+    assert 0 < sum(s == 1.0 for s in migrator_says.values()) < len(migrator_says)  # passes and failures both
