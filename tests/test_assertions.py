@@ -96,15 +96,21 @@ def test_javascript_forms_that_are_not_translated_say_so() -> None:
         assert unsupported(_one("javascript", code)[0]), code
 
 
+# python assertions with a reply that passes and one that fails: scored here, and by promptfoo below
+PY_SHARED = [
+    ("'positive' in output.lower()", "POSITIVE", "negative"),
+    ("len(output.split()) <= 3", "one two three", "one two three four"),
+    ("json.loads(output)['total'] == 3", '{"total": 3}', '{"total": 4}'),
+    ("context['vars']['name'] in output", "Hello Ann", "Hello Bob"),
+]
+
+
 @pytest.mark.parametrize(
     ("expr", "passes", "fails"),
     [
-        ("'positive' in output.lower()", "POSITIVE", "negative"),
-        ("len(output.split()) <= 3", "one two three", "one two three four"),
-        ("json.loads(output)['total'] == 3", '{"total": 3}', '{"total": 4}'),
+        *PY_SHARED,
         ("re.fullmatch(r'[A-Z]+', output) is not None", "ABC", "abc"),
         ("all(w.isalpha() for w in output.split())", "only words here", "words and 42"),
-        ("context['vars']['name'] in output", "Hello Ann", "Hello Bob"),
         ("'true' if output else 'false'", "x", ""),  # promptfoo reads "true" and "false" as a verdict
     ],
 )
@@ -185,10 +191,7 @@ def test_the_answer_a_demo_shows_is_the_equals_value_or_none() -> None:
 # --- the same replies and assertions, scored by promptfoo itself -------------------------
 
 PY_CASES = [
-    ("'positive' in output.lower()", "POSITIVE", "negative"),
-    ("len(output.split()) <= 3", "one two three", "one two three four"),
-    ("json.loads(output)['total'] == 3", '{"total": 3}', '{"total": 4}'),
-    ("context['vars']['name'] in output", "Hello Ann", "Hello Bob"),
+    *PY_SHARED,
     ("len(output) / 8", "abcd", "abcdefgh"),
     ("return 'x' in output\n", "xyz", "abc"),
 ]

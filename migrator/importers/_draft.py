@@ -24,7 +24,7 @@ SPEC_FILE, PROMPT_FILE, DATA_FILE = "migration.yaml", "prompt.yaml", "data.jsonl
 
 # a label set larger than this, or labels longer than this, is free text rather than classes
 _MAX_LABELS, _MAX_LABEL_WORDS = 20, 4
-# fewer rows than this leave a test split too small to tell a winner from the baseline
+# below this many rows the notes say how coarse the test split's score is
 _ENOUGH_ROWS = 100
 
 
@@ -177,7 +177,7 @@ def advice(draft: Draft) -> list[str]:
     n = len(draft.rows)
     if n < _ENOUGH_ROWS:
         test = round(n * _split(n)[2])
-        notes.append(f"only {n} rows: the test split holds {test}; a verdict that can tell 5 points apart needs {_ENOUGH_ROWS}+")
+        notes.append(f"only {n} rows: the test split holds {test}, so one row moves the test score by {100 / max(1, test):.1f} points")
     return notes
 
 
