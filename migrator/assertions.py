@@ -9,8 +9,11 @@ returns a number, which is its score (a ``not-`` flips promptfoo's pass, not tha
 Scored here: equals, contains, icontains, contains-any/-all, icontains-any/-all, starts-with,
 regex, is-json and contains-json (with or without a JSON schema), levenshtein, assert-set;
 ``javascript`` in its common one-line forms, recognised by pattern and checked in Python (no
-JavaScript runs); ``python`` one-line expressions over ``output``. ``unsupported`` says why any
-other assertion is not scored, and ``NEEDS_A_MODEL`` lists those that need a model to score.
+JavaScript runs); ``python`` one-line expressions over ``output``; ``similar`` (``:cosine``,
+``:dot``, ``:euclidean``) with a local embedding model (``migrator.similarity``, the optional
+extra ``similarity``), so its scores are not promptfoo's, whose default is OpenAI's embeddings.
+``unsupported`` says why any other assertion is not scored, and ``NEEDS_A_MODEL`` lists those
+that need a model migrator does not run.
 
 JavaScript's strings are followed where Python's differ: ``String(x)`` of numbers and booleans,
 ``trim``, ``length`` in UTF-16 units, strict ``===``, ``JSON.parse``, and regexes (``$`` only at
@@ -30,6 +33,8 @@ from typing import Any
 
 import yaml
 
+from migrator import similarity
+
 __all__ = ["NEEDS_A_MODEL", "answer", "describe", "score", "unsupported"]
 
 # The raw result of one check: pass or fail, a script's own score, or None when the check
@@ -38,9 +43,10 @@ __all__ = ["NEEDS_A_MODEL", "answer", "describe", "score", "unsupported"]
 _Raw = bool | float | None
 _Check = Callable[[str, Mapping[str, Any]], _Raw]
 
-# Assertions that need a model to score them. An LLM judge and an embedding similarity plug
-# in here, each as a check in _CHECKS that takes its grader; until then the importer lists
-# these assertions as not translated, with the reason given here.
+# Assertions that need a model migrator does not run per assertion. A suite scored by one
+# llm-rubric and nothing else becomes the judge metric (migrator.judge, in the importer); here a
+# model-backed check plugs in as a check in _CHECKS that takes its grader (as `similar` does,
+# with migrator.similarity); until then the importer lists these as not translated, with the reason.
 NEEDS_A_MODEL: dict[str, str] = {
     **dict.fromkeys(
         (
@@ -61,11 +67,7 @@ NEEDS_A_MODEL: dict[str, str] = {
             "max-score",
             "pi",
         ),
-        "needs an LLM judge, which migrator does not have yet",
-    ),
-    **dict.fromkeys(
-        ("similar", "similar:cosine", "similar:dot", "similar:euclidean"),
-        "needs an embedding model for similarity, which migrator does not have yet",
+        "needs an LLM judge per assertion: migrator's judge metric takes over only a suite scored by one llm-rubric alone",
     ),
     "classifier": "needs a classifier model",
     "moderation": "needs a moderation model",
@@ -409,6 +411,43 @@ def _levenshtein(output: str, a: Mapping[str, Any]) -> _Raw:
         for j, d in enumerate(want, 1):
             prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (c != d))
     return row[-1] <= float(a.get("threshold") or 5)
+
+
+# --- similar: embedding similarity, as promptfoo scores it ---------------------------------
+
+_EPSILON = 2.220446049250313e-16  # JavaScript's Number.EPSILON: promptfoo's slack at the threshold
+
+
+def _listed(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def _similar(output: str, a: Mapping[str, Any]) -> _Raw:
+    """promptfoo's score: the cosine (1 - it under ``not-``); ``:euclidean`` 1 / (1 + distance).
+
+    Against a list of values, the first that passes ``threshold`` (default 0.75) gives the
+    score, else the closest; under ``not-`` the first that fails, else the closest. An empty
+    reply fails (OpenAI's embeddings, promptfoo's default, refuse an empty text).
+    """
+    if not output.strip():
+        return None
+    kind = str(a["type"])
+    inverse, metric = kind.startswith("not-"), kind.partition(":")[2] or "cosine"
+    threshold = 0.75 if a.get("threshold") is None else float(a["threshold"])
+    results = []
+    for cosine in similarity.cosines(output, _listed(a["value"])):
+        if metric == "euclidean":  # unit vectors: |u - v| from their cosine
+            distance = math.sqrt(max(0.0, 2.0 - 2.0 * cosine))
+            passed = distance >= threshold - _EPSILON if inverse else distance <= threshold + _EPSILON
+            near = 1 / (1 + distance)
+        else:  # cosine, and dot: the same number for unit vectors
+            passed = cosine <= threshold + _EPSILON if inverse else cosine >= threshold - _EPSILON
+            near = cosine
+        results.append((passed, 1 - near if inverse else near))
+    decisive = [s for passed, s in results if passed != inverse]  # a pass, or under `not-` a failure
+    if decisive:
+        return decisive[0]
+    return min(s for _, s in results) if inverse else max(s for _, s in results)
 
 
 # --- javascript: the one-line forms, recognised by pattern --------------------------------
@@ -781,6 +820,7 @@ _CHECKS: dict[str, _Check] = {
     "levenshtein": _levenshtein,
     "javascript": _javascript,
     "python": _python,
+    **dict.fromkeys(("similar", "similar:cosine", "similar:dot", "similar:euclidean"), _similar),
 }
 _NEEDS_VALUE = frozenset(_CHECKS) - {"is-json", "contains-json"}
 
@@ -834,6 +874,16 @@ def _unscoreable(base: str, assertion: Mapping[str, Any]) -> str | None:
             return "its JSON schema is not YAML or JSON"
     if base in ("contains-any", "contains-all", "icontains-any", "icontains-all") and not _values(value):
         return "has no values"
+    if base.startswith("similar"):
+        if value == []:
+            return "has no values"
+        if not all(isinstance(v, str) for v in _listed(value)):
+            return "its value is not a text or a list of texts"
+        threshold = assertion.get("threshold")
+        if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, (int, float))):
+            return "has a threshold that is not a number"
+        why = similarity.missing()
+        return None if why is None else f"needs the optional extra `similarity`: {why}"
     return None
 
 

@@ -92,6 +92,8 @@ class ExampleResult:
     completion_tokens: int = 0
     cached: bool = False
     error: str | None = None
+    # the judge's reason for its score (the judge metric); empty for every other metric
+    judged: str = ""
 
 
 @dataclass(frozen=True)
@@ -168,10 +170,15 @@ async def _one(
     except LLMError as exc:
         # A reply that stays broken after retries is a wrong answer, counted, not a crash.
         return ExampleResult(example.id, "", 0.0, error=redact(str(exc))[:500])
+    if metric.grader is not None:
+        score, judged = await metric.grader.grade(client, example, response.text)
+    else:
+        score, judged = metric.score(response.text, example.expected), ""
     return ExampleResult(
         example_id=example.id,
         output=response.text,
-        score=metric.score(response.text, example.expected),
+        score=score,
+        judged=judged,
         cost_usd=response.cost_usd,
         latency_s=response.latency_s,
         prompt_tokens=response.prompt_tokens,
@@ -252,6 +259,7 @@ def merge_samples(per_sample: Sequence[Sequence[ExampleResult]]) -> list[Example
                 completion_tokens=round(sum(r.completion_tokens for r in rows) / n),
                 cached=all(r.cached for r in rows),
                 error=errors[0] if len(errors) == n else None,
+                judged=rows[0].judged,
             )
         )
     return merged

@@ -13,7 +13,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Protocol
 
 from migrator import assertions
 from migrator.errors import SpecError
@@ -21,9 +21,15 @@ from migrator.parsing import extract_json, extract_label, extract_number, normal
 from migrator.prompts import format_answer
 from migrator.spec import MetricSpec
 
-__all__ = ["METRICS", "Metric", "build_metric"]
+__all__ = ["METRICS", "Grader", "Metric", "build_metric"]
 
 Scorer = Callable[[str, Any], float]
+
+
+class Grader(Protocol):
+    """A scorer that calls a model (an LLM judge, ``migrator.judge``): the score in [0, 1] and why."""
+
+    async def grade(self, client: Any, example: Any, reply: str) -> tuple[float, str]: ...
 
 
 @dataclass(frozen=True)
@@ -40,11 +46,19 @@ class Metric:
     explains: Callable[[Any], str] = format_answer
     # the spec it was built from: a pickled metric (sent to another process) is built again from it
     spec: MetricSpec | None = field(default=None, compare=False, repr=False)
+    # the judge metric's grader, attached where its endpoint is known (``migrator.judge.attach``);
+    # ``score`` is then only the exact comparison that checks the judge
+    grader: Grader | None = field(default=None, compare=False, repr=False)
 
     def __reduce__(self) -> str | tuple[Any, ...]:
         if self.spec is None:
             return super().__reduce__()
         return build_metric, (self.spec,)
+
+    @property
+    def calls_per_answer(self) -> int:
+        """Model calls to score one answer: 0 in process, 1 for an LLM judge's."""
+        return int(self.name == "judge")
 
     def answer(self, expected: Any) -> str | None:
         """The reply a demo shows for this expected value; None when it has no literal one (demo pools skip the row)."""
@@ -67,6 +81,10 @@ class Metric:
 
 def _exact(output: str, expected: Any) -> float:
     return float(normalize_text(strip_fences(output)) == normalize_text(str(expected)))
+
+
+def _no_answer(expected: Any) -> None:
+    return None
 
 
 def _label(labels: Sequence[str]) -> Scorer:
@@ -158,7 +176,7 @@ def _python(target: str, where: str) -> Scorer:
     return score
 
 
-METRICS = ("exact", "label", "f1", "json_fields", "numeric", "assertions", "python:<module>:<function>")
+METRICS = ("exact", "label", "f1", "json_fields", "numeric", "assertions", "judge", "similarity", "python:<module>:<function>")
 
 
 def build_metric(spec: MetricSpec, *, file: str | None = None) -> Metric:
@@ -168,6 +186,19 @@ def build_metric(spec: MetricSpec, *, file: str | None = None) -> Metric:
 
 def _built(spec: MetricSpec, file: str | None) -> Metric:
     name = spec.name
+    if name == "judge":
+        if spec.model is None:
+            raise SpecError("the 'judge' metric needs 'model: <litellm id>', the model that judges", file=file, where="metric.model")
+        if not spec.reference and not spec.criteria:
+            raise SpecError("a judge with 'reference: false' needs 'criteria: ...', what a good reply does", file=file, where="metric.criteria")
+        if spec.reference:
+            return Metric(name, _exact)
+        # with no reference the expected value is no reply: demos skip it, and a proposer reads the criteria
+        criteria = spec.criteria or ""
+        return Metric(name, _exact, answers=_no_answer, explains=lambda _: criteria)
+    for key in ("model", "criteria"):
+        if getattr(spec, key) is not None:
+            raise SpecError(f"only the 'judge' metric takes '{key}', not {name!r}", file=file, where=f"metric.{key}")
     if name == "exact":
         return Metric(name, _exact)
     if name == "label":
@@ -182,6 +213,11 @@ def _built(spec: MetricSpec, file: str | None) -> Metric:
         return Metric(name, _json_fields(spec.fields or (), spec.tolerance), fields=spec.fields or ())
     if name == "assertions":
         return Metric(name, assertions.score, answers=assertions.answer, explains=assertions.describe)
+    if name == "similarity":
+        from migrator import similarity
+
+        similarity.require(file)  # at load, not mid-search: the extra is optional
+        return Metric(name, similarity.score)
     if name.startswith("python:"):
         try:
             return Metric(name, _python(name.removeprefix("python:"), "metric.name"))

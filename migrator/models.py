@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any, Literal
 
-__all__ = ["ModelInfo", "default_mode", "family", "import_litellm", "is_local", "litellm_id", "local_name", "model_info"]
+__all__ = ["ModelInfo", "default_mode", "family", "import_dspy", "import_litellm", "is_local", "litellm_id", "local_name", "model_info"]
 
 _SAMPLING = ("temperature", "top_p", "max_tokens", "seed")
 # Self-hosted OpenAI-compatible servers (llama.cpp, vLLM) take the usual sampling params
@@ -84,6 +84,19 @@ def import_litellm() -> Any:
     litellm.telemetry = False
     litellm.suppress_debug_info = True
     return litellm
+
+
+def import_dspy() -> Any:
+    """dspy, with its disk cache under migrator's cache directory unless the user chose one.
+
+    The one place migrator imports dspy (the proposer's programs, the judge's prompt).
+    dspy reads ``DSPY_CACHEDIR`` when it is first imported, so it is set here, just before,
+    and never at import of migrator.
+    """
+    os.environ.setdefault("DSPY_CACHEDIR", os.path.join(os.path.expanduser("~"), ".cache", "migrator", "dspy"))
+    import dspy
+
+    return dspy
 
 
 def litellm_id(name: str) -> str | None:

@@ -226,6 +226,25 @@ class MetricSpec(_Strict):
     labels: tuple[str, ...] | None = None
     fields: tuple[str, ...] | None = None
     tolerance: float = Field(default=1e-6, ge=0)
+    # the judge metric: which model judges, what a good reply does, and whether it sees the expected reply
+    model: TargetSpec | None = None
+    criteria: str | None = Field(default=None, min_length=1)
+    reference: bool = True
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _model_string(cls, value: Any) -> Any:
+        return {"model": value} if isinstance(value, str) else value
+
+    @model_serializer(mode="wrap")
+    def _without_unused(self, handler: Any) -> Any:
+        # the judge's fields dump only when set: every other metric's spec keeps its hash (and study)
+        dumped = handler(self)
+        if isinstance(dumped, dict):
+            for key, unset in (("model", None), ("criteria", None), ("reference", True)):
+                if dumped.get(key, unset) == unset:
+                    dumped.pop(key, None)
+        return dumped
 
 
 class Budget(_Strict):

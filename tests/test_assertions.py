@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
+from migrator import similarity
 from migrator.assertions import NEEDS_A_MODEL, answer, describe, score, unsupported
 
 
@@ -163,7 +165,7 @@ def test_an_assert_set_scores_as_one_weighted_assertion() -> None:
 
 
 def test_what_needs_a_model_or_is_not_the_reply_is_refused_with_the_reason() -> None:
-    for kind in ("llm-rubric", "factuality", "model-graded-closedqa", "not-similar"):
+    for kind in ("llm-rubric", "factuality", "model-graded-closedqa", "not-g-eval"):
         assert unsupported(_one(kind, "x")[0]) == NEEDS_A_MODEL[kind.removeprefix("not-")]
     assert "objective" in str(unsupported({"type": "latency", "threshold": 500}))
     assert unsupported({"type": "rouge-n", "value": "x"}) == "not translated yet"
@@ -174,6 +176,58 @@ def test_what_needs_a_model_or_is_not_the_reply_is_refused_with_the_reason() -> 
         score("x", _one("llm-rubric", "polite"))
     with pytest.raises(ValueError, match="list"):
         score("x", "positive")  # type: ignore[arg-type]
+
+
+# --- similar: scored with migrator's own embeddings (not promptfoo's OpenAI ones: no parity test) ---
+
+needs_similarity = pytest.mark.skipif(similarity.missing() is not None, reason=str(similarity.missing()))
+REFUND = "Your refund has been processed and will reach your account within 5 business days."
+REPHRASED = "We've issued your refund; expect it in your account in about five working days."
+UNRELATED = "Our store in Leeds opens at 9am on Saturdays."
+
+
+@needs_similarity
+def test_similar_scores_the_cosine_as_promptfoo_does_and_not_similar_its_complement() -> None:
+    close, far = similarity.cosines(REPHRASED, [REFUND, UNRELATED])
+    assert close > 0.75 > far  # promptfoo's default threshold between them
+    assert unsupported(_one("similar", REFUND)[0]) is None
+    assert score(REPHRASED, _one("similar", REFUND)) == pytest.approx(close)
+    (unrelated,) = similarity.cosines(UNRELATED, [REFUND])
+    assert unrelated < 0.75  # a fail: it still scores its cosine
+    assert score(UNRELATED, _one("similar", REFUND)) == pytest.approx(unrelated)
+    assert score(REPHRASED, _one("not-similar", REFUND)) == pytest.approx(1 - close)
+    assert score(REPHRASED, _one("similar:cosine", REFUND)) == score(REPHRASED, _one("similar:dot", REFUND))
+    distance = (2 - 2 * close) ** 0.5  # unit vectors
+    assert score(REPHRASED, _one("similar:euclidean", REFUND)) == pytest.approx(1 / (1 + distance))
+    assert score(REPHRASED, _one("not-similar:euclidean", REFUND)) == pytest.approx(1 - 1 / (1 + distance))
+    assert score("", _one("similar", REFUND)) == score("", _one("not-similar", REFUND)) == 0.0
+
+
+@needs_similarity
+def test_similar_to_a_list_takes_the_first_value_that_passes_else_the_closest() -> None:
+    close, far = similarity.cosines(REPHRASED, [REFUND, UNRELATED])
+    assert score(REPHRASED, _one("similar", [UNRELATED, REFUND])) == pytest.approx(close)
+    # with no value over the threshold: the closest one's score
+    assert score(REPHRASED, _one("similar", [UNRELATED, REFUND], threshold=0.99)) == pytest.approx(close)
+    # a threshold both pass: the first value's score, as promptfoo stops at the first pass
+    assert score(REPHRASED, _one("similar", [UNRELATED, REFUND], threshold=0.0)) == pytest.approx(far)
+    # not-: the first value it is too close to, else the closest
+    assert score(REPHRASED, _one("not-similar", [UNRELATED, REFUND])) == pytest.approx(1 - close)
+    assert score(REPHRASED, _one("not-similar", [UNRELATED, REFUND], threshold=0.99)) == pytest.approx(1 - close)
+    assert score(REPHRASED, _one("not-similar", [UNRELATED], threshold=0.99)) == pytest.approx(1 - far)
+
+
+@needs_similarity
+def test_similar_refuses_values_it_cannot_embed_and_says_when_the_extra_is_missing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert unsupported(_one("similar", [])[0]) == "has no values"
+    assert unsupported(_one("similar", {"a": 1})[0]) == "its value is not a text or a list of texts"
+    assert unsupported(_one("similar", ["a", 2])[0]) == "its value is not a text or a list of texts"
+    assert unsupported(_one("similar", "a", threshold="high")[0]) == "has a threshold that is not a number"
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as when it is not installed
+    reason = str(unsupported(_one("not-similar:cosine", "a")[0]))
+    assert "optional extra `similarity`" in reason and "pip install 'migrator[similarity]'" in reason
 
 
 def test_the_answer_a_demo_shows_is_the_equals_value_or_none() -> None:

@@ -8,7 +8,6 @@ the one module that imports dspy, and only when a proposer runs.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from migrator.dataset import Example
 from migrator.errors import BudgetExhausted
 from migrator.llm import Endpoint, LLMRequest, LLMResponse, request_key
 from migrator.metrics import Metric
+from migrator.models import import_dspy
 from migrator.prompts import PromptTemplate
 
 Complete: TypeAlias = Callable[[LLMRequest], LLMResponse]
@@ -279,15 +279,6 @@ def _inputs_line(inputs: Mapping[str, Any]) -> str:
     return "; ".join(f"{k}: {str(v)[:300]}" for k, v in inputs.items())
 
 
-def _dspy_cachedir() -> None:
-    """Put dspy's disk cache under migrator's cache directory, unless the user chose one.
-
-    dspy reads ``DSPY_CACHEDIR`` when it is first imported, so this runs just before each
-    ``import dspy``, and never at import of migrator.
-    """
-    os.environ.setdefault("DSPY_CACHEDIR", os.path.join(os.path.expanduser("~"), ".cache", "migrator", "dspy"))
-
-
 # How the proposer is asked, in order: rewrite the legacy instruction from its failures;
 # then, for a proposal that failed, write a prompt from scratch from a short brief (a
 # small proposer that apologises or copies an input given the long brief often manages this).
@@ -295,7 +286,7 @@ _FRAMINGS = ("rewrite", "direct")
 
 
 def _signature(framing: str) -> Any:
-    _dspy_cachedir()
+    import_dspy()
     import dspy
 
     class ProposeInstruction(dspy.Signature):  # type: ignore[misc]
@@ -333,7 +324,7 @@ def _client_lm(endpoint: Endpoint, complete: Complete, seed: int) -> Any:
     ``LLMRequest``; the params the model takes pass (DSPy's ``rollout_id`` becomes the
     request seed), and what the client raises (a spent budget included) reaches the caller.
     """
-    _dspy_cachedir()
+    import_dspy()
     import dspy
 
     from migrator.evaluate import seeded
@@ -389,7 +380,7 @@ def _run_proposer(
     ``framings``; the failed attempt stays in the list before it, marked ``"superseded"`` with
     the reason. ``label`` names the proposals to the proposer (and so keeps their requests apart).
     """
-    _dspy_cachedir()
+    import_dspy()
     import dspy
 
     programs = {framing: dspy.Predict(_signature(framing)) for framing in framings}

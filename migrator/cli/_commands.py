@@ -273,10 +273,11 @@ def cache_location(cache: str | None, storage: str, default: Path | None) -> str
 
 
 def models_of(spec: MigrationSpec) -> list[str]:
-    """Every model the run calls: targets, the legacy model, the proposer."""
+    """Every model the run calls: targets, the legacy model, the proposer, the judge."""
     models = [t.model for t in spec.targets] + [spec.app.model]
-    if spec.search_space.prompt.proposer is not None:
-        models.append(spec.search_space.prompt.proposer.model)
+    for other in (spec.search_space.prompt.proposer, spec.metric.model):
+        if other is not None:
+            models.append(other.model)
     return models
 
 
@@ -417,7 +418,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     lock = load_lockfile(args.winner, args.dataset)
     cache = None if args.no_cache else (args.cache or args.winner.parent / "cache.db")
     client = make_client(cache, calls=None, usd=None, space=SearchSpace(), seed=0)
-    with model_servers([lock.target.model], args.winner.parent / "logs") as api_bases:
+    judge = lock.metric.spec.model if lock.metric.spec else None
+    with model_servers([lock.target.model, *([judge.model] if judge else [])], args.winner.parent / "logs") as api_bases:
         ev = evaluate_lockfile(lock, client, args.split, api_bases)
     from migrator.migration import Noise
 

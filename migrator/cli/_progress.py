@@ -83,6 +83,15 @@ def print_table(summary: Mapping[str, Any]) -> None:
     for note in ("legacy_note", "sampling_note"):
         if summary.get(note):
             console.print(f"note: {summary[note]}")
+    judge = summary.get("judge") or {}
+    agree = judge.get("agreement_with_exact")
+    if agree:
+        kappa = f", kappa {agree['kappa']:.2f}" if agree["kappa"] is not None else ""
+        console.print(
+            f"judge {judge['model']}: its pass/fail matches an exact comparison with the expected reply on "
+            f"{agree['agreement']:.0%} of {agree['n']} test replies{kappa}; {agree['exact_matches']} replies were exact, "
+            f"{agree['exact_but_failed']} of them failed by the judge"
+        )
 
 
 def _scores_table(summary: Mapping[str, Any]) -> Any:

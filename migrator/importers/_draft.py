@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from migrator import similarity
 from migrator.errors import SourceError
 
 __all__ = ["DATA_FILE", "PROMPT_FILE", "SPEC_FILE", "Draft", "advice", "check_names", "guess_metric", "render", "rows_with_ids", "slug"]
@@ -75,7 +76,15 @@ def guess_metric(values: Sequence[Any]) -> tuple[dict[str, Any], str]:
         return {"name": "label", "labels": labels}, f"{len(labels)} distinct short answers over {len(texts)} rows: classes"
     if short:
         return {"name": "exact"}, "short answers: exact match after normalising case and spaces"
-    return {"name": "f1"}, "free text: token-overlap F1 against the expected reply (an LLM judge or similarity scores meaning)"
+    if similarity.missing() is None:
+        return {"name": "similarity"}, (
+            "free text: embedding similarity to the expected reply (closeness of wording and topic; "
+            "metric judge, an LLM with criteria, checks what a reply says)"
+        )
+    return {"name": "f1"}, (
+        "free text: token-overlap F1 against the expected reply; pip install 'migrator[similarity]' for "
+        "embedding similarity, or metric judge (an LLM with criteria)"
+    )
 
 
 def _is_number(value: Any) -> bool:

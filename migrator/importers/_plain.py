@@ -157,7 +157,10 @@ def from_messages(
     ids = [row.get("id") for row in records]
     has_ids = all(i is not None for i in ids) and len({str(i) for i in ids}) == len(ids)
     if expected_field is None:
-        metric, why = {"name": "f1"}, "no expected outputs to guess from: token-overlap F1 with the legacy replies; label or exact for classes"
+        metric, why = {"name": "f1"}, (
+            "no expected outputs to guess from: token-overlap F1 with the legacy replies (exact for one-word "
+            "answers); label for classes, similarity or judge for free text"
+        )
     else:
         metric, why = guess_metric([row[expected_field] for row in records])
     shown = source.name if isinstance(source, Path) else source

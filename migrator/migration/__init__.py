@@ -29,10 +29,18 @@ from migrator.migration._plan import (
     calls_per_scored_example,
     plan_migration,
 )
-from migrator.migration._prepare import Prepared, build_setup, default_out_paths, endpoint_for, load_template, prepare
+from migrator.migration._prepare import (
+    Prepared,
+    build_setup,
+    default_out_paths,
+    endpoint_for,
+    judged,
+    load_template,
+    prepare,
+)
 from migrator.migration._run import MigrationResult, run_migration
 from migrator.migration._shared import join_migration
-from migrator.migration._verdict import SAMPLES, Evaluated, Noise, Verdict, judge_on_test, scored
+from migrator.migration._verdict import SAMPLES, Evaluated, Noise, Verdict, judge_on_test, judge_report, scored
 
 __all__ = [
     "SAMPLES",
@@ -53,6 +61,8 @@ __all__ = [
     "endpoint_for",
     "join_migration",
     "judge_on_test",
+    "judge_report",
+    "judged",
     "label_with_legacy",
     "legacy_call",
     "load_template",

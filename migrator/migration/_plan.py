@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 from migrator.dataset import Example
 from migrator.evaluate import Config, build_request
+from migrator.judge import MAX_TOKENS as JUDGE_MAX_TOKENS
+from migrator.judge import Judge
 from migrator.llm import Endpoint
 from migrator.metrics import Metric
 from migrator.migration._legacy import legacy_call
@@ -26,7 +28,7 @@ from migrator.migration._rewrites import _FAILURE_SAMPLE
 from migrator.migration._shared import verdict_reserve
 from migrator.migration._verdict import SAMPLES
 from migrator.models import family, is_local, model_info
-from migrator.prompts import PromptTemplate
+from migrator.prompts import PromptTemplate, format_answer
 from migrator.search import MAX_PLANNED_SPACE, REFLECTION_SAMPLE, SearchSetup, Space
 from migrator.spec import Budget, MigrationSpec
 
@@ -117,12 +119,8 @@ class Plan:
 
 
 def calls_per_scored_example(metric: Metric) -> int:
-    """The model calls ``metric`` makes to score one answer (an LLM judge's).
-
-    Every metric of :mod:`migrator.metrics` scores in process: 0. A judge metric says its
-    count here, and the plan counts its calls (at no known price) on every scored answer.
-    """
-    return 0
+    """The model calls ``metric`` makes to score one answer: 1 for the LLM judge, 0 for the rest."""
+    return metric.calls_per_answer
 
 
 def plan_migration(prepared: Prepared) -> Plan:
@@ -171,9 +169,13 @@ def plan_migration(prepared: Prepared) -> Plan:
     )
     # the planner ends the search once it has scored every config
     trials = min(spec.budget.trials, configs[1]) if sampler == "linear planner" else spec.budget.trials
-    search, binding = _search_stage(spec, trials, configs[1], len(targets), n_dev, reserve + sampling, dearest, others)
+    per_answer = 1 + calls_per_scored_example(prepared.metric)
+    search, binding = _search_stage(
+        spec, trials, configs[1], len(targets), n_dev, reserve + sampling, dearest, others, per_answer
+    )
     steps = (*others[:2], search, *others[2:])
-    stages = (*steps, _judge_stage(prepared, steps, families, rewrites, reflecting))
+    judge_price = _judge_price(setup, rows)
+    stages = (*steps, _judge_stage(prepared, steps, families, rewrites, reflecting, judge_price))
 
     calls = sum(s.calls for s in stages)
     usd = _sum(*(s.usd for s in stages))
@@ -181,7 +183,7 @@ def plan_migration(prepared: Prepared) -> Plan:
         calls = min(calls, spec.budget.calls)
     if usd is not None and spec.budget.usd is not None:
         usd = min(usd, spec.budget.usd)
-    called = [*prices.values(), proposer_price, legacy_price]
+    called = [*prices.values(), proposer_price, legacy_price, judge_price]
     unpriced = tuple(dict.fromkeys(p.model for p in called if p is not None and p.usd is None))
     return Plan(
         name=spec.name,
@@ -485,10 +487,26 @@ def _legacy_stage(setup: SearchSetup, prepared: Prepared, price: CallPrice | Non
     return Stage("legacy", n_test, _times(n_test, price), detail)
 
 
+def _judge_price(setup: SearchSetup, rows: Sequence[Example]) -> CallPrice | None:
+    """A judge call's price: its prompt with the row and a reply as long as the expected one, and its output cap."""
+    judge = setup.metric.grader
+    if not isinstance(judge, Judge):
+        return None
+    chars = statistics.fmean(
+        sum(len(c) for _, c in judge.request(ex, format_answer(ex.expected)).messages) for ex in rows
+    )
+    return _priced(judge.endpoint, _tokens(chars), JUDGE_MAX_TOKENS)
+
+
 def _judge_stage(
-    prepared: Prepared, stages: Sequence[Stage], families: Mapping[str, str], rewrites: int, reflections: int
+    prepared: Prepared,
+    stages: Sequence[Stage],
+    families: Mapping[str, str],
+    rewrites: int,
+    reflections: int,
+    price: CallPrice | None,
 ) -> Stage:
-    """The metric's own calls on every answer the run scores (an LLM judge's; none so far)."""
+    """The metric's own calls on every answer the run scores: an LLM judge's (``judge`` metric)."""
     per_answer = calls_per_scored_example(prepared.metric)
     by_name = {s.name: s.calls for s in stages}
     scored = by_name["search"] + by_name["verdict"] + by_name["legacy"]
@@ -497,8 +515,10 @@ def _judge_stage(
     name = prepared.metric.name
     if not per_answer:
         return Stage("judge", 0, 0.0, f"metric {name} scores without a model call")
+    model = price.model if price is not None else "the judge"
+    calls = per_answer * scored
     return Stage(
-        "judge", per_answer * scored, None, f"metric {name}: {per_answer} calls per scored answer x {scored} answers"
+        "judge", calls, _times(calls, price), f"{model}: {per_answer} call per scored answer x {scored} answers"
     )
 
 
@@ -518,11 +538,14 @@ def _search_stage(
     kept: int,
     dearest: CallPrice,
     others: Sequence[Stage],
+    per_answer: int = 1,
 ) -> tuple[Stage, _Binding]:
     """The trials on dev, as many as the budgets leave; which budget binds, and why.
 
     ``kept`` is what the search keeps back for the verdict; the warm starts (the legacy
     prompt on each target) run on it all the same: without them there is no baseline.
+    ``per_answer``: calls per scored answer (2 where an LLM judge scores each), so a calls
+    budget pays for that many fewer answers.
     """
     budget = spec.budget
     wanted = trials * n_dev
@@ -534,14 +557,16 @@ def _search_stage(
         limits = [
             (wanted, "trials", f"{budget.trials} trials x {n_dev} dev rows = {wanted} calls fit the other budgets")
         ]
-    before_search = sum(s.calls for s in others if s.name in ("labels", "rewrites", "reflections"))
+    # labels are not judged; the rewrites' and reflections' checks on samples are (their proposer calls counted as if too)
+    before_search = sum(s.calls * (1 if s.name == "labels" else per_answer) for s in others if s.name in ("labels", "rewrites", "reflections"))
     if budget.calls is not None:
-        left = budget.calls - before_search - kept
-        warm = min(n_targets * n_dev, budget.calls - before_search)
+        left = (budget.calls - before_search) // per_answer - kept
+        warm = min(n_targets * n_dev, (budget.calls - before_search) // per_answer)
         spent = f"the verdict's {kept}" + (
             f" and {before_search} before the search (labels, rewrites, reflections)" if before_search else ""
         )
-        why = f"budget.calls {budget.calls} leaves {left} for the search after {spent}, fewer than {trials} trials x {n_dev} dev rows = {wanted}"
+        judged = f" answers (each with its judge's call: {per_answer} calls)" if per_answer > 1 else ""
+        why = f"budget.calls {budget.calls} leaves {left}{judged} for the search after {spent}, fewer than {trials} trials x {n_dev} dev rows = {wanted}"
         if left < warm:
             left = max(0, warm)
             why = f"budget.calls {budget.calls} pays for the warm starts only ({left} calls, on the verdict's reserve of {kept})"

@@ -14,6 +14,7 @@ from typing import Literal
 from migrator.candidates import DemoPool, PromptCandidate, apply_transforms
 from migrator.dataset import Example, Splits, load_examples, split_examples
 from migrator.errors import SpecError, TemplateError
+from migrator.judge import attach
 from migrator.llm import Endpoint
 from migrator.metrics import Metric, build_metric
 from migrator.models import default_mode, import_litellm, is_local, local_name, model_info
@@ -102,7 +103,7 @@ def prepare(spec: MigrationSpec) -> Prepared:
 
 
 def _check_keys(spec: MigrationSpec) -> None:
-    """Every target's (and the proposer's) key variable is set: without it no call can be made.
+    """Every target's (and the proposer's and the judge's) key variable is set: without it no call can be made.
 
     The legacy model is left out: it may be unreachable, and the run says so and goes on.
     """
@@ -110,6 +111,8 @@ def _check_keys(spec: MigrationSpec) -> None:
     fields = [(f"targets.{i}.api_key_env", t.api_key_env) for i, t in enumerate(spec.targets)]
     if spec.search_space.prompt.proposer is not None:
         fields.append(("search_space.prompt.proposer.api_key_env", spec.search_space.prompt.proposer.api_key_env))
+    if spec.metric.model is not None:
+        fields.append(("metric.model.api_key_env", spec.metric.model.api_key_env))
     for where, name in fields:
         if name and not os.environ.get(name):
             raise SpecError(f"the environment variable {name} that should hold the key is not set", file=spec.source_file, where=where)
@@ -122,6 +125,8 @@ def _check_providers(spec: MigrationSpec) -> None:
     proposer = spec.search_space.prompt.proposer
     if proposer is not None:
         fields.append(("search_space.prompt.proposer", proposer.model, proposer.api_base))
+    if spec.metric.model is not None:
+        fields.append(("metric.model", spec.metric.model.model, spec.metric.model.api_base))
     # packaged local models and the fake provider (migrator.testing) are no litellm provider
     hosted = [(f, m) for f, m, base in fields if not base and not is_local(m) and not m.startswith("fake/")]
     if not hosted:
@@ -150,12 +155,18 @@ def build_setup(prepared: Prepared, api_bases: Mapping[str, str]) -> SearchSetup
     return SearchSetup(
         spec=spec,
         dev=prepared.splits.dev,
-        metric=prepared.metric,
+        metric=judged(prepared.metric, api_bases),
         prompts=prepared.prompts,
         demo_pool=DemoPool(prepared.splits.train, seed=spec.seed, answer=prepared.metric.answer),
         endpoints=endpoints,
         accepts={m: model_info(m, api_base=e.api_base).accepts for m, e in endpoints.items()},
     )
+
+
+def judged(metric: Metric, api_bases: Mapping[str, str]) -> Metric:
+    """``metric`` with its LLM judge attached (the judge metric), at the address it is served at this run."""
+    judge_spec = metric.spec.model if metric.spec is not None else None
+    return attach(metric, endpoint_for(judge_spec, api_bases) if judge_spec is not None else None)
 
 
 def default_out_paths(out_dir: Path) -> dict[str, str]:

@@ -29,13 +29,15 @@ from migrator.evaluate import (
     sampled,
     summarize,
 )
+from migrator.judge import Judge, agreement_on, judge_prompt
 from migrator.llm import LLMClient
 from migrator.migration._legacy import LegacyCall, legacy_call
+from migrator.migration._prepare import Prepared, judged
 from migrator.models import is_local
 from migrator.search import SearchResult, SearchSetup, TrialOutcome, best_trials
 from migrator.stats import PairedTest, bootstrap_ci, paired_test
 
-__all__ = ["SAMPLES", "Evaluated", "Noise", "Verdict", "judge_on_test", "sample_count", "score_samples", "scored"]
+__all__ = ["SAMPLES", "Evaluated", "Noise", "Verdict", "judge_on_test", "judge_report", "sample_count", "score_samples", "scored"]
 
 Progress = Callable[[str, Mapping[str, Any]], None]
 
@@ -373,3 +375,28 @@ class _Legacy:
             reason = results[0].error.removeprefix(f"{model}: ").splitlines()[0][:240]
             return None, f"legacy model {model} is unreachable, so the app as it runs today has no live score ({reason})"
         return scored("legacy", self.config, None, results, seed, None), ""
+
+
+def judge_report(prepared: Prepared, verdict: Verdict) -> dict[str, Any] | None:
+    """What the judge metric did: its model, criteria and whole prompt, and how often its pass/fail
+    matches an exact comparison with the expected reply on the test replies of the verdict's
+    configs (those scored on one sample each, so that reply and score belong together)."""
+    judge = judged(prepared.metric, {}).grader
+    if not isinstance(judge, Judge):
+        return None
+    evaluations = [verdict.winner, verdict.baseline, verdict.legacy, *verdict.finalists, *verdict.baselines_by_target.values()]
+    replies = [
+        (r.example_id, r.output, r.score)
+        for ev in evaluations
+        if ev is not None and ev.noise is None
+        for r in ev.results
+        if r.error is None
+    ]
+    found = agreement_on(replies, {ex.id: ex.expected for ex in prepared.splits.test})
+    return {
+        "model": judge.endpoint.model,
+        "criteria": judge.criteria,
+        "reference": judge.reference,
+        "prompt": judge_prompt(judge),
+        "agreement_with_exact": found.as_dict() if found is not None else None,
+    }

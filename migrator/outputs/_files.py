@@ -109,6 +109,8 @@ def _sampled_without_seed(result: MigrationResult) -> list[str]:
 
 def summary_dict(result: MigrationResult, mlflow: Mapping[str, Any], files: Mapping[str, Path]) -> dict[str, Any]:
     """Everything a reviewer or a tool reads about the run (fields in DESIGN.md)."""
+    from migrator.migration import judge_report
+
     stats = result.stats
     return {
         "migrator_version": __version__,
@@ -129,6 +131,7 @@ def summary_dict(result: MigrationResult, mlflow: Mapping[str, Any], files: Mapp
         "winner_vs_same_target": _paired(result.verdict.paired_same_target),
         "sampling_note": result.verdict.sampling_note or None,
         "labels": result.labels.as_dict() if result.labels else {"source": "dataset"},
+        "judge": judge_report(result.prepared, result.verdict),
         "pareto": [
             {
                 "trial": o.number,

@@ -280,14 +280,15 @@ def evaluate_lockfile(lock: Lockfile, client: LLMClient, split: str, api_bases: 
     the same seeded samples per example, their mean, and the spread as its noise.
     """
     from migrator.evaluate import evaluate_samples, merge_samples, sampled, summarize
-    from migrator.migration import SAMPLES, Noise, endpoint_for, scored
+    from migrator.migration import SAMPLES, Noise, endpoint_for, judged, scored
 
     endpoint = endpoint_for(lock.target, api_bases or {})
+    metric = judged(lock.metric, api_bases or {})
     samples = range(SAMPLES if sampled(lock.config) else 1)
     with asyncio.Runner() as runner:
         per_sample = runner.run(
             evaluate_samples(
-                client, lock.config, endpoint, lock.template, lock.splits.get(split), lock.metric, lock.demos_for,
+                client, lock.config, endpoint, lock.template, lock.splits.get(split), metric, lock.demos_for,
                 samples=samples, seed=lock.seed,
             )
         )  # fmt: skip

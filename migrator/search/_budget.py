@@ -32,6 +32,8 @@ class SearchBudget:
         local = all(is_local(m) for m in setup.endpoints)
         self.concurrency = 1 if local else setup.space.concurrency
         self.latencies: list[float] = []
+        # calls per scored answer: the target's, and an LLM judge's
+        self.per_answer = 1 + setup.metric.calls_per_answer
 
     def observe(self, results: Sequence[ExampleResult]) -> None:
         """Learn how long a paid call takes, to keep time back for the test verdict."""
@@ -39,8 +41,9 @@ class SearchBudget:
 
     @property
     def reserve_calls(self) -> int:
-        """Calls kept back for the verdict: always its test scoring, and its re-samples while they may be needed."""
-        return self.fixed_reserve + (self.sampling_calls if self.sampling_kept else 0)
+        """Calls kept back for the verdict: always its test scoring, and its re-samples while they may be needed
+        (each answer with its judge's call, where the metric is a judge)."""
+        return (self.fixed_reserve + (self.sampling_calls if self.sampling_kept else 0)) * self.per_answer
 
     def progress(self, counted: int) -> float:
         """How far the search is through its budgets: the largest share of any one spent (0 to 1).
@@ -67,14 +70,15 @@ class SearchBudget:
         Args:
             keep_reserve: count what the test verdict will need as spent already. Off
                 while the warm-start trials run: without them there is no baseline.
-            upcoming: calls about to be sent (the next chunk); a budget that cannot pay
-                for them all is spent, so a chunk never eats into the verdict's reserve.
+            upcoming: answers about to be asked for (the next chunk), each with its judge's
+                call; a budget that cannot pay for them all is spent, so a chunk never eats
+                into the verdict's reserve.
         """
         budget, spent = self.budget, self.ledger.spent()
         # retries count too: the verdict will need its calls times the attempts per answer seen so far
         attempts_per_answer = max(1.0, self.stats.sent / self.stats.made) if self.stats.made else 1.0
         kept = math.ceil(self.reserve_calls * attempts_per_answer) if keep_reserve else 0
-        reserve = kept + max(upcoming - 1, 0)
+        reserve = kept + max(upcoming * self.per_answer - 1, 0)
         if budget.minutes is not None:
             # the median, because a model's first calls include loading it
             per_call = statistics.median(self.latencies) if self.latencies else 0.0

@@ -29,6 +29,12 @@ something real to find:
 - ``fake/proposer-shy``: refuses when shown failures (DSPy's long brief, GEPA's reflection
   prompt), and writes a prompt when asked in the short framing.
 
+- ``fake/judge``: an LLM judge answering DSPy's chat format (``migrator.judge``): 5 when
+  the reply is the reference reply (or, with no reference, the input's true label), else 1.
+- ``fake/judge-lenient``: a judge that passes every reply (5): its agreement with exact
+  labels is what shows it is useless.
+- ``fake/judge-mumble``: a judge that answers no score at all.
+
 Each proposer also answers GEPA's instruction-proposal prompt (a reflection), with the
 instruction in a fenced block that names the labels its feedback lists.
 
@@ -128,6 +134,21 @@ def _dspy_field(text: str, name: str) -> str:
 
 
 _PROPOSERS = ("proposer", "proposer-bad", "proposer-copy", "proposer-refuse", "proposer-shy")
+_JUDGES = ("judge", "judge-lenient", "judge-mumble")
+
+
+def _judge(kind: str, messages: Sequence[dict[str, Any]]) -> str:
+    """A judge's reply in DSPy's chat format: a reason and a 1-5 score."""
+    if kind == "judge-mumble":
+        return "The reply seems mostly fine to me, I suppose."
+    last = str(messages[-1].get("content", "")) if messages else ""
+    # the reply is the last field: DSPy's closing instruction follows it after a blank line
+    reply, reference = _dspy_field(last, "reply").split("\n\n")[0], _dspy_field(last, "reference_reply")
+    want = reference or true_label(_dspy_field(last, "app_input"))
+    right = reply.strip().lower() == want.strip().lower()
+    score = 5 if kind == "judge-lenient" or right else 1
+    reason = f"the reply {'matches' if right else 'differs from'} the expected {want!r}"
+    return f"[[ ## reason ## ]]\n{reason}\n\n[[ ## score ## ]]\n{score}\n\n[[ ## completed ## ]]"
 
 
 # GEPA's instruction proposal prompt ends by asking for the instruction in a fenced block
@@ -174,6 +195,8 @@ def _propose(kind: str, messages: Sequence[dict[str, Any]]) -> str:
 def _reply(profile_name: str, messages: Sequence[dict[str, Any]], params: dict[str, Any]) -> str:
     if profile_name in _PROPOSERS:
         return _propose(profile_name, messages)
+    if profile_name in _JUDGES:
+        return _judge(profile_name, messages)
     if profile_name == "echo":
         users = [m for m in messages if m.get("role") == "user"]
         return str(users[-1]["content"]) if users else ""
@@ -207,7 +230,7 @@ def _handler_class() -> type:
             name, _, _ = model.removeprefix("fake/").partition("@")
             if name == "down":
                 raise litellm.APIConnectionError(message="fake/down is unreachable", llm_provider="fake", model=model)
-            if name not in PROFILES and name not in ("echo", *_PROPOSERS):
+            if name not in PROFILES and name not in ("echo", *_PROPOSERS, *_JUDGES):
                 raise litellm.NotFoundError(message=f"unknown fake model {model!r}", llm_provider="fake", model=model)
             text = _reply(name, messages, optional_params)
             cap = optional_params.get("max_tokens")

@@ -59,11 +59,19 @@ def test_migrators_own_prompt_file_is_referred_to_not_copied(tmp_path: Path) -> 
         ([3, 4.5, "7"], "numeric"),
         ([{"total": 3, "currency": "EUR"}, {"total": 1}], "json_fields"),
         (["Paris", "Berlin", "Rome"], "exact"),
-        (["Thanks for writing in, your refund is on its way and should arrive within five days."] * 2, "f1"),
+        (["Thanks for writing in, your refund is on its way and should arrive within five days."] * 2, "similarity"),
     ],
 )
 def test_the_metric_is_guessed_from_the_expected_outputs(values: list[object], metric: str) -> None:
     assert guess_metric(values)[0]["name"] == metric
+
+
+def test_free_text_without_the_similarity_extra_gets_f1_and_the_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as when it is not installed
+    metric, why = guess_metric(["Thanks for writing in, your refund is on its way and should arrive soon."] * 2)
+    assert metric == {"name": "f1"} and "pip install 'migrator[similarity]'" in why
 
 
 def test_a_variable_the_rows_lack_names_the_prompt_file(tmp_path: Path) -> None:

