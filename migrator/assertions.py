@@ -35,7 +35,7 @@ import yaml
 
 from migrator import similarity
 
-__all__ = ["NEEDS_A_MODEL", "answer", "describe", "score", "unsupported"]
+__all__ = ["NEEDS_A_MODEL", "RUBRIC", "answer", "describe", "rubrics", "score", "unsupported"]
 
 # The raw result of one check: pass or fail, a script's own score, or None when the check
 # itself failed (an invalid regex or schema, a script that raised): promptfoo fails those
@@ -47,10 +47,11 @@ _Check = Callable[[str, Mapping[str, Any]], _Raw]
 # llm-rubric and nothing else becomes the judge metric (migrator.judge, in the importer); here a
 # model-backed check plugs in as a check in _CHECKS that takes its grader (as `similar` does,
 # with migrator.similarity); until then the importer lists these as not translated, with the reason.
+# scored by the judge (``migrator.judge.RubricGrader``), which passes ``score`` its grades
+RUBRIC = "llm-rubric"
 NEEDS_A_MODEL: dict[str, str] = {
     **dict.fromkeys(
         (
-            "llm-rubric",
             "agent-rubric",
             "trajectory:goal-success",
             "factuality",
@@ -67,7 +68,7 @@ NEEDS_A_MODEL: dict[str, str] = {
             "max-score",
             "pi",
         ),
-        "needs an LLM judge per assertion: migrator's judge metric takes over only a suite scored by one llm-rubric alone",
+        "needs an LLM judge migrator does not have for this kind (its judge grades llm-rubric)",
     ),
     "classifier": "needs a classifier model",
     "moderation": "needs a moderation model",
@@ -843,6 +844,11 @@ def unsupported(assertion: Mapping[str, Any]) -> str | None:
         if assertion.get(key):
             return f"transforms the reply first (`{key}`)"
     base = kind.removeprefix("not-")
+    if base == RUBRIC:
+        if kind != RUBRIC:
+            return f"`{kind}` is not translated (the judge scores `{RUBRIC}` only)"
+        value = assertion.get("value")
+        return None if isinstance(value, str) and value.strip() else "has no rubric text as its `value`"
     if base in NEEDS_A_MODEL:
         return NEEDS_A_MODEL[base]
     if base in _NOT_THE_REPLY:
@@ -887,8 +893,23 @@ def _unscoreable(base: str, assertion: Mapping[str, Any]) -> str | None:
     return None
 
 
-def score(output: str, assertions: Sequence[Mapping[str, Any]]) -> float:
+def rubrics(assertions: Any) -> list[str]:
+    """The ``llm-rubric`` texts among a test's assertions (assert-sets included), each once, in order."""
+    found: list[str] = []
+    for assertion in assertions if isinstance(assertions, list) else ():
+        if not isinstance(assertion, Mapping):
+            continue
+        if assertion.get("type") == "assert-set":
+            found += rubrics(assertion.get("assert"))
+        elif assertion.get("type") == RUBRIC and isinstance(assertion.get("value"), str):
+            found.append(assertion["value"])
+    return list(dict.fromkeys(found))
+
+
+def score(output: str, assertions: Sequence[Mapping[str, Any]], graded: Mapping[str, float] | None = None) -> float:
     """The reply's score on a test's assertions, as promptfoo scores the test (in [0, 1]).
+
+    ``graded``: each ``llm-rubric``'s score from the judge (``migrator.judge``), by rubric text.
 
     Raises:
         ValueError: ``assertions`` is not a list of assertions, or holds one ``unsupported``
@@ -900,22 +921,27 @@ def score(output: str, assertions: Sequence[Mapping[str, Any]]) -> float:
         )
     if not assertions:
         return 1.0  # promptfoo passes a test with no assertions
-    return min(1.0, max(0.0, _mean(output, assertions)))
+    return min(1.0, max(0.0, _mean(output, assertions, graded or {})))
 
 
-def _mean(output: str, assertions: Sequence[Mapping[str, Any]]) -> float:
+def _mean(output: str, assertions: Sequence[Mapping[str, Any]], graded: Mapping[str, float]) -> float:
     total = weights = 0.0
     for assertion in assertions:
         weight = float(assertion.get("weight", 1))
-        total += _one(output, assertion) * weight
+        total += _one(output, assertion, graded) * weight
         weights += weight
     return total / weights if weights > 0 else 0.0
 
 
-def _one(output: str, assertion: Mapping[str, Any]) -> float:
+def _one(output: str, assertion: Mapping[str, Any], graded: Mapping[str, float]) -> float:
     kind = str(assertion.get("type"))
     if kind == "assert-set":
-        return _mean(output, assertion.get("assert") or [])
+        return _mean(output, assertion.get("assert") or [], graded)
+    if kind == RUBRIC:
+        rubric = assertion.get("value")
+        if not isinstance(rubric, str) or rubric not in graded:
+            raise ValueError(f"an {RUBRIC} needs the judge: set metric.model to the model that grades it ({rubric!r})")
+        return graded[rubric]
     check = _CHECKS.get(kind.removeprefix("not-"))
     try:
         if check is None:

@@ -27,6 +27,7 @@ __all__ = [
     "BudgetExhausted",
     "DatasetError",
     "InputError",
+    "JudgeFailed",
     "LLMBadRequestError",
     "LLMError",
     "LLMProviderError",
@@ -87,6 +88,10 @@ class LLMError(MigratorError):
     def __init__(self, message: str, *, model: str = "") -> None:
         self.model = model
         super().__init__(f"{model}: {message}" if model else message)
+
+
+class JudgeFailed(LLMError):
+    """The judge metric's model could not grade a reply (after the client's retries): the reply is not scored."""
 
 
 class LLMRateLimitError(LLMError):

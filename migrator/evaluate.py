@@ -171,7 +171,11 @@ async def _one(
         # A reply that stays broken after retries is a wrong answer, counted, not a crash.
         return ExampleResult(example.id, "", 0.0, error=redact(str(exc))[:500])
     if metric.grader is not None:
-        score, judged = await metric.grader.grade(client, example, response.text)
+        try:
+            score, judged = await metric.grader.grade(client, example, response.text)
+        except LLMError as exc:
+            # the judge could not grade it: a failed example (counted as such), not a reply scored 0
+            return ExampleResult(example.id, response.text, 0.0, response.cost_usd, response.latency_s, error=redact(str(exc))[:500])
     else:
         score, judged = metric.score(response.text, example.expected), ""
     return ExampleResult(

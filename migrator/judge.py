@@ -13,14 +13,16 @@ The judge answers a score from 1 to 5 and a one-sentence reason; the metric's sc
 
 from __future__ import annotations
 
+import asyncio
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from migrator import assertions
 from migrator.dataset import Example
-from migrator.errors import BudgetExhausted, LLMError
+from migrator.errors import BudgetExhausted, JudgeFailed, LLMError
 from migrator.llm import Endpoint, LLMClient, LLMRequest
 from migrator.metrics import Metric
 from migrator.models import import_dspy, model_info
@@ -35,10 +37,12 @@ __all__ = [
     "PASS_SCORE",
     "Judge",
     "JudgeAgreement",
+    "RubricGrader",
     "agreement",
     "agreement_on",
     "attach",
     "exact_match",
+    "judge_of",
     "judge_prompt",
     "parse_verdict",
 ]
@@ -47,8 +51,10 @@ __all__ = [
 CALLS_PER_ANSWER = 1
 # a reply the judge scores 3 of 5 or more passes: (3 - 1) / 4
 PASS_SCORE = 0.5
-MAX_TOKENS = 200
+MAX_TOKENS = 300
 
+# what the rubric grader's prompt shows as its criteria: each test's own rubric goes there
+RUBRIC_CRITERIA = "{the test's llm-rubric}"
 DEFAULT_CRITERIA = (
     "The reply does what the reference reply does: it states the same facts, the same decision and the "
     "same next step for the customer, in the same format. Wording, tone and length may differ."
@@ -102,16 +108,18 @@ class Judge:
         return LLMRequest(self.endpoint, messages=turns, params=tuple(sorted(params.items())))
 
     async def grade(self, client: LLMClient, example: Example, reply: str) -> tuple[float, str]:
-        """The score in [0, 1] and the judge's reason; a judge that fails or answers no score gives 0, and says so.
+        """The score in [0, 1] and the judge's reason; a judge that answers no score gives 0, and says so.
 
         A spent budget propagates, like any call's.
+        A judge that cannot be reached after the client's retries raises :class:`JudgeFailed`:
+        the reply is then not scored (a failed example), rather than scored 0.
         """
         try:
             response = await client.complete(self.request(example, strip_fences(reply)))
         except BudgetExhausted:
             raise
         except LLMError as exc:
-            return 0.0, "judge failed: " + redact(str(exc))[:300]
+            raise JudgeFailed(f"judge {self.endpoint.model} failed: " + redact(str(exc))[:300]) from None
         score, reason = parse_verdict(response.text)
         if score is None:
             return 0.0, "judge gave no score: " + response.text.strip()[:300]
@@ -146,12 +154,42 @@ def judge_prompt(judge: Judge) -> str:
     return "\n\n".join(f"[{m['role']}]\n{m['content']}" for m in turns)
 
 
+@dataclass(frozen=True)
+class RubricGrader:
+    """The ``assertions`` metric with a judge: each test's ``llm-rubric``\ s graded by the judge (the
+    rubric its criteria, no reference reply, as promptfoo grades them), then the test scored as promptfoo does."""
+
+    endpoint: Endpoint
+
+    async def grade(self, client: LLMClient, example: Example, reply: str) -> tuple[float, str]:
+        texts = assertions.rubrics(example.expected)
+        graded = await asyncio.gather(
+            *(Judge(self.endpoint, rubric, reference=False).grade(client, example, reply) for rubric in texts)
+        )
+        score = assertions.score(reply, example.expected, {t: g[0] for t, g in zip(texts, graded, strict=True)})
+        return score, "; ".join(f"{t[:80]}: {why}" for t, (_, why) in zip(texts, graded, strict=True))
+
+
+def judge_of(grader: Any) -> Judge | None:
+    """The judge a metric's grader calls, as its prompt and price are shown (a rubric grader's: each test's rubric)."""
+    if isinstance(grader, Judge):
+        return grader
+    if isinstance(grader, RubricGrader):
+        return Judge(grader.endpoint, RUBRIC_CRITERIA, reference=False)
+    return None
+
+
 def attach(metric: Metric, endpoint: Endpoint | None) -> Metric:
-    """``metric`` with its judge, when it is the judge metric: the spec's criteria, calling ``endpoint``."""
-    if metric.name != "judge" or endpoint is None or metric.spec is None:
+    """``metric`` with its judge calling ``endpoint``: the judge metric's (the spec's criteria), or
+    the ``assertions`` metric's, which grades each test's ``llm-rubric``."""
+    if endpoint is None or metric.spec is None:
         return metric
     spec = metric.spec
-    return replace(metric, grader=Judge(endpoint, spec.criteria or DEFAULT_CRITERIA, spec.reference))
+    if metric.name == "judge":
+        return replace(metric, grader=Judge(endpoint, spec.criteria or DEFAULT_CRITERIA, spec.reference))
+    if metric.name == "assertions":
+        return replace(metric, grader=RubricGrader(endpoint))
+    return metric
 
 
 @dataclass(frozen=True)

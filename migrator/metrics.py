@@ -57,8 +57,10 @@ class Metric:
 
     @property
     def calls_per_answer(self) -> int:
-        """Model calls to score one answer: 0 in process, 1 for an LLM judge's."""
-        return int(self.name == "judge")
+        """Model calls to score one answer: 0 in process, 1 for an LLM judge's (``assertions`` with a
+        judge: one per llm-rubric, counted as one, the usual test's)."""
+        judged = self.name == "judge" or (self.name == "assertions" and self.spec is not None and self.spec.model is not None)
+        return int(judged)
 
     def answer(self, expected: Any) -> str | None:
         """The reply a demo shows for this expected value; None when it has no literal one (demo pools skip the row)."""
@@ -196,7 +198,7 @@ def _built(spec: MetricSpec, file: str | None) -> Metric:
         # with no reference the expected value is no reply: demos skip it, and a proposer reads the criteria
         criteria = spec.criteria or ""
         return Metric(name, _exact, answers=_no_answer, explains=lambda _: criteria)
-    for key in ("model", "criteria"):
+    for key in ("criteria",) if name == "assertions" else ("model", "criteria"):
         if getattr(spec, key) is not None:
             raise SpecError(f"only the 'judge' metric takes '{key}', not {name!r}", file=file, where=f"metric.{key}")
     if name == "exact":

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from migrator import similarity
-from migrator.assertions import NEEDS_A_MODEL, answer, describe, score, unsupported
+from migrator.assertions import NEEDS_A_MODEL, answer, describe, rubrics, score, unsupported
 
 
 def _one(kind: str, value: Any = None, **extra: Any) -> list[dict[str, Any]]:
@@ -161,19 +161,35 @@ def test_an_assert_set_scores_as_one_weighted_assertion() -> None:
     ]
     assert score("a c", checks) == pytest.approx((0.5 * 3 + 1) / 4)
     assert unsupported(checks[0]) is None
-    assert unsupported({"type": "assert-set", "assert": [{"type": "llm-rubric", "value": "x"}]})
+    assert unsupported({"type": "assert-set", "assert": [{"type": "factuality", "value": "x"}]})
 
 
 def test_what_needs_a_model_or_is_not_the_reply_is_refused_with_the_reason() -> None:
-    for kind in ("llm-rubric", "factuality", "model-graded-closedqa", "not-g-eval"):
+    for kind in ("factuality", "model-graded-closedqa", "not-g-eval"):
         assert unsupported(_one(kind, "x")[0]) == NEEDS_A_MODEL[kind.removeprefix("not-")]
+    # llm-rubric is graded by the judge; its not- form and an empty rubric are not
+    assert unsupported(_one("llm-rubric", "polite")[0]) is None
+    assert "not translated" in str(unsupported(_one("not-llm-rubric", "rude")[0]))
+    assert unsupported({"type": "llm-rubric", "value": " "}) == "has no rubric text as its `value`"
     assert "objective" in str(unsupported({"type": "latency", "threshold": 500}))
     assert unsupported({"type": "rouge-n", "value": "x"}) == "not translated yet"
     assert unsupported({"type": "contains", "value": "x", "transform": "output.trim()"})
     assert unsupported({"type": "contains"}) == "has no `value`"
     assert unsupported({"type": "regex", "value": "(unclosed"}) == "a regex Python cannot compile"
-    with pytest.raises(ValueError, match="llm-rubric"):
-        score("x", _one("llm-rubric", "polite"))
+    with pytest.raises(ValueError, match="needs the judge"):
+        score("x", _one("llm-rubric", "polite"))  # with no grade from the judge
+
+
+def test_a_rubric_counts_with_the_judges_grade_beside_the_other_checks() -> None:
+    checks = [
+        {"type": "icontains", "value": "refund"},
+        {"type": "assert-set", "assert": [{"type": "llm-rubric", "value": "polite"}, {"type": "contains", "value": "!"}]},
+        {"type": "llm-rubric", "value": "states the amount", "weight": 2},
+    ]
+    assert rubrics(checks) == ["polite", "states the amount"]
+    graded = {"polite": 0.75, "states the amount": 0.0}
+    # (1 + (0.75 + 0) / 2 + 0 * 2) / 4
+    assert score("Your refund is sent", checks, graded) == pytest.approx((1 + 0.375) / 4)
     with pytest.raises(ValueError, match="list"):
         score("x", "positive")  # type: ignore[arg-type]
 

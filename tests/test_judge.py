@@ -109,20 +109,45 @@ def test_a_judge_that_gives_no_score_scores_zero_and_says_why(tmp_path: Path) ->
     assert results[0].score == 0.0 and results[0].judged.startswith("judge gave no score")
 
 
-def test_a_calls_budget_pays_for_the_judge_too(write_spec: SpecWriter, tmp_path: Path) -> None:
+@pytest.mark.parametrize("calls", [300, 400])
+def test_a_calls_budget_pays_for_the_judge_too(write_spec: SpecWriter, tmp_path: Path, calls: int) -> None:
     spec = write_spec(
         rows=60,
+        app={"model": "fake/weak"},  # a legacy model that answers: the verdict scores it too, if the budget pays
         metric={"name": "judge", "model": "fake/judge", "labels": None},
-        budget={"trials": 40, "finalists": 2, "calls": 400},
+        budget={"trials": 40, "finalists": 2, "calls": calls},
         search_space={"temperature": None},
     )
     summary = _run(spec, tmp_path / "out", "--no-tracking")
-    assert summary["budget"]["spent"]["calls"] <= 400
-    assert summary["winner"] is not None  # the verdict's reserve held, judge calls included
+    assert summary["budget"]["spent"]["calls"] <= calls
+    # the verdict's reserve held, judge calls included: the baseline and the finalists were all scored on test
+    assert summary["winner"] is not None and summary["baseline"] is not None
+    assert all(f["test_score"] is not None for f in summary["finalists"])
     plan = plan_migration(prepare(load_spec(spec)))
-    # the dry run counts a judge call per scored answer, and the search's answers fit the budget with them
+    # the dry run counts a judge call per scored answer, and the answers it plans fit the budget with them
     assert plan.stage("judge").calls >= plan.stage("search").calls + plan.stage("verdict").calls
-    assert 2 * (plan.stage("search").calls + plan.stage("verdict").calls) <= 400 + plan.stage("verdict").calls
+    assert 2 * (plan.stage("search").calls + plan.stage("verdict").calls) <= calls
+
+
+def test_a_judge_that_cannot_be_reached_leaves_replies_unscored_not_zero(
+    write_spec: SpecWriter, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = _judge_spec(write_spec, judge="fake/down")
+    out = tmp_path / "out"
+    code = cli.main(["run", str(spec), "--out", str(out), "--quiet", "--no-tracking"])
+    err = capsys.readouterr().err
+    # every reply failed to be graded: no trial completes, and the run exits 1 (it does not crown a config scored 0)
+    assert code == 1 and "no trial completed" in err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["winner"] is None and summary["trials"]["complete"] == 0 and summary["trials"]["failed"] > 0
+
+
+def test_a_judge_on_criteria_alone_reports_no_agreement_and_says_why(write_spec: SpecWriter, tmp_path: Path) -> None:
+    spec = _judge_spec(write_spec, criteria="The reply names the review's true sentiment.", reference=False)
+    summary = _run(spec, tmp_path / "out", "--no-tracking")
+    assert summary["judge"]["agreement_with_exact"] is None
+    assert "no expected reply" in summary["judge"]["agreement_note"]
+    assert summary["winner"]["test_score"] > 0  # fake/judge checks the input's true label instead
 
 
 @pytest.mark.parametrize(

@@ -958,6 +958,10 @@ def from_promptfoo(path: Path, *, name: str, targets: Sequence[str] = ()) -> Dra
         metric, values = _judge_metric(reader, default, legacy, rubric, notes), [rubric] * len(rows)
     else:
         metric, values = _expected([kept for _, _, kept in rows], kinds)
+        if metric["name"] == "assertions" and any(assertions.rubrics(kept) for _, _, kept in rows):
+            model, why = _grader(reader, default, legacy, notes)
+            notes.append(_RUBRIC_NOTE)
+            metric = {**metric, "model": model, "_why": f"{metric['_why']}; llm-rubric graded by {why}"}
     width = max(4, len(str(len(tests))))
     return Draft(
         name=name,
@@ -1114,26 +1118,39 @@ def _shared_rubric(default: Mapping[str, Any], tests: Sequence[_Test]) -> str | 
     return rubrics.pop() if len(rubrics) == 1 else None
 
 
-def _judge_metric(
-    reader: _Reader, default: Mapping[str, Any], legacy: _Provider, rubric: str, notes: list[str]
-) -> dict[str, Any]:
-    """The judge metric for a suite scored by one rubric: promptfoo's grading provider judges, else the legacy model."""
+def _grader(reader: _Reader, default: Mapping[str, Any], legacy: _Provider, notes: list[str]) -> tuple[str, str]:
+    """The model that judges llm-rubric, and why: promptfoo's grading provider, else the legacy model (flagged)."""
     provider = (default.get("options") or {}).get("provider")
     grader = reader._provider(provider, "defaultTest.options.provider") if provider else None
     model: str | None = grader.model if grader is not None else None
     if grader is not None and model is not None:
-        why = f"promptfoo's grading provider {grader.id!r}"
-    else:
-        model = legacy.model
-        why = "the legacy model, as no defaultTest.options.provider names promptfoo's grader"
-        notes.append(
-            f"the judge is the legacy model {legacy.model} (promptfoo grades llm-rubric with its default "
-            "grader otherwise): set metric.model to a model you trust to judge, one that outlives the migration"
-        )
-    notes.append(
-        "`llm-rubric` is scored by the judge metric: the rubric is its criteria and it sees no reference "
-        "reply, as in promptfoo; its prompt is DSPy's, not promptfoo's, so its scores are not promptfoo's"
+        base = next((grader.config[k] for k in _BASE_URL_KEYS if k in grader.config), None)
+        if base:
+            notes.append(f"promptfoo's grader is served at {base!r}: set metric.model to {{model: {model}, api_base: {base}}}")
+        return model, f"promptfoo's grading provider {grader.id!r}"
+    why = (
+        f"promptfoo's grader {grader.id!r} is {grader.why_not}" if grader is not None
+        else "no defaultTest.options.provider names promptfoo's grader (promptfoo would use its default one)"
     )
+    notes.append(
+        f"the judge is the legacy model {legacy.model}: {why}; set metric.model to a model you trust to judge, "
+        "one that outlives the migration"
+    )
+    return str(legacy.model), f"the legacy model ({why})"
+
+
+_RUBRIC_NOTE = (
+    "`llm-rubric` is graded by migrator's judge (metric.model): the rubric is its criteria and it sees no "
+    "reference reply, as in promptfoo; its prompt is DSPy's, not promptfoo's, so its grades are not promptfoo's"
+)
+
+
+def _judge_metric(
+    reader: _Reader, default: Mapping[str, Any], legacy: _Provider, rubric: str, notes: list[str]
+) -> dict[str, Any]:
+    """The judge metric for a suite scored by one rubric alone."""
+    model, why = _grader(reader, default, legacy, notes)
+    notes.append(_RUBRIC_NOTE)
     return {
         "name": "judge",
         "model": model,

@@ -111,7 +111,8 @@ def label_with_legacy(
     if left_out:
         log.warning("labels: legacy: %d row(s) left out, the legacy model gave no reply: %s", len(left_out), ", ".join(left_out[:5]))
     labelled = apply_labels(prepared, replies)
-    compared = [e for e in labelled.examples if e.reference is not None]
+    # compared by the metric; a judge's metric scores in process only by exact match, which says nothing of free text
+    compared = [e for e in labelled.examples if e.reference is not None] if prepared.metric.name != "judge" else []
     agreement = sum(prepared.metric.score(str(e.expected), e.reference) for e in compared) / len(compared) if compared else None
     return labelled, Labelled(len(replies), tuple(left_out), agreement, len(compared), replies)
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from migrator.dataset import Example
 from migrator.evaluate import Config, build_request
 from migrator.judge import MAX_TOKENS as JUDGE_MAX_TOKENS
-from migrator.judge import Judge
+from migrator.judge import judge_of
 from migrator.llm import Endpoint
 from migrator.metrics import Metric
 from migrator.migration._legacy import legacy_call
@@ -170,11 +170,11 @@ def plan_migration(prepared: Prepared) -> Plan:
     # the planner ends the search once it has scored every config
     trials = min(spec.budget.trials, configs[1]) if sampler == "linear planner" else spec.budget.trials
     per_answer = 1 + calls_per_scored_example(prepared.metric)
+    judge_price = _judge_price(setup, rows)
     search, binding = _search_stage(
-        spec, trials, configs[1], len(targets), n_dev, reserve + sampling, dearest, others, per_answer
+        spec, trials, configs[1], len(targets), n_dev, reserve + sampling, dearest, others, per_answer, judge_price
     )
     steps = (*others[:2], search, *others[2:])
-    judge_price = _judge_price(setup, rows)
     stages = (*steps, _judge_stage(prepared, steps, families, rewrites, reflecting, judge_price))
 
     calls = sum(s.calls for s in stages)
@@ -489,11 +489,12 @@ def _legacy_stage(setup: SearchSetup, prepared: Prepared, price: CallPrice | Non
 
 def _judge_price(setup: SearchSetup, rows: Sequence[Example]) -> CallPrice | None:
     """A judge call's price: its prompt with the row and a reply as long as the expected one, and its output cap."""
-    judge = setup.metric.grader
-    if not isinstance(judge, Judge):
+    judge = judge_of(setup.metric.grader)
+    if judge is None:
         return None
+    requests = [judge.request(ex, format_answer(ex.expected)) for ex in rows]
     chars = statistics.fmean(
-        sum(len(c) for _, c in judge.request(ex, format_answer(ex.expected)).messages) for ex in rows
+        len(r.prompt) if r.prompt is not None else sum(len(c) for _, c in r.messages) for r in requests
     )
     return _priced(judge.endpoint, _tokens(chars), JUDGE_MAX_TOKENS)
 
@@ -539,6 +540,7 @@ def _search_stage(
     dearest: CallPrice,
     others: Sequence[Stage],
     per_answer: int = 1,
+    judge: CallPrice | None = None,
 ) -> tuple[Stage, _Binding]:
     """The trials on dev, as many as the budgets leave; which budget binds, and why.
 
@@ -572,10 +574,15 @@ def _search_stage(
             why = f"budget.calls {budget.calls} pays for the warm starts only ({left} calls, on the verdict's reserve of {kept})"
         limits.append((left, "calls", why))
     other_usd = _sum(*(s.usd for s in others if s.name != "legacy"))
-    if budget.usd is not None and other_usd is not None and dearest.usd:
-        left = math.floor((budget.usd - other_usd) / dearest.usd)
+    # an answer's price: the dearest target's call, and its judge's where an LLM judge scores it
+    judged_usd = None if judge is not None and judge.usd is None else (judge.usd if judge is not None else 0.0)
+    answer_usd = dearest.usd + judged_usd if dearest.usd and judged_usd is not None else None
+    if other_usd is not None and judged_usd:
+        other_usd += judged_usd * sum(s.calls for s in others if s.name in ("verdict", "rewrites", "reflections"))
+    if budget.usd is not None and other_usd is not None and answer_usd:
+        left = math.floor((budget.usd - other_usd) / answer_usd)
         rewrites_usd = next(s.usd or 0.0 for s in others if s.name == "rewrites")
-        warm = min(n_targets * n_dev, math.floor((budget.usd - rewrites_usd) / dearest.usd))
+        warm = min(n_targets * n_dev, math.floor((budget.usd - rewrites_usd) / answer_usd))
         why = f"budget.usd {budget.usd:g} pays for about {left} dev calls to {dearest.model} after the other steps, fewer than {wanted}"
         if left < warm:
             left = max(0, warm)
@@ -583,7 +590,7 @@ def _search_stage(
         limits.append((left, "usd", why))
     calls, binds, why = min(limits, key=lambda limit: limit[0])
     caveats = []
-    if budget.usd is not None and (other_usd is None or dearest.usd is None):
+    if budget.usd is not None and (other_usd is None or answer_usd is None):
         caveats.append("budget.usd is not checked: a price is unknown")
     if budget.minutes is not None:
         caveats.append(f"budget.minutes {budget.minutes:g} may stop it sooner (time is not estimated)")

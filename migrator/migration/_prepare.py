@@ -19,6 +19,7 @@ from migrator.llm import Endpoint
 from migrator.metrics import Metric, build_metric
 from migrator.models import default_mode, import_litellm, is_local, local_name, model_info
 from migrator.prompts import PromptTemplate
+from migrator.retirement import missing_key
 from migrator.search import SearchSetup
 from migrator.spec import Message, MigrationSpec, TargetSpec, read_yaml
 
@@ -116,6 +117,11 @@ def _check_keys(spec: MigrationSpec) -> None:
     for where, name in fields:
         if name and not os.environ.get(name):
             raise SpecError(f"the environment variable {name} that should hold the key is not set", file=spec.source_file, where=where)
+    judge = spec.metric.model
+    lacking = missing_key(judge.model_dump()) if judge is not None and not judge.api_key_env else None
+    if judge is not None and lacking:
+        # a judge that cannot be called would leave every reply unscored
+        raise SpecError(f"the judge {judge.model} needs {lacking}, which is not set", file=spec.source_file, where="metric.model")
 
 
 def _check_providers(spec: MigrationSpec) -> None:

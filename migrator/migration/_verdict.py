@@ -29,7 +29,7 @@ from migrator.evaluate import (
     sampled,
     summarize,
 )
-from migrator.judge import Judge, agreement_on, judge_prompt
+from migrator.judge import agreement_on, judge_of, judge_prompt
 from migrator.llm import LLMClient
 from migrator.migration._legacy import LegacyCall, legacy_call
 from migrator.migration._prepare import Prepared, judged
@@ -178,7 +178,9 @@ def judge_on_test(
     called = legacy if legacy is not None and legacy.lacking is None else None
     if called is not None:
         scoring.append(functools.partial(called.scores, client))
+    judge = setup.spec.metric.model
     models = [outcome.config.model for outcome, _ in jobs] + ([called.config.model] if called else [])
+    models += [judge.model] if judge is not None else []
     # one after another: llama.cpp servers share the cores, and a legacy model that
     # does not fit the budget beside the others must not take the finalists' calls
     one_at_a_time = any(is_local(m) for m in models) or (
@@ -292,7 +294,8 @@ def _first_per_target(warm_starts: Sequence[TrialOutcome]) -> list[TrialOutcome]
 
 
 def _fits(client: LLMClient, setup: SearchSetup, calls: int, *, sampled_too: bool = False) -> bool:
-    """Whether the budget (the spec's, or the client's own) pays for ``calls`` more calls.
+    """Whether the budget (the spec's, or the client's own) pays for ``calls`` more answers, each
+    with its judge's call where the metric is an LLM judge.
 
     Under a USD budget the price of another model's calls is never known beforehand (the
     legacy model's); more samples of the targets (``sampled_too``) cost what their calls
@@ -300,6 +303,7 @@ def _fits(client: LLMClient, setup: SearchSetup, calls: int, *, sampled_too: boo
     """
     budget, limits = setup.spec.budget, getattr(client, "limits", None)
     spent = client.ledger.spent()
+    calls *= 1 + setup.metric.calls_per_answer
     usd_caps = [c for c in (budget.usd, limits.usd if limits is not None else None) if c is not None]
     if usd_caps:
         if not sampled_too or not spent.calls:
@@ -381,10 +385,15 @@ def judge_report(prepared: Prepared, verdict: Verdict) -> dict[str, Any] | None:
     """What the judge metric did: its model, criteria and whole prompt, and how often its pass/fail
     matches an exact comparison with the expected reply on the test replies of the verdict's
     configs (those scored on one sample each, so that reply and score belong together)."""
-    judge = judged(prepared.metric, {}).grader
-    if not isinstance(judge, Judge):
+    judge = judge_of(judged(prepared.metric, {}).grader)
+    if judge is None:
         return None
-    evaluations = [verdict.winner, verdict.baseline, verdict.legacy, *verdict.finalists, *verdict.baselines_by_target.values()]
+    shown = {"model": judge.endpoint.model, "criteria": judge.criteria, "reference": judge.reference, "prompt": judge_prompt(judge)}
+    if not judge.reference:  # graded on criteria alone (an llm-rubric): there is no expected reply to match
+        return {**shown, "agreement_with_exact": None, "agreement_note": "the judge sees no expected reply to compare with"}
+    # the legacy model's replies are the labels under labels: legacy: they would match by construction
+    legacy = None if prepared.spec.dataset.labels == "legacy" else verdict.legacy
+    evaluations = [verdict.winner, verdict.baseline, legacy, *verdict.finalists, *verdict.baselines_by_target.values()]
     replies = [
         (r.example_id, r.output, r.score)
         for ev in evaluations
@@ -393,10 +402,14 @@ def judge_report(prepared: Prepared, verdict: Verdict) -> dict[str, Any] | None:
         if r.error is None
     ]
     found = agreement_on(replies, {ex.id: ex.expected for ex in prepared.splits.test})
+    note = None
+    if found is None:
+        note = "no test reply was judged"
+    elif found.exact_matches in (0, found.n):
+        # kappa needs both kinds: with none exact (free text, mostly) agreement is only the judge's fail rate
+        note = f"{'no' if found.exact_matches == 0 else 'every'} judged test reply is exactly the expected one: agreement says nothing"
     return {
-        "model": judge.endpoint.model,
-        "criteria": judge.criteria,
-        "reference": judge.reference,
-        "prompt": judge_prompt(judge),
-        "agreement_with_exact": found.as_dict() if found is not None else None,
+        **shown,
+        "agreement_with_exact": found.as_dict() if found is not None and note is None else None,
+        "agreement_note": note,
     }

@@ -219,6 +219,7 @@ def test_the_shipped_example_fleet_has_a_retired_app_retiring_ones_and_an_undate
         "order-math-gpt41": "retiring",
         "review-sentiment": "retiring",
         "ticket-routing": "retiring",
+        "support-replies": "retiring",
         "claude-invoices": "unknown",
     }
     # the team's own file moves the retired app in-house; litellm dates the others

@@ -87,22 +87,23 @@ def test_a_promptfoo_suite_becomes_a_spec_that_runs_to_a_winner(
         capsys, str(tmp_path / "promptfooconfig.yaml"), "--out", str(app), "--target", "fake/fewshot"
     )
     assert code == 0, err
-    assert "(60 rows, metric assertions)" in out
+    assert "(61 rows, metric assertions)" in out
 
     # the app's prompt, as promptfoo sends it
     assert yaml.safe_load((app / "prompt.yaml").read_text()) == {"messages": CHAT_PROMPT}
     # each CSV row is a row; defaultTest's var is in it, its assertion first in the expected checks
     rows = _rows(app)
-    assert len(rows) == 60
+    assert len(rows) == 61
     first, second, fifth = rows[0], rows[1], rows[4]
     assert first == {
         "id": "test-0001", "shop": "Acme", "review": reviews[0]["review"],
         "expected": [{"type": "not-icontains", "value": "as an ai"}, {"type": "equals", "value": reviews[0]["label"]}],
     }  # fmt: skip
-    # the llm-rubric of row 2 is not among its checks: it is listed as not translated
+    # the llm-rubric of row 2 is among its checks: the judge grades it
     assert second["expected"] == [
         {"type": "not-icontains", "value": "as an ai"},
         {"type": "equals", "value": reviews[1]["label"]},
+        {"type": "llm-rubric", "value": " names the sentiment and nothing else"},  # promptfoo keeps the space
     ]
     assert fifth["expected"][1:] == [
         {"type": "python", "value": f"'{reviews[4]['label']}' in output.lower()"},
@@ -121,24 +122,24 @@ def test_a_promptfoo_suite_becomes_a_spec_that_runs_to_a_winner(
         "prompt_file": "prompt.yaml",
         "params": {"temperature": 0, "max_tokens": 5},
     }
-    assert spec["metric"] == {"name": "assertions"}
+    # the legacy model grades the llm-rubrics (no grading provider is named), and the spec says so
+    assert spec["metric"] == {"name": "assertions", "model": "openai/gpt-4o-mini"}
     assert (spec["targets"], spec["catalog"]) == ("auto", ["anthropic/claude-3-5-haiku-20241022", "fake/fewshot"])
     comments = [line for line in spec_text.splitlines() if line.startswith("#   - ")]
-    rubric = next(c for c in comments if "`llm-rubric`" in c)
-    assert (
-        "needs an LLM judge" in rubric and "11 assertion(s)" in rubric and 'tests.csv line 3 "review r0001"' in rubric
-    )
-    assert any(
-        '1 of 61 tests left out: none of its assertions is one migrator scores (tests[1] "stays polite")' in c
-        for c in comments
-    )
+    assert any("the judge is the legacy model openai/gpt-4o-mini" in c for c in comments)
+    assert not any("not translated" in c or "left out" in c for c in comments)
+    assert len(rows) == 61 and rows[-1]["expected"] == [{"type": "llm-rubric", "value": "answers politely"}]
     assert any("providers' config is not carried over" in c for c in comments)
-    assert "check: not translated: `llm-rubric`" in err  # and the CLI says so
 
+    # pointed at a judge (here the fake one), the suite runs to a winner, its rubrics graded on every scored reply
+    spec["metric"]["model"] = "fake/judge"
+    (app / "migration.yaml").write_text(yaml.safe_dump(spec))
     runs = tmp_path / "runs"
     assert cli.main(["run", str(app / "migration.yaml"), "--out", str(runs), "--no-tracking", "--quiet"]) == 0
-    winner = json.loads((runs / "summary.json").read_text())["winner"]
+    summary = json.loads((runs / "summary.json").read_text())
+    winner = summary["winner"]
     assert winner["model"] == "fake/fewshot" and winner["test_score"] is not None and winner["test_n"] > 0
+    assert summary["judge"]["model"] == "fake/judge" and "{the test's llm-rubric}" in summary["judge"]["prompt"]
 
 
 def _similar_suite(root: Path) -> None:
@@ -480,7 +481,7 @@ def test_a_suite_scored_by_one_llm_rubric_becomes_the_judge_metric_and_runs_to_a
         "criteria": "The reply names the review's sentiment, positive or negative, and nothing else.",
         "reference": False,
     }
-    assert "not translated" not in spec_text and "llm-rubric` is scored by the judge metric" in spec_text
+    assert "not translated" not in spec_text and "llm-rubric` is graded by migrator's judge" in spec_text
     assert len(_rows(app)) == 60
 
     # the user points the judge at a model they trust (here the fake judge) and runs it
@@ -500,11 +501,14 @@ def test_without_a_grading_provider_the_legacy_model_judges_and_the_spec_says_so
     assert any("the judge is the legacy model openai/gpt-4o-mini" in n for n in draft.notes)
 
 
-def test_rubrics_mixed_with_other_assertions_stay_untranslated(tmp_path: Path) -> None:
-    _rubric_suite(tmp_path, grader=None)
+def test_rubrics_mixed_with_other_assertions_keep_the_assertions_metric_with_a_judge(tmp_path: Path) -> None:
+    _rubric_suite(tmp_path, grader="openai:gpt-4.1-mini")
     config = yaml.safe_load((tmp_path / "promptfooconfig.yaml").read_text())
     config["tests"][0]["assert"] = [{"type": "icontains", "value": "positive"}]
+    config["tests"][1]["assert"] = [{"type": "not-llm-rubric", "value": "rude"}]
     (tmp_path / "promptfooconfig.yaml").write_text(yaml.safe_dump(config))
     draft = from_promptfoo(tmp_path / "promptfooconfig.yaml", name="rubric")
-    assert draft.metric["name"] == "assertions"
-    assert any(n.startswith("not translated: `llm-rubric`") for n in draft.notes)
+    assert draft.metric["name"] == "assertions" and draft.metric["model"] == "openai/gpt-4.1-mini"
+    assert [c["type"] for c in draft.rows[0]["expected"]] == ["llm-rubric", "icontains"]
+    # promptfoo's not-llm-rubric is not graded: it is listed, with where it was
+    assert any(n.startswith("not translated: `not-llm-rubric`") for n in draft.notes)
