@@ -35,6 +35,7 @@ __all__ = [
     "DEFAULT_CRITERIA",
     "MAX_TOKENS",
     "PASS_SCORE",
+    "RUBRIC_CRITERIA",
     "Judge",
     "JudgeAgreement",
     "RubricGrader",
