@@ -94,6 +94,8 @@ def print_plan(plan: Plan) -> None:
     limits = [f"{k} {'not set' if v is None else format(v, 'g')}" for k, v in set_by_spec]
     say(f"budget: trials {b.trials}, {', '.join(limits)}, finalists {b.finalists}")
     say(f"  binds: {plan.binds}: {plan.binds_why}")
+    if plan.space_note:
+        say(f"  {plan.space_note}")
     for caveat in plan.caveats:
         say(f"  {caveat}")
     console.print(_estimate_table(plan))

@@ -80,7 +80,7 @@ def print_table(summary: Mapping[str, Any]) -> None:
         f"{trials['failed']} failed) · calls {calls['made']} made, {calls['cached']} cached, {calls['retried']} retried, "
         f"{calls['failed']} failed · ${summary['cost_usd']:.4f} · {summary['wall_s']:.0f}s"
     )
-    for note in ("legacy_note", "sampling_note"):
+    for note in ("legacy_note", "space_note", "sampling_note"):
         if summary.get(note):
             console.print(f"note: {summary[note]}")
     judge = summary.get("judge") or {}

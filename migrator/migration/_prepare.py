@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -21,7 +21,7 @@ from migrator.models import default_mode, import_litellm, is_local, local_name, 
 from migrator.prompts import PromptTemplate
 from migrator.retirement import missing_key
 from migrator.search import SearchSetup
-from migrator.spec import Message, MigrationSpec, TargetSpec, read_yaml
+from migrator.spec import Message, MigrationSpec, SearchSpace, TargetSpec, read_yaml
 
 __all__ = ["Prepared", "build_setup", "default_out_paths", "endpoint_for", "load_template", "prepare"]
 
@@ -81,6 +81,10 @@ class Prepared:
     examples: tuple[Example, ...]
     splits: Splits
     prompts: Mapping[str, PromptCandidate]
+    # what is searched: the spec's space, with temperature fixed at 0 where the budget cannot
+    # pay for sampled finalists' samples (``offered_space``; ``space_note`` says why)
+    space: SearchSpace
+    space_note: str = ""
 
 
 def prepare(spec: MigrationSpec) -> Prepared:
@@ -100,7 +104,11 @@ def prepare(spec: MigrationSpec) -> Prepared:
     _check_providers(spec)
     if 0 not in spec.search_space.demos.k and not splits.train:
         raise SpecError("demos need a train split (dataset.split.train > 0)", file=spec.source_file, where="search_space.demos.k")
-    return Prepared(spec, template, metric, examples, splits, {c.id: c for c in candidates})
+    prepared = Prepared(spec, template, metric, examples, splits, {c.id: c for c in candidates}, spec.search_space)
+    from migrator.migration._plan import offered_space  # it prices the plan, built on this module
+
+    space, note = offered_space(prepared)
+    return replace(prepared, space=space, space_note=note)
 
 
 def _check_keys(spec: MigrationSpec) -> None:
@@ -166,6 +174,7 @@ def build_setup(prepared: Prepared, api_bases: Mapping[str, str]) -> SearchSetup
         demo_pool=DemoPool(prepared.splits.train, seed=spec.seed, answer=prepared.metric.answer),
         endpoints=endpoints,
         accepts={m: model_info(m, api_base=e.api_base).accepts for m, e in endpoints.items()},
+        space=prepared.space,
     )
 
 

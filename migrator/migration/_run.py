@@ -90,6 +90,8 @@ def run_migration(
     with ledger_of_the_study(client, storage, study_name), asyncio.Runner() as runner:
         # labels: legacy calls the legacy model first (cached and counted like every call); workers read the replies
         prepared, labels = label_with_legacy(runner, client, prepared, api_bases)
+        if prepared.space_note:
+            on_progress("notice", {"what": prepared.space_note})
         attrs = {**(study_attrs or {}), **({LABELS_ATTR: dict(labels.replies)} if labels else {})}
         with shared_study(build_setup(prepared, api_bases), storage, study_name, role="run") as shared:
             setup, rejected = set_up_study(shared, runner, client, prepared, api_bases, on_progress, attrs)

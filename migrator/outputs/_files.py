@@ -130,6 +130,7 @@ def summary_dict(result: MigrationResult, mlflow: Mapping[str, Any], files: Mapp
         "winner_vs_baseline": _paired(result.verdict.paired),
         "winner_vs_same_target": _paired(result.verdict.paired_same_target),
         "sampling_note": result.verdict.sampling_note or None,
+        "space_note": result.prepared.space_note or None,
         "labels": result.labels.as_dict() if result.labels else {"source": "dataset"},
         "judge": judge_report(result.prepared, result.verdict),
         "pareto": [

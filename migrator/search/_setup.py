@@ -25,10 +25,8 @@ class SearchSetup:
     demo_pool: DemoPool
     endpoints: Mapping[str, Endpoint]
     accepts: Mapping[str, frozenset[str]]
-
-    @property
-    def space(self) -> SearchSpace:
-        return self.spec.search_space
+    # the spec's search space as the budget lets it be searched (``migration.offered_space``)
+    space: SearchSpace
 
     def legacy_params(self, model: str) -> dict[str, Any]:
         """The app's params that this model accepts (the rest cannot be sent to it), and the request seed."""

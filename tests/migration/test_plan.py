@@ -19,6 +19,8 @@ SpecWriter = Callable[..., Path]
 # 40 rows split 0.2 / 0.5 / 0.3: 8 train, 20 dev, 12 test
 SMALL = {"demos": {"k": [0, 2], "strategies": ["random", "knn"]}, "temperature": {"low": 0.0, "high": 0.4, "step": 0.2}}
 
+WIDER = {**SMALL, "demos": {"k": [0, 2, 4], "strategies": ["random", "knn"]}}
+
 
 def _plan(path: Path) -> Plan:
     return plan_migration(prepare(load_spec(path)))
@@ -36,18 +38,57 @@ def test_the_search_space_is_counted_per_target_as_the_planner_lists_it(write_sp
 
 
 def test_estimated_calls_with_a_calls_budget_are_the_hand_computed_figures(write_spec: SpecWriter) -> None:
-    plan = _plan(write_spec(rows=40, search_space=SMALL, budget={"trials": 10, "calls": 300, "finalists": 2}))
+    plan = _plan(write_spec(rows=40, search_space=SMALL, budget={"trials": 30, "calls": 500, "finalists": 2}))
     assert plan.splits == (8, 20, 12)
     # the verdict: 2 baselines + 2 finalists on 12 test rows = 48; temperature above 0 is
     # searched, so 2 finalists x 2 more samples x (20 dev + 12 test) + 12 for the config at 0 = 140
     assert plan.stage("verdict").calls == 48 + 140
-    # the search keeps the verdict's 188 and the legacy probe back: 300 - 189 = 111 < 10 trials x 20 dev rows
-    assert plan.stage("search").calls == 111
+    # the search keeps the verdict's 188 and the legacy probe back: 500 - 189 = 311 < 18 configs x 20 dev rows
+    assert plan.stage("search").calls == 311
     assert plan.binds == "calls"
+    assert plan.space_note == ""  # 311 is at least 3/4 of the 360 the search would have at temperature 0
     # fake/down is no target and needs no key: scored on the 12 test rows
     assert plan.stage("legacy").calls == 12
-    # 111 + 188 + 12 = 311, capped by the budget
-    assert plan.calls == 300
+    # 311 + 188 + 12 = 511, capped by the budget
+    assert plan.calls == 500
+
+
+def test_a_calls_budget_that_cannot_pay_for_samples_fixes_temperature_at_0(
+    write_spec: SpecWriter, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # 10 configs at temperature 0 (2 targets x k=0, k=2 or 4 by random or knn): 10 trials x 20 dev rows = 200 calls
+    path = write_spec(rows=40, search_space=WIDER, budget={"trials": 10, "calls": 300, "finalists": 2})
+    prepared = prepare(load_spec(path))
+    assert prepared.space.temperature is not None and prepared.space.temperature.high == 0
+    assert prepared.spec.search_space.temperature is not None  # the spec (and its hash) stay as written
+    plan = plan_migration(prepared)
+    # the samples would keep 140 back: the search would have 300 - 189 = 111 of the 10 x 20 = 200 it has at 0
+    assert plan.stage("verdict").calls == 48
+    assert plan.stage("search").calls == 200
+    assert [t.configs for t in plan.targets] == [(5, 5), (5, 5)]  # temperature 0 only
+    assert "temperature fixed at 0" in plan.space_note
+    assert "keep back 89 of the 200 calls budget.calls leaves the search" in plan.space_note
+    # at 339 calls the search with samples has 150, 3/4 of the 200
+    assert "budget.calls 339 or more would search it" in plan.space_note
+    offered = _plan(write_spec(rows=40, search_space=WIDER, budget={"trials": 10, "calls": 339, "finalists": 2}))
+    assert offered.space_note == "" and offered.stage("search").calls == 150
+    assert _plan(write_spec(rows=40, search_space=WIDER, budget={"trials": 10, "calls": 338, "finalists": 2})).space_note
+
+    from migrator.cli import main
+
+    assert main(["run", str(path), "--dry-run"]) == 0
+    assert "temperature fixed at 0" in capsys.readouterr().out
+
+
+def test_an_app_that_samples_keeps_temperature_in_the_space(write_spec: SpecWriter) -> None:
+    path = write_spec(
+        rows=40,
+        search_space=SMALL,
+        budget={"trials": 10, "calls": 300, "finalists": 2},
+        app={"params": {"temperature": 0.4, "max_tokens": 5}},
+    )
+    prepared = prepare(load_spec(path))
+    assert prepared.space == prepared.spec.search_space and prepared.space_note == ""
 
 
 def test_without_a_calls_budget_the_trials_bind(write_spec: SpecWriter) -> None:

@@ -140,3 +140,30 @@ def test_a_lead_within_the_sampling_noise_goes_to_the_config_at_temperature_0(
     assert lead.dev_score < lucky.summary.score  # its mean over 3 samples falls back from the lucky one
     assert lead.dev_score - steady.summary.score <= lead.noise.spread(lead.noise.dev)
     assert "within the noise, so the config at temperature 0 wins" in result.verdict.sampling_note
+
+
+def test_a_calls_budget_too_small_for_the_samples_searches_temperature_0_only_and_says_why(
+    write_spec: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """At 300 calls, sampled finalists would keep back 100 of the 150 calls the search has: temperature is fixed at 0."""
+    from migrator import cli
+
+    space = {"temperature": {"low": 0.0, "high": 1.0, "step": 0.25}, "demos": {"k": [0, 2], "strategies": ["random", "knn"]}}
+    spec = write_spec(targets=["fake/noisy"], search_space=space, budget={"trials": 6, "calls": 300, "finalists": 2})
+    out = tmp_path / "out"
+    assert cli.main(["run", str(spec), "--out", str(out), "--no-tracking"]) == 0
+    console = capsys.readouterr().out
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["space_note"].startswith("temperature fixed at 0: a finalist above it is scored on 3 samples")
+    assert "note: temperature fixed at 0" in console
+    assert summary["llm_calls"]["made"] <= 300
+    import optuna
+
+    study = optuna.load_study(study_name=summary["study"]["name"], storage=f"sqlite:///{out / 'study.db'}")
+    asked = [t.params for t in study.trials]
+    assert len(asked) >= 2 and all(p.get("temperature", 0.0) == 0.0 for p in asked)
+    assert all("samples" not in row for row in summary["finalists"])  # no finalist sampled, none was re-scored
+    assert "temperature fixed at 0" in (out / "report.html").read_text()
+    # with room for the samples the same space searches temperatures above 0
+    roomy = write_spec(targets=["fake/noisy"], search_space=space, budget={"trials": 6, "calls": 2000, "finalists": 2})
+    assert prepare(load_spec(roomy)).space_note == ""

@@ -123,6 +123,7 @@ class Verdict:
     roles: list[VerdictRow]
     legacy_note: str
     sampling_note: str  # why a config at temperature 0 won over a sampled one that led on dev
+    space_note: str  # why temperature was not searched (the budget could not pay for its samples)
     unseeded: str  # the targets that take no request seed
     targets: list[VerdictRow]
 
@@ -175,6 +176,7 @@ def verdict(summary: Mapping[str, Any]) -> Verdict:
         roles=[_verdict_row(summary[role], role, role=role) for role in _ROLES if summary.get(role)],
         legacy_note=summary.get("legacy_note") or "",
         sampling_note=summary.get("sampling_note") or "",
+        space_note=summary.get("space_note") or "",
         unseeded=", ".join(summary.get("sampled_without_seed") or []),
         targets=[
             _verdict_row(row, "baseline" if model == chosen else "", model=model, dev_total=dev_total)
