@@ -589,6 +589,7 @@ def run_migrator(
         "rejected_proposals": len(summary["rejected_candidates"]),
         "winner_vs_baseline": summary["winner_vs_baseline"],
         "sampling_note": summary.get("sampling_note"),
+        "space_note": summary.get("space_note"),
         "wall_s": wall,
     }
 
