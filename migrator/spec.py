@@ -258,6 +258,10 @@ class Budget(_Strict):
 class TrackingSpec(_Strict):
     uri: str | None = None
     experiment: str | None = None
+    # every run registers its winner's prompt in MLflow's prompt registry: a new version of
+    # this prompt (default: NAME-prompt), which the alias then points to
+    prompt: str | None = Field(default=None, min_length=1)
+    prompt_alias: str = Field(default="migrated", pattern=r"^[A-Za-z0-9_-]+$")
 
 
 class FloatRange(_Strict):

@@ -11,6 +11,8 @@ import contextlib
 import functools
 import os
 import sys
+import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -235,6 +237,7 @@ def search_app(spec: MigrationSpec, args: argparse.Namespace) -> SearchedApp:
             result = _search(
                 prepared, client, tracker, progress, storage=storage, study_name=study_name, api_bases=api_bases, attrs=attrs
             )
+        tracker.log_verdict(result)
         files, summary = _write_run_outputs(result, tracker, out_dir)
     except BaseException:
         # an interrupted or failed run still records the trials that finished
@@ -467,22 +470,61 @@ def _repo_file(*parts: str) -> Path:
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
-    """Serve the MLflow UI (or optuna-dashboard) on a run's stores until Ctrl-C."""
+    """Serve the MLflow UI (or optuna-dashboard) on a run's stores until Ctrl-C.
+
+    The MLflow UI's address is printed with, for each migration the store holds, the page
+    that answers what won and why (its trials ranked by dev score); ``--open`` opens it
+    once the server answers.
+    """
     import subprocess
 
     try:
         command = _dashboard_command(args)
     except _ServerAlreadyUp as up:
         return _point_at_server(str(up), args)
-    print(f"serving {'the Optuna dashboard' if args.optuna else 'the MLflow UI'} on http://{args.host}:{args.port} (Ctrl-C stops it)")
+    base = f"http://{args.host}:{args.port}"
+    print(f"serving {'the Optuna dashboard' if args.optuna else 'the MLflow UI'} on {base} (Ctrl-C stops it)")
+    pages = [] if args.optuna else _print_landing_pages(command[command.index("--backend-store-uri") + 1], base)
+    if getattr(args, "open", False):
+        threading.Thread(target=_open_when_up, args=(base, pages[0] if pages else f"{base}/"), daemon=True).start()
     try:
         return subprocess.call(command, env={**_dashboard_environment(), **os.environ})
     except KeyboardInterrupt:
         return EXIT_OK
 
 
+def _print_landing_pages(store: str, base: str) -> list[str]:
+    """Print, and return, each recorded migration's ranked runs page on the UI at ``base``."""
+    from migrator.outputs.tracking import landing_pages
+
+    pages = []
+    for name, page, compares in landing_pages(store):
+        pages.append(f"{base}/{page}")
+        print(f"  {name}: trials ranked by dev score: {pages[-1]}")
+        if compares:
+            print(f"  {name}: winner vs naive migration, example by example: {base}/{compares[0]}")
+    return pages
+
+
+def _open_when_up(base: str, page: str, timeout_s: float = 120.0) -> None:
+    """Open ``page`` in a browser once the server at ``base`` answers (it takes seconds to start)."""
+    import urllib.request
+    import webbrowser
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{base}/health", timeout=2) as reply:
+                reply.read()
+        except OSError:
+            time.sleep(0.5)
+            continue
+        webbrowser.open(page)
+        return
+
+
 def _point_at_server(uri: str, args: argparse.Namespace) -> int:
-    """Print the experiment's page on a running MLflow server (checked to answer), and open it with --open."""
+    """Print the migrations' pages on a running MLflow server (checked to answer), and open one with --open."""
     import urllib.request
 
     try:
@@ -491,12 +533,13 @@ def _point_at_server(uri: str, args: argparse.Namespace) -> int:
     except OSError as exc:
         log.error("error: the MLflow server at %s does not answer: %s", redact(uri), exc)
         return EXIT_ERROR
-    page = uri.rstrip("/") + "/#/experiments"
-    print(f"the MLflow UI is served by {redact(uri)}: {redact(page)}")
+    base = uri.rstrip("/")
+    print(f"the MLflow UI is served by {redact(uri)}: {redact(base + '/#/experiments')}")
+    pages = _print_landing_pages(uri, redact(base))
     if getattr(args, "open", False):
         import webbrowser
 
-        webbrowser.open(page)
+        webbrowser.open(pages[0].replace(redact(base), base) if pages else base + "/#/experiments")
     return EXIT_OK
 
 

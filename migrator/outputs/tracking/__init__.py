@@ -17,7 +17,7 @@ used, and importing this package changes nothing (not even the environment).
 from __future__ import annotations
 
 from migrator.errors import TrackingError
-from migrator.outputs.tracking._mlflow import MLFLOW_ENVIRONMENT
+from migrator.outputs.tracking._mlflow import MLFLOW_ENVIRONMENT, landing_page, landing_pages
 from migrator.outputs.tracking._registry import RegistryPrompt, download_lockfile, load_registry_prompt, register_prompt
 from migrator.outputs.tracking._tracker import MlflowTracker, NullTracker, Tracker
 
@@ -29,6 +29,8 @@ __all__ = [
     "Tracker",
     "TrackingError",
     "download_lockfile",
+    "landing_page",
+    "landing_pages",
     "load_registry_prompt",
     "register_prompt",
 ]

@@ -9,6 +9,7 @@ active run, so nothing leaks between migrations in one process.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -27,7 +28,15 @@ if TYPE_CHECKING:
     from migrator.migration import MigrationResult, Prepared
     from migrator.spec import MigrationSpec
 
-__all__ = ["MLFLOW_ENVIRONMENT", "MlflowRecorder", "import_mlflow", "mlflow_client"]
+__all__ = [
+    "MLFLOW_ENVIRONMENT",
+    "RANKED_VIEW",
+    "MlflowRecorder",
+    "import_mlflow",
+    "landing_page",
+    "landing_pages",
+    "mlflow_client",
+]
 
 # Settings mlflow reads from the environment, as migrator runs it (in process, and the
 # dashboard `migrator ui` starts) unless the user set them.
@@ -43,6 +52,25 @@ MLFLOW_ENVIRONMENT: Mapping[str, str] = MappingProxyType({
 })
 
 _STATUS = {"complete": "FINISHED", "pruned": "KILLED", "failed": "FAILED"}
+
+# The experiment's runs ranked by dev score with the columns a reviewer compares, kept as a
+# view MLflow's runs page opens by key (an experiment tag ``mlflow.sharedViewState.<key>``,
+# what its "Share" button writes); ``landing_page`` is the page that opens it.
+RANKED_VIEW = "migrator-ranked"
+_RANKED_COLUMNS = ("dev_score", "test_score", "cost_usd_per_1k_examples", "latency_p50_s", "calls")
+_RANKED_STATE = MappingProxyType({
+    # the trials and their parent; the evaluation runs have a page of their own
+    "searchFilter": "tags.`migrator.role` != 'evaluation'",
+    "orderByKey": "metrics.`dev_score`",
+    "orderByAsc": False,
+    "startTime": "ALL",
+    "lifecycleFilter": "Active",
+    "modelVersionFilter": "All Runs",
+    "datasetsFilter": [],
+    "selectedColumns": [*(f"metrics.`{m}`" for m in _RANKED_COLUMNS), "tags.`state`", "attributes.`Dataset`"],
+    # without it MLflow orders the metric columns by name
+    "columnOrder": [*(f"metrics.`{m}`" for m in _RANKED_COLUMNS), "tags.`state`", "attributes.`Dataset`"],
+})
 # a nested trial run's metrics: MLflow's name for each field of the trial's dev Summary
 _TRIAL_METRICS = {
     "dev_score": "score",
@@ -74,6 +102,37 @@ def import_mlflow() -> Any:
     return mlflow
 
 
+def landing_page(experiment_id: str) -> str:
+    """The MLflow UI's page (after its base URL) that answers what won and why: the runs, ranked.
+
+    ``workflowType`` decides the landing page (the experiment's kind does not: MLflow 3.17
+    opens its GenAI overview either way), so it is named.
+    """
+    return f"#/experiments/{experiment_id}/runs?viewStateShareKey={RANKED_VIEW}&workflowType=machine_learning"
+
+
+def compare_page(experiment_id: str, winner_run: str, baseline_run: str) -> str:
+    """The MLflow UI's page comparing two evaluation runs (winner and naive migration on test) example by example."""
+    return f"#/experiments/{experiment_id}/evaluation-runs?selectedRunUuid={winner_run}&compareToRunUuid={baseline_run}"
+
+
+def landing_pages(tracking_uri: str) -> list[tuple[str, str, list[str]]]:
+    """(experiment name, ``landing_page``, each migration's ``compare_page``, newest first) for each experiment a
+    migration recorded at ``tracking_uri``."""
+    client = mlflow_client(tracking_uri)
+    key = f"mlflow.sharedViewState.{RANKED_VIEW}"
+    pages = []
+    for experiment in client.search_experiments():
+        if key not in experiment.tags:
+            continue
+        parents = client.search_runs(
+            [experiment.experiment_id], filter_string="tags.`migrator.role` = 'parent'", order_by=["attributes.start_time DESC"]
+        )
+        compares = [p.data.tags["migrator.compare_page"] for p in parents if "migrator.compare_page" in p.data.tags]
+        pages.append((experiment.name, landing_page(experiment.experiment_id), compares))
+    return pages
+
+
 def mlflow_client(tracking_uri: str, registry_uri: str | None = None) -> Any:
     """An ``MlflowClient`` on ``tracking_uri`` (and ``registry_uri``, for the prompt registry)."""
     return import_mlflow().tracking.MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri)
@@ -102,12 +161,17 @@ class MlflowRecorder:
         self.parent_run_id: str | None = None
         self._client: Any = None
         self._prepared: Prepared | None = None
+        self._dataset: Any = None
+        # each trial's per-example dev results as the search gave them (the verdict's dev evaluations)
+        self._dev_results: dict[int, tuple[Any, ...]] = {}
 
     def open(self, prepared: Prepared, study_name: str) -> None:
         """Open the study's parent run: reopened if an earlier run made it, else created."""
         self._client = mlflow_client(self.tracking_uri)
         self._prepared = prepared
+        self._dataset = dataset_entity(prepared)
         self.experiment_id = self._experiment_id(self.experiment or prepared.spec.name)
+        self._client.set_experiment_tag(self.experiment_id, f"mlflow.sharedViewState.{RANKED_VIEW}", json.dumps(dict(_RANKED_STATE)))
         found = self._client.search_runs(
             [self.experiment_id],
             filter_string=f"tags.`migrator.study` = '{study_name}' and tags.`migrator.role` = 'parent'",
@@ -123,6 +187,7 @@ class MlflowRecorder:
         """Log trials under another process's parent run (a worker's), leaving that run as it is."""
         self._client = mlflow_client(self.tracking_uri)
         self._prepared = prepared
+        self._dataset = dataset_entity(prepared)
         parent = self._client.get_run(parent_run_id)
         if parent.data.tags.get("migrator.study") != study_name:
             raise ValueError(f"MLflow run {parent_run_id} is not the parent run of study {study_name!r}")
@@ -153,9 +218,11 @@ class MlflowRecorder:
             params=_params(trial_params(outcome.config)),
             tags=_tags({k: v for k, v in tags.items() if k != "mlflow.parentRunId"}),
         )
+        self._client.log_inputs(run_id, datasets=[dataset_input(self._dataset, "dev")])
         if outcome.prompt_text:
             self._client.log_text(run_id, outcome.prompt_text, "prompt.txt")
         if outcome.results:
+            self._dev_results[outcome.number] = tuple(outcome.results)
             rows = prediction_rows(outcome, self._prepared.splits.dev)
             self._client.log_table(run_id, data=_columns(rows), artifact_file="predictions.json")
         self._client.set_terminated(run_id, status=_STATUS.get(outcome.state, "FINISHED"))
@@ -188,8 +255,14 @@ class MlflowRecorder:
         """The final test results, the candidates table and the output files; then the parent run is FINISHED."""
         run_id = self.parent_run_id
         self._client.log_batch(run_id, metrics=_metrics(result_metrics(result)))
+        self._log_test_scores(result)
+        prompt_uri = self._register_winner(result, files)
+        compare = self._client.get_run(run_id).data.tags.get("migrator.compare_page")
         if result.verdict.winner is not None:
             self._client.set_tag(run_id, "winner", result.verdict.winner.config.label())
+        self._client.set_tag(
+            run_id, "mlflow.note.content", verdict_note(result, self.experiment_id or "", run_id or "", prompt_uri, compare)
+        )
         from migrator.migration import judge_report
 
         judge = judge_report(result.prepared, result.verdict)
@@ -203,6 +276,70 @@ class MlflowRecorder:
                 self._client.log_artifact(run_id, str(path))
         self._client.set_terminated(run_id, status="FINISHED")
 
+    def _log_test_scores(self, result: MigrationResult) -> None:
+        """Each trial the verdict scored on test (the baselines and finalists) gets its test score beside its dev one."""
+        scored = [*result.verdict.baselines_by_target.values(), *result.verdict.finalists]
+        by_trial = {ev.trial: ev for ev in scored if ev.trial is not None}
+        if not by_trial:
+            return
+        for run in self._trial_runs():
+            ev = by_trial.get(int(run.data.tags["migrator.trial"]))
+            if ev is not None:
+                metrics = {"test_score": ev.test.score, "test_ci_low": ev.test_ci[0], "test_ci_high": ev.test_ci[1]}
+                self._client.log_batch(run.info.run_id, metrics=_metrics(metrics))
+
+    def write_evaluations(self, result: MigrationResult) -> None:
+        """The verdict's configs on dev and test as GenAI evaluation runs (``_evaluations``), once per verdict:
+        a resumed run whose verdict is unchanged keeps them; one whose verdict changed replaces them, traces too."""
+        from migrator.outputs.tracking._evaluations import EVALUATION_ROLE, evaluations_of, log_evaluations
+
+        wanted = evaluations_of(result, self._dev_results)
+        logged = self._child_runs(EVALUATION_ROLE)
+        if sorted(r.info.run_name for r in logged) == sorted(e.run_name for e in wanted):
+            return
+        for run in logged:
+            traces = self._client.search_traces(locations=[self.experiment_id], run_id=run.info.run_id, max_results=1000)
+            if traces:
+                self._client.delete_traces(self.experiment_id, trace_ids=[t.info.trace_id for t in traces])
+            self._client.delete_run(run.info.run_id)
+        assert self.experiment_id is not None and self.parent_run_id is not None
+        run_ids = log_evaluations(
+            self.tracking_uri, self.experiment_id, self.parent_run_id, result, dataset_input(self._dataset, "test"), wanted
+        )
+        verdict = result.verdict
+        if verdict.winner is not None and verdict.baseline is not None:
+            winner = run_ids.get((verdict.winner.config.label(), "test"))
+            baseline = run_ids.get((verdict.baseline.config.label(), "test"))
+            if winner and baseline:
+                self._client.set_tag(self.parent_run_id, "migrator.compare_page", compare_page(self.experiment_id, winner, baseline))
+
+    def _register_winner(self, result: MigrationResult, files: Mapping[str, Path]) -> str | None:
+        """The winner's prompt as a new version in MLflow's prompt registry, with the spec's alias, linked from the
+        parent run; its ``prompts:/`` URI. Once per migration: a resumed run finds the version it registered."""
+        lock_path = files.get("winner")
+        if lock_path is None or not lock_path.is_file():
+            return None
+        parent = self._client.get_run(self.parent_run_id)
+        registered = parent.data.tags.get("migrator.prompt")
+        if registered:
+            return str(registered)
+        from migrator.outputs._lockfile import read_lockfile
+        from migrator.outputs.tracking._registry import register_prompt
+
+        tracking = result.spec.tracking
+        name, version = register_prompt(self.tracking_uri, read_lockfile(lock_path), name=tracking.prompt, alias=tracking.prompt_alias)
+        uri = f"prompts:/{name}/{version}"
+        # MlflowClient.link_prompt_version_to_run looks the run up in mlflow's global tracking
+        # store, not this client's (MLflow 3.17): its tag is written here, in its format
+        from mlflow.tracing.utils.prompt import update_linked_prompts_tag
+
+        registry = mlflow_client(self.tracking_uri, registry_uri=self.tracking_uri)
+        linked = update_linked_prompts_tag(parent.data.tags.get("mlflow.linkedPrompts"), [registry.get_prompt_version(name, version)])
+        self._client.set_tag(self.parent_run_id, "mlflow.linkedPrompts", linked)
+        self._client.set_tag(self.parent_run_id, "migrator.prompt", uri)
+        self._client.set_tag(self.parent_run_id, "migrator.prompt_alias", f"prompts:/{name}@{tracking.prompt_alias}")
+        return uri
+
     def _experiment_id(self, name: str) -> str:
         found = self._client.get_experiment_by_name(name)
         if found is not None:
@@ -215,16 +352,21 @@ class MlflowRecorder:
         run = self._client.create_run(self.experiment_id, run_name=spec.name, tags={**parent_tags(spec, study_name), **self.tags})
         self.parent_run_id = run.info.run_id
         self._client.log_batch(self.parent_run_id, params=_params(parent_params(prepared)))
+        self._client.log_inputs(self.parent_run_id, datasets=[dataset_input(self._dataset, "train, dev, test")])
         self._client.log_text(self.parent_run_id, prepared.template.text(), "prompts/original.txt")
 
     def _trial_runs(self) -> list[Any]:
         """Every live nested trial run of the parent run, in pages."""
+        return self._child_runs("trial")
+
+    def _child_runs(self, role: str) -> list[Any]:
+        """Every live nested run of the parent run with this ``migrator.role``, in pages."""
         found: list[Any] = []
         token: str | None = None
         while True:
             page = self._client.search_runs(
                 [self.experiment_id],
-                filter_string=f"tags.mlflow.parentRunId = '{self.parent_run_id}' and tags.`migrator.role` = 'trial'",
+                filter_string=f"tags.mlflow.parentRunId = '{self.parent_run_id}' and tags.`migrator.role` = '{role}'",
                 max_results=1000,
                 page_token=token,
             )
@@ -324,7 +466,29 @@ def trial_params(config: Config) -> dict[str, Any]:
 
 def trial_metrics(summary: Summary) -> dict[str, float]:
     """A trial's dev-split summary as metrics."""
-    return {name: getattr(summary, field) for name, field in _TRIAL_METRICS.items()}
+    metrics = {name: getattr(summary, field) for name, field in _TRIAL_METRICS.items()}
+    metrics["cost_usd_per_1k_examples"] = summary.cost_usd_per_example * 1000
+    return metrics
+
+
+def dataset_entity(prepared: Prepared) -> Any:
+    """The golden dataset as an MLflow dataset: its file, a digest of its bytes, and its rows per split."""
+    path = prepared.spec.resolve(prepared.spec.dataset.path)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12] if path.is_file() else "unknown"
+    profile = {"num_rows": len(prepared.examples), **{k: len(prepared.splits.get(k)) for k in ("train", "dev", "test")}}
+    return import_mlflow().entities.Dataset(
+        name=path.name,
+        digest=digest,
+        source_type="local",
+        source=json.dumps({"uri": path.resolve().as_uri()}),
+        profile=json.dumps(profile),
+    )
+
+
+def dataset_input(dataset: Any, split: str) -> Any:
+    """``dataset`` as one run's input: the split it used is its context (MLflow's Dataset column shows both)."""
+    entities = import_mlflow().entities
+    return entities.DatasetInput(dataset, tags=[entities.InputTag("mlflow.data.context", split)])
 
 
 def prediction_rows(outcome: TrialOutcome, dev: Sequence[Example]) -> list[dict[str, Any]]:
@@ -374,6 +538,45 @@ def result_metrics(result: MigrationResult) -> dict[str, float]:
         if agree["kappa"] is not None:
             metrics["judge_kappa"] = agree["kappa"]
     return metrics
+
+
+def verdict_note(
+    result: MigrationResult, experiment_id: str, run_id: str, prompt_uri: str | None, compare: str | None = None
+) -> str:
+    """The parent run's description (Markdown, on its page): the verdict, and links to the report and the prompt."""
+    spec, verdict = result.spec, result.verdict
+    lines = [f"**Migration of {spec.name}** from `{spec.app.model}` to {', '.join(f'`{t.model}`' for t in spec.targets)}.", ""]
+    links = [
+        f"[report.html](#/experiments/{experiment_id}/runs/{run_id}/artifacts/report.html)",
+        f"[the trials ranked by dev score]({landing_page(experiment_id)})",
+    ]
+    if compare:
+        links.append(f"[winner vs naive migration, example by example]({compare})")
+    if prompt_uri:
+        links.append(f"the winner's prompt: `{prompt_uri}` (alias `{spec.tracking.prompt_alias}`)")
+    lines += [" · ".join(links), ""]
+    winner, baseline = verdict.winner, verdict.baseline
+    if winner is None:
+        lines.append("No config completed a trial: there is no winner (see summary.json).")
+    else:
+        lines.append(
+            f"**Winner:** {winner.config.label()}: test {winner.test.score:.3f} "
+            f"(95% CI {winner.test_ci[0]:.3f} to {winner.test_ci[1]:.3f}) on {winner.test.n} examples."
+        )
+        if baseline is not None:
+            lines.append(f"**Naive migration** (the legacy prompt on {baseline.config.model}): test {baseline.test.score:.3f}.")
+        paired = verdict.paired
+        if paired is not None:
+            lines.append(
+                f"Winner minus naive migration: {paired.mean_diff:+.3f} (paired test p = {paired.p_value:.3g}; "
+                f"{paired.better} examples improved, {paired.worse} regressed)."
+            )
+    if verdict.legacy is not None:
+        lines.append(f"The app today ({spec.app.model}): test {verdict.legacy.test.score:.3f}.")
+    for note in (verdict.legacy_note, result.prepared.space_note, verdict.sampling_note):
+        if note:
+            lines.append(f"Note: {note}.")
+    return redact("\n".join(lines))
 
 
 def candidate_table(result: MigrationResult) -> list[dict[str, Any]]:

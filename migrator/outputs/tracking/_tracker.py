@@ -38,6 +38,8 @@ class Tracker(Protocol):
 
     def log_trial(self, outcome: TrialOutcome) -> None: ...
 
+    def log_verdict(self, result: MigrationResult) -> None: ...
+
     def finish(self, result: MigrationResult, files: Mapping[str, Path]) -> dict[str, Any]: ...
 
     def close(self) -> None: ...
@@ -53,6 +55,9 @@ class NullTracker:
         return None
 
     def log_trial(self, outcome: TrialOutcome) -> None:
+        return None
+
+    def log_verdict(self, result: MigrationResult) -> None:
         return None
 
     def finish(self, result: MigrationResult, files: Mapping[str, Path]) -> dict[str, Any]:
@@ -137,6 +142,11 @@ class MlflowTracker:
     def log_trial(self, outcome: TrialOutcome) -> None:
         """Queue a nested run for one finished trial (this is the search's callback)."""
         self._worker.submit(f"logging trial #{outcome.number}", lambda: self._recorder.write_trial(outcome))
+
+    def log_verdict(self, result: MigrationResult) -> None:
+        """Queue the verdict's configs on dev and test as GenAI evaluation runs, as soon as the verdict is in
+        (they are logged while the report is drawn)."""
+        self._worker.submit("logging the verdict's evaluation runs", lambda: self._recorder.write_evaluations(result))
 
     def finish(self, result: MigrationResult, files: Mapping[str, Path]) -> dict[str, Any]:
         """Log the trials no earlier run logged, the final test results and output files; wait, stop the worker.
