@@ -61,7 +61,7 @@ def test_a_judged_migration_reaches_a_winner_and_reports_the_judge_its_prompt_an
     parent = next(r for r in runs if "mlflow.parentRunId" not in r.data.tags)
     assert parent.data.metrics["judge_agreement_with_exact"] == 1.0
     assert "judge/prompt.txt" in [a.path for a in client.list_artifacts(parent.info.run_id, "judge")]
-    trial = next(r for r in runs if "mlflow.parentRunId" in r.data.tags)
+    trial = next(r for r in runs if r.data.tags.get("migrator.role") == "trial")
     table = json.loads(Path(client.download_artifacts(trial.info.run_id, "predictions.json", str(tmp_path))).read_text())
     judged = table["data"][0][table["columns"].index("judged")]
     assert "the expected" in judged

@@ -281,27 +281,21 @@ def test_mlflows_evaluation_view_compares_winner_and_naive_migration_example_by_
 def test_each_migration_registers_its_winners_prompt_as_a_new_version_under_the_alias(
     finished: dict[str, Any], tmp_path: Path
 ) -> None:
-    from mlflow.genai import load_prompt
-
     uri = finished["uri"]
+    load_prompt = _client(uri).load_prompt  # the run's own store is the registry
     winner = yaml.safe_load((finished["out"] / "winner.yaml").read_text())
     parent = _client(uri).get_run(finished["summary"]["mlflow"]["parent_run_id"])
     assert parent.data.tags["migrator.prompt"] == "prompts:/fake-sentiment-prompt/1"
     assert json.loads(parent.data.tags["mlflow.linkedPrompts"]) == [{"name": "fake-sentiment-prompt", "version": "1"}]
-    # the run's own store is the registry: set it as mlflow's, as a user loading the prompt would
-    os.environ["MLFLOW_TRACKING_URI"] = uri
-    try:
-        first = load_prompt("prompts:/fake-sentiment-prompt@migrated")
-        assert first.version == 1
-        assert first.template == [{"role": m["role"], "content": m["content"]} for m in winner["messages"]]
-        assert first.model_config["model_name"] == winner["model"]
-        # the same migration run again (a resume of a finished study) registers nothing new
-        _run(finished["root"] / "app" / "migration.yaml", finished["out"])
-        assert load_prompt("prompts:/fake-sentiment-prompt@migrated").version == 1
-        # another migration of the app (a new spec: a new study) into the same store is version 2, with its alias
-        spec = _write_app(tmp_path / "again", seed=7, tracking={"prompt_alias": "candidate"})
-        _run(spec, tmp_path / "out", "--tracking-uri", uri)
-        assert load_prompt("prompts:/fake-sentiment-prompt@candidate").version == 2
-        assert load_prompt("prompts:/fake-sentiment-prompt@migrated").version == 1
-    finally:
-        del os.environ["MLFLOW_TRACKING_URI"]
+    first = load_prompt("prompts:/fake-sentiment-prompt@migrated")
+    assert first.version == 1
+    assert first.template == [{"role": m["role"], "content": m["content"]} for m in winner["messages"]]
+    assert first.model_config["model_name"] == winner["model"]
+    # the same migration run again (a resume of a finished study) registers nothing new
+    _run(finished["root"] / "app" / "migration.yaml", finished["out"])
+    assert load_prompt("prompts:/fake-sentiment-prompt@migrated").version == 1
+    # another migration of the app (a new spec: a new study) into the same store is version 2, with its alias
+    spec = _write_app(tmp_path / "again", seed=7, tracking={"prompt_alias": "candidate"})
+    _run(spec, tmp_path / "out", "--tracking-uri", uri)
+    assert load_prompt("prompts:/fake-sentiment-prompt@candidate").version == 2
+    assert load_prompt("prompts:/fake-sentiment-prompt@migrated").version == 1

@@ -170,6 +170,7 @@ class MlflowRecorder:
         self._client = mlflow_client(self.tracking_uri)
         self._prepared = prepared
         self._dataset = dataset_entity(prepared)
+        _import_what_tracing_imports()
         self.experiment_id = self._experiment_id(self.experiment or prepared.spec.name)
         self._client.set_experiment_tag(self.experiment_id, f"mlflow.sharedViewState.{RANKED_VIEW}", json.dumps(dict(_RANKED_STATE)))
         found = self._client.search_runs(
@@ -374,6 +375,16 @@ class MlflowRecorder:
             token = page.token
             if not token:
                 return found
+
+
+def _import_what_tracing_imports() -> None:
+    """Import, while the search runs, what mlflow's tracer imports on its first trace (IPython, to ask whether it
+    runs in a notebook): done later on this thread, it raced the report's charts on the main thread, where
+    matplotlib reads a half-imported IPython (AttributeError: partially initialized module 'IPython')."""
+    import importlib.util
+
+    if importlib.util.find_spec("IPython") is not None:
+        importlib.import_module("IPython")
 
 
 def _run_to_keep(runs: Sequence[Any]) -> Any | None:
