@@ -14,7 +14,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +22,7 @@ from typing import Any
 import pytest
 import yaml
 
-from migrator.testing import base_spec, make_sentiment_rows
+from migrator.testing import base_spec, make_sentiment_rows, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -114,6 +113,14 @@ def test_a_bad_prompt_alias_is_one_line_naming_the_field(tmp_path: Path) -> None
     assert not (tmp_path / "out").exists()
 
 
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2):
+            return True
+    except OSError:
+        return False
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -132,15 +139,10 @@ def ui(finished: dict[str, Any]) -> Iterator[dict[str, Any]]:
         )  # fmt: skip
         base = f"http://127.0.0.1:{port}"
         try:
-            deadline = time.monotonic() + 180
-            while True:
-                try:
-                    with urllib.request.urlopen(f"{base}/health", timeout=2):
-                        break
-                except OSError:
-                    if time.monotonic() > deadline or proc.poll() is not None:
-                        pytest.fail("migrator ui did not come up: " + log_path.read_text()[-2000:])
-                    time.sleep(0.5)
+            try:
+                wait_for(lambda: _answers(f"{base}/health"), proc, timeout=180)
+            except AssertionError:
+                pytest.fail("migrator ui did not come up: " + log_path.read_text()[-2000:])
             yield {"base": base, "printed": log_path.read_text()}
         finally:
             os.killpg(proc.pid, signal.SIGTERM)
